@@ -1,0 +1,102 @@
+"""The `mlpipe` command: global options, the commands, and the one error-to-exit mapping."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import typer
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+
+from mlpipe import __version__
+from mlpipe.cli import apply, local, plan, status, validate
+from mlpipe.cli.options import DEFAULT_SPEC, Options
+from mlpipe.cli.output import err
+from mlpipe.core.errors import ExitStatus, MlpipeError, SpecError, describe_error
+
+app = typer.Typer(
+    help="Provision and operate an AWS ML inference pipeline from one declarative spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mlpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    spec: Path = typer.Option(DEFAULT_SPEC, "--spec", "-f", help="The pipeline spec file."),
+    profile: str | None = typer.Option(None, help="AWS profile (else the default chain)."),
+    region: str | None = typer.Option(None, help="AWS region (else the profile's)."),
+    endpoint_url: str | None = typer.Option(
+        None, help="Send every AWS call here (AWS_ENDPOINT_URL is honoured too)."
+    ),
+    local_aws: bool = typer.Option(
+        False, "--local", help="Use the embedded AWS, starting it if needed."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    ctx.obj = Options(spec, profile, region, endpoint_url, local_aws)
+
+
+app.command()(validate.validate)
+app.command()(plan.plan)
+app.command()(apply.apply)
+app.command()(apply.destroy)
+app.command()(status.status)
+app.add_typer(local.app, name="local")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every error to one exit status and one clear message."""
+    try:
+        result = app(args=argv, prog_name="mlpipe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err("Aborted: nothing changed.")
+        return ExitStatus.ERROR
+    except SpecError as exc:
+        for line in exc.lines:
+            err(line)
+        return exc.exit_status
+    except MlpipeError as exc:
+        err(f"Error: {exc}")
+        return exc.exit_status
+    except NoCredentialsError:
+        err(
+            "Error: no AWS credentials found: configure a profile, pass --profile, or use the "
+            "embedded AWS with --local."
+        )
+        return ExitStatus.ERROR
+    except EndpointConnectionError as exc:
+        err(f"Error: cannot reach {exc.kwargs.get('endpoint_url')}: is the endpoint up?")
+        return ExitStatus.ERROR
+    except (ClientError, BotoCoreError) as exc:
+        err(f"AWS error: {describe_error(exc)}")
+        return ExitStatus.ERROR
+    except KeyboardInterrupt:
+        err("Interrupted.")
+        return 130
+    return int(result or 0)
+
+
+def main() -> None:
+    sys.exit(run())

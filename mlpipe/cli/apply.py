@@ -1,0 +1,69 @@
+"""`mlpipe apply` and `mlpipe destroy`: show the plan, confirm, execute it, summarise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import err, out, stderr
+from mlpipe.cli.render import plan_lines, progress_line, summary_table
+from mlpipe.core.errors import ExitStatus, UsageError
+from mlpipe.core.executor import Outcome
+from mlpipe.core.pipeline import Pipeline
+from mlpipe.core.plan import Plan, Step
+
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+PARALLELISM = typer.Option(8, min=1, max=64, help="Resources worked on at once.")
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} needs confirmation: pass --yes to run without a prompt")
+    return typer.confirm(question, err=True)
+
+
+def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: int) -> int:
+    for line in plan_lines(the_plan):
+        out.print(line)
+    if not the_plan.changes:
+        return ExitStatus.OK
+    if not _confirm(f"{verb} these changes?", yes):
+        err("Nothing changed.")
+        return ExitStatus.ERROR
+
+    def on_event(step: Step, outcome: Outcome | None) -> None:
+        if step.action.value != "no-op":
+            stderr.print(progress_line(step, outcome))
+
+    started, calls_before = time.monotonic(), len(pipeline.aws.log.calls)
+    writes_before = len(pipeline.aws.log.writes())
+    report = pipeline.execute(the_plan, parallelism, on_event)
+    calls = pipeline.aws.log.calls[calls_before:]
+    writes = len(pipeline.aws.log.writes()) - writes_before
+    stderr.print(summary_table(report, time.monotonic() - started, len(calls), writes))
+    return ExitStatus.OK if report.ok else ExitStatus.ERROR
+
+
+def apply(ctx: typer.Context, yes: bool = YES, parallelism: int = PARALLELISM) -> int:
+    """Make AWS match the spec: create, update, replace what differs."""
+    pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
+    return _run(pipeline, pipeline.plan(parallelism), yes, "Apply", parallelism)
+
+
+def destroy(
+    ctx: typer.Context,
+    yes: bool = YES,
+    force: bool = typer.Option(
+        False, "--force", help="Also delete retained resources (the model bucket)."
+    ),
+    parallelism: int = PARALLELISM,
+) -> int:
+    """Delete the pipeline's resources in reverse dependency order. Untagged ones are left."""
+    pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
+    the_plan = pipeline.destroy_plan(force, parallelism)
+    return _run(pipeline, the_plan, yes, "Destroy", parallelism)

@@ -1,0 +1,31 @@
+"""`mlpipe plan`: what apply would change, read-only."""
+
+from __future__ import annotations
+
+import typer
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import emit_json, out
+from mlpipe.cli.render import plan_lines
+from mlpipe.core.errors import ExitStatus
+
+
+def plan(
+    ctx: typer.Context,
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 without changes, 2 with changes, 1 on error."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List unchanged resources too."),
+    parallelism: int = typer.Option(8, min=1, max=64, help="Concurrent reads."),
+) -> int:
+    """Show the changes apply would make, property by property."""
+    the_plan = options(ctx).pipeline().plan(parallelism)
+    if json_output:
+        emit_json(the_plan.as_json())
+    else:
+        for line in plan_lines(the_plan, verbose):
+            out.print(line)
+    if detailed_exitcode and the_plan.changes:
+        return ExitStatus.CHANGES
+    return ExitStatus.OK

@@ -1,0 +1,102 @@
+"""Rendering plans, reports and status as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from mlpipe.core.diff import show
+from mlpipe.core.executor import Outcome, Report, Status
+from mlpipe.core.plan import Action, Plan, Step
+
+SYMBOL = {
+    Action.CREATE: ("+", "green"),
+    Action.UPDATE: ("~", "yellow"),
+    Action.REPLACE: ("-/+", "magenta"),
+    Action.DELETE: ("-", "red"),
+    Action.NOOP: (" ", "dim"),
+}
+
+
+def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
+    lines: list[str] = []
+    for step in plan.steps:
+        if step.action is Action.NOOP and not (verbose or step.notes):
+            continue
+        symbol, colour = SYMBOL[step.action]
+        head = f"[{colour}]{symbol:>3} {escape(step.key)}[/] ({escape(step.resource.physical)})"
+        if step.diff.replace:
+            forced = ", ".join(c.path for c in step.diff.changes if c.replace)
+            head += f" [magenta]{escape(forced)} forces replacement[/]"
+        lines.append(head)
+        if step.action is Action.CREATE and step.desired:
+            for key, value in step.desired.items():
+                if value is not None:
+                    lines.append(f"        {escape(key)}: {escape(show(value, 90))}")
+        for change in step.diff.changes:
+            lines.append(
+                f"        {escape(change.path)}: {escape(show(change.before, 60))} → "
+                f"{escape(show(change.after, 60))}"
+            )
+        lines += [f"        [cyan]note: {escape(note)}[/]" for note in step.notes]
+    counts = plan.counts()
+    if plan.changes:
+        lines.append(
+            f"Plan: {counts['create']} to create, {counts['update']} to update, "
+            f"{counts['replace']} to replace, {counts['delete']} to delete, "
+            f"{counts['no-op']} unchanged."
+        )
+    else:
+        lines.append(f"No changes: {len(plan.steps)} resources match the spec.")
+    return lines
+
+
+def progress_line(step: Step, outcome: Outcome | None) -> str:
+    symbol, colour = SYMBOL[step.action]
+    if outcome is None:
+        return f"[{colour}]{symbol:>3}[/] {escape(step.key)}: {step.action} …"
+    if outcome.status is Status.FAILED:
+        return f"[red]  ✗ {escape(step.key)}: {escape(outcome.error or '')}[/]"
+    if outcome.status is Status.SKIPPED:
+        return f"[yellow]  ↷ {escape(step.key)}: skipped (a dependency failed)[/]"
+    return f"[green]  ✓[/] {escape(step.key)}: {step.action} done ({outcome.seconds:.1f}s)"
+
+
+def summary_table(report: Report, seconds: float, api_calls: int, writes: int) -> Table:
+    table = Table(title=f"Summary ({seconds:.1f}s, {api_calls} API calls, {writes} writes)")
+    for column in ("resource", "action", "result", "detail"):
+        table.add_column(column)
+    colours = {Status.DONE: "green", Status.FAILED: "red", Status.SKIPPED: "yellow"}
+    for outcome in report.outcomes.values():
+        if outcome.status is Status.UNCHANGED:
+            continue
+        colour = colours.get(outcome.status, "")
+        table.add_row(
+            escape(outcome.key),
+            str(outcome.action),
+            f"[{colour}]{outcome.status}[/]",
+            escape(outcome.error or ""),
+        )
+    unchanged = len(report.by_status(Status.UNCHANGED))
+    table.caption = (
+        f"{len(report.by_status(Status.DONE))} done, {len(report.by_status(Status.FAILED))} "
+        f"failed, {len(report.by_status(Status.SKIPPED))} skipped, {unchanged} unchanged"
+    )
+    return table
+
+
+def status_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Pipeline status")
+    for column in ("resource", "name", "status", "drifted properties"):
+        table.add_column(column)
+    colours = {"in sync": "green", "missing": "yellow", "drifted": "red"}
+    for row in rows:
+        table.add_row(
+            escape(row["key"]),
+            escape(row["name"]),
+            f"[{colours.get(row['status'], '')}]{row['status']}[/]",
+            escape(", ".join(row["drifted"])),
+        )
+    return table

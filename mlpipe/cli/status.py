@@ -1,0 +1,22 @@
+"""`mlpipe status`: every resource, missing / in sync / drifted."""
+
+from __future__ import annotations
+
+import typer
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import emit_json, out
+from mlpipe.cli.render import status_table
+
+
+def status(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> int:
+    """Show whether each resource exists and matches the spec."""
+    rows = options(ctx).pipeline().status()
+    if json_output:
+        emit_json({"resources": rows})
+    else:
+        out.print(status_table(rows))
+    return 0

@@ -1,0 +1,21 @@
+"""`mlpipe validate`: check the spec; no AWS call."""
+
+from __future__ import annotations
+
+import typer
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import out
+from mlpipe.spec import Names, load_spec
+
+
+def validate(ctx: typer.Context) -> int:
+    """Validate the spec file and show the names it derives."""
+    spec = load_spec(options(ctx).spec)
+    names = Names(spec.pipeline, spec.environment)
+    out.print(
+        f"{options(ctx).spec}: valid. Pipeline {names.pipeline_id}: "
+        f"{len(spec.endpoint.variants)} variants, {len(spec.models.versions)} model versions.",
+        markup=False,
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""The engine: AWS access, diffing, planning and executing."""

@@ -1,0 +1,79 @@
+"""Error kinds as data, and the one mapping from errors to exit codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from botocore.exceptions import ClientError
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1
+    # Invalid input (spec, arguments); also "changes present" for `plan --detailed-exitcode`.
+    USAGE = 2
+    CHANGES = 2
+
+
+class MlpipeError(Exception):
+    """An error mlpipe explains to the user: what is wrong and how to fix it."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class SpecError(MlpipeError):
+    """The spec file is invalid; one line per problem: `file: key.path: reason`."""
+
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+class UsageError(MlpipeError):
+    exit_status = ExitStatus.USAGE
+
+
+class NotOwnedError(MlpipeError):
+    """A resource exists but carries no mlpipe ownership tag for this pipeline."""
+
+
+NOT_FOUND_CODES = frozenset(
+    {
+        "404",
+        "NoSuchBucket",
+        "NoSuchEntity",
+        "NotFoundException",
+        "NotFound",
+        "ResourceNotFoundException",
+        "ParameterNotFound",
+        "EntityNotFoundException",
+        "NoSuchKey",
+        "InvalidVpcID.NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidGroup.NotFound",
+        "InvalidVpcEndpointId.NotFound",
+        "InvalidRouteTableID.NotFound",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_not_found(exc: BaseException, *extra_codes: str) -> bool:
+    code = error_code(exc)
+    return code in NOT_FOUND_CODES or code in extra_codes
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a summary: the AWS error code and message, or the exception text."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        op = getattr(exc, "operation_name", "")
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')} ({op})".strip()
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, MlpipeError) else str(exc)

@@ -1,0 +1,137 @@
+"""The executor: walks a plan's dependency graph with a thread pool.
+
+Outputs of finished resources reach their dependents; a failure skips only the resources that
+depend on it (transitively) and every independent branch still runs to the end. In a destroy
+plan the edges are reversed: a resource is deleted after everything that depends on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from enum import StrEnum
+from graphlib import TopologicalSorter
+
+from mlpipe.core.errors import describe_error
+from mlpipe.core.plan import Action, Plan, Step
+from mlpipe.core.resource import Outputs, Refs
+
+
+class Status(StrEnum):
+    DONE = "done"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class Outcome:
+    key: str
+    action: Action
+    status: Status
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    outputs: dict[str, Outputs] = field(default_factory=dict)
+
+    def by_status(self, status: Status) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.status is status]
+
+    @property
+    def ok(self) -> bool:
+        return not self.by_status(Status.FAILED) and not self.by_status(Status.SKIPPED)
+
+
+Event = Callable[[Step, Outcome | None], None]
+
+
+def _run(step: Step, refs: Refs) -> Outputs:
+    resource, observed = step.resource, step.observed
+    if step.action is Action.NOOP:
+        return observed.outputs if observed else {}
+    if step.action is Action.DELETE:
+        assert observed is not None
+        resource.delete(observed)
+        return {}
+    desired = resource.desired(refs)
+    if step.action is Action.CREATE:
+        return resource.create(desired)
+    assert observed is not None
+    if step.action is Action.REPLACE:
+        resource.delete(observed)
+        return resource.create(desired)
+    changes = resource.diff(observed.state, desired)
+    if not changes:  # the plan's unknowns resolved to the live values
+        return observed.outputs
+    return {**observed.outputs, **resource.update(observed, desired, changes)}
+
+
+def execute(plan: Plan, parallelism: int = 8, on_event: Event | None = None) -> Report:
+    steps = {s.key: s for s in plan.steps}
+    graph: dict[str, set[str]] = {k: set() for k in steps}
+    for step in plan.steps:
+        for dep in step.resource.depends_on:
+            if dep in steps:
+                if plan.destroy:
+                    graph[dep].add(step.key)
+                else:
+                    graph[step.key].add(dep)
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    report = Report()
+    notify = on_event or (lambda _s, _o: None)
+    blocked: set[str] = set()
+
+    def dependents_of(key: str) -> set[str]:
+        found, todo = set(), [key]
+        while todo:
+            current = todo.pop()
+            for other, deps in graph.items():
+                if current in deps and other not in found:
+                    found.add(other)
+                    todo.append(other)
+        return found
+
+    def work(step: Step) -> tuple[Outputs, float]:
+        started = time.monotonic()
+        outputs = _run(step, Refs(report.outputs))
+        return outputs, time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        running: dict[Future[tuple[Outputs, float]], Step] = {}
+        while sorter.is_active():
+            for key in sorter.get_ready():
+                step = steps[key]
+                if key in blocked:
+                    report.outcomes[key] = Outcome(key, step.action, Status.SKIPPED)
+                    notify(step, report.outcomes[key])
+                    sorter.done(key)
+                    continue
+                notify(step, None)
+                running[pool.submit(work, step)] = step
+            if not running:
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                step = running.pop(future)
+                try:
+                    outputs, seconds = future.result()
+                except Exception as exc:  # every failure is reported, none stops the rest
+                    outcome = Outcome(
+                        step.key, step.action, Status.FAILED, error=describe_error(exc)
+                    )
+                    blocked |= dependents_of(step.key)
+                else:
+                    report.outputs[step.key] = outputs
+                    status = Status.UNCHANGED if step.action is Action.NOOP else Status.DONE
+                    outcome = Outcome(step.key, step.action, status, seconds)
+                report.outcomes[step.key] = outcome
+                notify(step, outcome)
+                sorter.done(step.key)
+    return report

@@ -1,0 +1,141 @@
+"""The planner: read-only, and the only place that decides what happens to a resource."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from graphlib import TopologicalSorter
+from typing import Any
+
+from mlpipe.core.diff import Diff, show
+from mlpipe.core.resource import Observed, Refs, Resource
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "no-op"
+
+
+CHANGING = frozenset({Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE})
+
+
+@dataclass
+class Step:
+    resource: Resource
+    action: Action
+    observed: Observed | None = None
+    desired: dict[str, Any] | None = None
+    diff: Diff = field(default_factory=Diff)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.resource.key
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.resource.physical,
+            "action": str(self.action),
+            "changes": [
+                {
+                    "path": c.path,
+                    "before": show(c.before, 10_000),
+                    "after": show(c.after, 10_000),
+                    "forces_replacement": c.replace,
+                }
+                for c in self.diff.changes
+            ],
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    destroy: bool = False
+
+    @property
+    def changes(self) -> list[Step]:
+        return [s for s in self.steps if s.action in CHANGING]
+
+    def counts(self) -> dict[str, int]:
+        counts = {str(a): 0 for a in Action}
+        for step in self.steps:
+            counts[str(step.action)] += 1
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "mode": "destroy" if self.destroy else "apply",
+            "counts": self.counts(),
+            "steps": [s.as_json() for s in self.steps],
+        }
+
+
+def ordered(resources: Sequence[Resource]) -> list[Resource]:
+    """Resources in dependency order; dependencies outside the set are ignored."""
+    by_key = {r.key: r for r in resources}
+    if len(by_key) != len(resources):
+        raise ValueError("duplicate resource keys")
+    graph = {r.key: [d for d in r.depends_on if d in by_key] for r in resources}
+    return [by_key[k] for k in TopologicalSorter(graph).static_order()]
+
+
+def _read_all(resources: Iterable[Resource], parallelism: int) -> dict[str, Observed | None]:
+    resources = list(resources)
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        observed = pool.map(lambda r: r.read(), resources)
+        return {r.key: o for r, o in zip(resources, observed, strict=True)}
+
+
+def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
+    order = ordered(resources)
+    live = _read_all(order, parallelism)
+    outputs: dict[str, dict[str, Any] | None] = {}
+    steps: list[Step] = []
+    for resource in order:
+        observed = live[resource.key]
+        desired = resource.desired(Refs(outputs))
+        notes = resource.warnings()
+        if observed is None:
+            step = Step(resource, Action.CREATE, None, desired, notes=notes)
+        else:
+            changes = resource.diff(observed.state, desired)
+            action = Action.NOOP
+            if changes:
+                action = Action.REPLACE if changes.replace else Action.UPDATE
+            if not observed.owned:
+                notes = [*notes, "exists without mlpipe's ownership tags: apply adopts it"]
+            step = Step(resource, action, observed, desired, changes, notes)
+        outputs[resource.key] = (
+            observed.outputs if observed and step.action is not Action.REPLACE else None
+        )
+        steps.append(step)
+    return Plan(steps)
+
+
+def plan_destroy(resources: Sequence[Resource], force: bool = False, parallelism: int = 8) -> Plan:
+    order = list(reversed(ordered(resources)))
+    live = _read_all(order, parallelism)
+    steps: list[Step] = []
+    for resource in order:
+        observed = live[resource.key]
+        if observed is None:
+            continue
+        if not observed.owned:
+            steps.append(
+                Step(resource, Action.NOOP, observed, notes=["not tagged by mlpipe: left alone"])
+            )
+        elif resource.retain and not force:
+            steps.append(
+                Step(resource, Action.NOOP, observed, notes=["retained (use --force to delete)"])
+            )
+        else:
+            steps.append(Step(resource, Action.DELETE, observed))
+    return Plan(steps, destroy=True)

@@ -1,0 +1,115 @@
+"""The resource interface: one mechanism, many small resource kinds.
+
+A resource reads its live state into the same shape as its desired state, and the generic
+differ compares the two. The planner alone decides what to do; a resource only knows how to
+read, create, update and delete itself. Contract: if `create` fails, nothing is left behind
+that `read` would not find again (tags go on at create time wherever the API allows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mlpipe.core.diff import Diff, Unknown, diff
+
+if TYPE_CHECKING:
+    from mlpipe.core.context import Context
+
+Outputs = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Live state in desired's shape, the outputs dependents need, and ownership."""
+
+    state: dict[str, Any]
+    outputs: Outputs = field(default_factory=dict)
+    owned: bool = True
+
+
+class Refs:
+    """Outputs of dependencies; a value not known yet (dependency not created) is Unknown."""
+
+    def __init__(self, outputs: Mapping[str, Mapping[str, Any] | None]) -> None:
+        self._outputs = outputs
+
+    def __call__(self, key: str, name: str) -> Any:
+        values = self._outputs.get(key)
+        if values is None or name not in values:
+            return Unknown(f"{key}.{name}")
+        return values[name]
+
+
+class Resource:
+    kind: ClassVar[str]
+    replace_on: ClassVar[tuple[str, ...]] = ()
+    ignore: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self, ctx: Context, name: str, physical: str, depends_on: tuple[str, ...] = ()
+    ) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.physical = physical
+        self.depends_on = depends_on
+        self.retain = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.ctx.tags_for(self.key)
+
+    def client(self, service: str) -> Any:
+        return self.ctx.aws.client(service)
+
+    def __repr__(self) -> str:
+        return f"<{self.key} {self.physical}>"
+
+    # The interface -----------------------------------------------------------------------
+    def read(self) -> Observed | None:
+        raise NotImplementedError
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def diff(self, current: Mapping[str, Any], desired: Mapping[str, Any]) -> Diff:
+        return diff(current, desired, ignore=self.ignore, replace_on=self.replace_on)
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        raise NotImplementedError
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        raise NotImplementedError
+
+    def delete(self, observed: Observed) -> None:
+        raise NotImplementedError
+
+    def warnings(self) -> list[str]:
+        """Security defaults the spec weakens for this resource, said at plan time."""
+        return []
+
+
+class AspectResource(Resource):
+    """A resource whose update is one setter per changed top-level property (an "aspect").
+
+    Subclasses map each aspect of their desired state to a setter; the update calls only the
+    setters whose aspect changed, in the order of `aspects`.
+    """
+
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
+        raise NotImplementedError
+
+    def apply_aspects(self, desired: Mapping[str, Any], changes: Diff | None) -> None:
+        for aspect, setter in self.aspects().items():
+            managed = aspect in desired and desired[aspect] is not None
+            if managed and (changes is None or changes.touches(aspect)):
+                setter(desired[aspect])
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        self.apply_aspects(desired, changes)
+        return observed.outputs

@@ -1,0 +1,14 @@
+"""Every resource kind of the pipeline, assembled from the spec."""
+
+from __future__ import annotations
+
+from mlpipe.core.context import Context
+from mlpipe.core.resource import Resource
+from mlpipe.resources import dynamodb, iam, kms, s3, ssm
+
+MODULES = (kms, s3, dynamodb, ssm, iam)
+
+
+def build(ctx: Context) -> list[Resource]:
+    """All resources the spec declares, in a stable order (the planner sorts by dependency)."""
+    return [resource for module in MODULES for resource in module.resources(ctx)]

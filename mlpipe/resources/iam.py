@@ -1,0 +1,443 @@
+"""IAM roles for every service of the pipeline, each with inline policies scoped to ARNs.
+
+`*` appears as a resource only for actions AWS offers no resource-level permission for, each
+marked where it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mlpipe.core.context import Context
+from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.errors import is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources.kms import KEY
+
+Statement = dict[str, Any]
+
+
+def allow(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources, **extra}
+
+
+@dataclass(frozen=True)
+class Arns:
+    """ARNs of the pipeline's resources, derived from their names (known before they exist)."""
+
+    ctx: Context
+
+    def _arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
+        aws = self.ctx.aws
+        return (
+            f"arn:{aws.partition}:{service}:{aws.region if region else ''}:"
+            f"{aws.account if account else ''}:{resource}"
+        )
+
+    @property
+    def names(self) -> Any:
+        return self.ctx.names
+
+    def bucket(self, name: str, path: str = "") -> str:
+        return self._arn("s3", name + path, region=False, account=False)
+
+    def log_group(self, name: str) -> str:
+        return self._arn("logs", f"log-group:{name}:*")
+
+    def parameter(self, name: str) -> str:
+        return self._arn("ssm", f"parameter{name}")
+
+    def role(self, purpose: str) -> str:
+        return self._arn("iam", f"role{self.names.role_path}{self.names.role(purpose)}", False)
+
+    @property
+    def table(self) -> str:
+        return self._arn("dynamodb", f"table/{self.names.predictions_table}")
+
+    @property
+    def endpoint(self) -> str:
+        return self._arn("sagemaker", f"endpoint/{self.names.endpoint.lower()}")
+
+    @property
+    def stream(self) -> str:
+        return self._arn("kinesis", f"stream/{self.names.stream}")
+
+    @property
+    def stream_dlq(self) -> str:
+        return self._arn("sqs", self.names.stream_dlq)
+
+    @property
+    def topic(self) -> str:
+        return self._arn("sns", self.names.alert_topic)
+
+    @property
+    def state_machine(self) -> str:
+        return self._arn("states", f"stateMachine:{self.names.state_machine}")
+
+    @property
+    def job_queue(self) -> str:
+        return self._arn("batch", f"job-queue/{self.names.job_queue}")
+
+    @property
+    def job_definition(self) -> str:
+        return self._arn("batch", f"job-definition/{self.names.job_definition}")
+
+    def ecr_repository(self, image: str) -> str:
+        """The repository ARN of an image URI; an image without a registry is this account's."""
+        match = re.match(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com[^/]*/([^:@]+)", image)
+        aws = self.ctx.aws
+        if match:
+            account, region, repo = match.groups()
+            return f"arn:{aws.partition}:ecr:{region}:{account}:repository/{repo}"
+        return self._arn("ecr", f"repository/{re.split(r'[:@]', image)[0]}")
+
+
+def _params(arns: Arns) -> Statement:
+    names = arns.names
+    return allow(
+        "ReadModelRegistry",
+        ["ssm:GetParameter", "ssm:GetParameters"],
+        [arns.parameter(names.active_version_param), arns.parameter(names.deployment_param)],
+    )
+
+
+def _logs(sid: str, group: str, arns: Arns) -> Statement:
+    return allow(sid, ["logs:CreateLogStream", "logs:PutLogEvents"], [arns.log_group(group)])
+
+
+def _lambda_common(arns: Arns, purpose: str, key_arn: Any) -> list[Statement]:
+    return [
+        _logs("WriteOwnLogs", arns.names.function_log_group(purpose), arns),
+        _params(arns),
+        allow("InvokeEndpoint", ["sagemaker:InvokeEndpoint"], [arns.endpoint]),
+        allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+        # X-Ray trace ingestion has no resource-level permissions.
+        allow("Tracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+        # Lambda manages its VPC network interfaces; EC2 offers no resource-level
+        # permissions for DescribeNetworkInterfaces, and Lambda needs all three together.
+        allow(
+            "VpcNetworkInterfaces",
+            [
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "*",
+        ),
+    ]
+
+
+def _ecr_pull(arns: Arns, image: str) -> list[Statement]:
+    return [
+        # GetAuthorizationToken is account-wide: it has no resource-level permission.
+        allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        allow(
+            "PullImage",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [arns.ecr_repository(image)],
+        ),
+    ]
+
+
+def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[Statement]]]:
+    """purpose → (service principal, inline policy statements)."""
+    arns, names, spec = Arns(ctx), ctx.names, ctx.spec
+    models, data = names.model_bucket, names.data_bucket
+    return {
+        "preprocess": (
+            "lambda.amazonaws.com",
+            [
+                *_lambda_common(arns, "preprocess", key_arn),
+                allow("WritePredictions", ["dynamodb:PutItem"], [arns.table]),
+            ],
+        ),
+        "stream-processor": (
+            "lambda.amazonaws.com",
+            [
+                *_lambda_common(arns, "stream-processor", key_arn),
+                allow(
+                    "WritePredictions",
+                    ["dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+                    [arns.table],
+                ),
+                allow(
+                    "ReadStream",
+                    [
+                        "kinesis:DescribeStream",
+                        "kinesis:DescribeStreamSummary",
+                        "kinesis:GetRecords",
+                        "kinesis:GetShardIterator",
+                        "kinesis:ListShards",
+                        "kinesis:SubscribeToShard",
+                    ],
+                    [arns.stream],
+                ),
+                allow("KeepFailedRecords", ["sqs:SendMessage"], [arns.stream_dlq]),
+            ],
+        ),
+        "sagemaker": (
+            "sagemaker.amazonaws.com",
+            [
+                allow("ReadModels", ["s3:GetObject"], [arns.bucket(models, "/models/*")]),
+                allow("CaptureData", ["s3:PutObject"], [arns.bucket(models, "/data-capture/*")]),
+                allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+                *_ecr_pull(arns, spec.models.image),
+                allow(
+                    "EndpointLogs",
+                    ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    [arns.log_group(f"/aws/sagemaker/Endpoints/{names.endpoint}")],
+                ),
+                # PutMetricData has no resource-level permission; the namespace is pinned.
+                allow(
+                    "EndpointMetrics",
+                    ["cloudwatch:PutMetricData"],
+                    "*",
+                    Condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+                ),
+            ],
+        ),
+        "batch-job": (
+            "ecs-tasks.amazonaws.com",
+            [
+                allow("ListData", ["s3:ListBucket"], [arns.bucket(data)]),
+                allow("ReadInput", ["s3:GetObject"], [arns.bucket(data, "/*")]),
+                allow(
+                    "WriteResults",
+                    ["s3:PutObject"],
+                    [
+                        arns.bucket(data, "/predictions/*"),
+                        arns.bucket(data, "/errors/*"),
+                        arns.bucket(data, "/runs/*"),
+                    ],
+                ),
+                allow("WritePredictions", ["dynamodb:BatchWriteItem"], [arns.table]),
+                allow("InvokeEndpoint", ["sagemaker:InvokeEndpoint"], [arns.endpoint]),
+                _params(arns),
+                allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+            ],
+        ),
+        "batch-execution": (
+            "ecs-tasks.amazonaws.com",
+            [
+                *_ecr_pull(arns, spec.batch.image),
+                _logs("JobLogs", names.batch_log_group, arns),
+            ],
+        ),
+        "stepfunctions": (
+            "states.amazonaws.com",
+            [
+                allow(
+                    "SubmitJobs", ["batch:SubmitJob"], [arns.job_queue, arns.job_definition + ":*"]
+                ),
+                allow("FollowJobs", ["batch:TerminateJob"], [arns._arn("batch", "job/*")]),
+                # DescribeJobs has no resource-level permission.
+                allow("DescribeJobs", ["batch:DescribeJobs"], "*"),
+                allow(
+                    "SyncJobEvents",
+                    ["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+                    [arns._arn("events", "rule/StepFunctionsGetEventsForBatchJobsRule")],
+                ),
+                allow("Alert", ["sns:Publish"], [arns.topic]),
+                allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+                # Log delivery and X-Ray APIs have no resource-level permissions.
+                allow(
+                    "WorkflowLogs",
+                    [
+                        "logs:CreateLogDelivery",
+                        "logs:DeleteLogDelivery",
+                        "logs:DescribeLogGroups",
+                        "logs:DescribeResourcePolicies",
+                        "logs:GetLogDelivery",
+                        "logs:ListLogDeliveries",
+                        "logs:PutResourcePolicy",
+                        "logs:UpdateLogDelivery",
+                    ],
+                    "*",
+                ),
+                allow(
+                    "Tracing",
+                    [
+                        "xray:GetSamplingRules",
+                        "xray:GetSamplingTargets",
+                        "xray:PutTelemetryRecords",
+                        "xray:PutTraceSegments",
+                    ],
+                    "*",
+                ),
+            ],
+        ),
+        "events": (
+            "events.amazonaws.com",
+            [allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine])],
+        ),
+        "glue-crawler": (
+            "glue.amazonaws.com",
+            [
+                allow("ListPredictions", ["s3:ListBucket"], [arns.bucket(data)]),
+                allow("ReadPredictions", ["s3:GetObject"], [arns.bucket(data, "/predictions/*")]),
+                allow("ReadTable", ["dynamodb:DescribeTable", "dynamodb:Scan"], [arns.table]),
+                allow("UseKey", ["kms:Decrypt"], [key_arn]),
+                allow(
+                    "Catalog",
+                    [
+                        "glue:BatchCreatePartition",
+                        "glue:BatchGetPartition",
+                        "glue:CreatePartition",
+                        "glue:CreateTable",
+                        "glue:GetDatabase",
+                        "glue:GetPartition",
+                        "glue:GetPartitions",
+                        "glue:GetTable",
+                        "glue:GetTables",
+                        "glue:UpdatePartition",
+                        "glue:UpdateTable",
+                    ],
+                    [
+                        arns._arn("glue", "catalog"),
+                        arns._arn("glue", f"database/{names.glue_database}"),
+                        arns._arn("glue", f"table/{names.glue_database}/*"),
+                    ],
+                ),
+                allow(
+                    "CrawlerLogs",
+                    ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    [arns.log_group("/aws-glue/crawlers")],
+                ),
+            ],
+        ),
+    }
+
+
+def trust(ctx: Context, service: str) -> dict[str, Any]:
+    condition = {"StringEquals": {"aws:SourceAccount": ctx.aws.account}}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                # ECS tasks' trust is evaluated without a source account.
+                **({} if service == "ecs-tasks.amazonaws.com" else {"Condition": condition}),
+            }
+        ],
+    }
+
+
+class Role(Resource):
+    kind = "iam"
+    replace_on = ("Path",)
+
+    def __init__(self, ctx: Context, purpose: str) -> None:
+        super().__init__(ctx, purpose, ctx.names.role(purpose), depends_on=(KEY,))
+        self.purpose = purpose
+
+    def read(self) -> Observed | None:
+        iam = self.client("iam")
+        try:
+            role = iam.get_role(RoleName=self.physical)["Role"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        names = iam.list_role_policies(RoleName=self.physical)["PolicyNames"]
+        policies = {
+            n: policy(iam.get_role_policy(RoleName=self.physical, PolicyName=n)["PolicyDocument"])
+            for n in names
+        }
+        attached = iam.list_attached_role_policies(RoleName=self.physical)["AttachedPolicies"]
+        tags = tags_from_list(role.get("Tags"))
+        state = {
+            "Path": role["Path"],
+            "Description": role.get("Description", ""),
+            "AssumeRolePolicy": policy(role["AssumeRolePolicyDocument"]),
+            "Policies": policies,
+            "ManagedPolicies": sorted(p["PolicyArn"] for p in attached),
+            "Tags": tags,
+        }
+        return Observed(state, {"name": self.physical, "arn": role["Arn"]}, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        service, statements = role_definitions(self.ctx, refs(KEY, "arn"))[self.purpose]
+        return {
+            "Path": self.ctx.names.role_path,
+            "Description": f"mlpipe {self.ctx.names.pipeline_id}: {self.purpose}",
+            "AssumeRolePolicy": policy(trust(self.ctx, service)),
+            "Policies": {"least-privilege": policy({"Statement": statements})},
+            "ManagedPolicies": [],
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        iam = self.client("iam")
+        role = iam.create_role(
+            RoleName=self.physical,
+            Path=desired["Path"],
+            Description=desired["Description"],
+            AssumeRolePolicyDocument=json.dumps(desired["AssumeRolePolicy"]),
+            Tags=tags_to_list(desired["Tags"]),
+        )["Role"]
+        for name, document in desired["Policies"].items():
+            iam.put_role_policy(
+                RoleName=self.physical, PolicyName=name, PolicyDocument=json.dumps(document)
+            )
+        return {"name": self.physical, "arn": role["Arn"]}
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        iam, name, state = self.client("iam"), self.physical, observed.state
+        if changes.touches("Description"):
+            iam.update_role(RoleName=name, Description=desired["Description"])
+        if changes.touches("AssumeRolePolicy"):
+            iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=json.dumps(desired["AssumeRolePolicy"])
+            )
+        for policy_name, document in desired["Policies"].items():
+            if state["Policies"].get(policy_name) != document:
+                iam.put_role_policy(
+                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
+                )
+        for policy_name in set(state["Policies"]) - set(desired["Policies"]):
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        for arn in set(state["ManagedPolicies"]) - set(desired["ManagedPolicies"]):
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+        if changes.touches("Tags"):
+            sync_tags(
+                state["Tags"],
+                desired["Tags"],
+                lambda t: iam.tag_role(RoleName=name, Tags=tags_to_list(t)),
+                lambda keys: iam.untag_role(RoleName=name, TagKeys=keys),
+            )
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        iam, name = self.client("iam"), self.physical
+        for policy_name in observed.state["Policies"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        for arn in observed.state["ManagedPolicies"]:
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+        iam.delete_role(RoleName=name)
+
+
+ROLES = (
+    "preprocess",
+    "stream-processor",
+    "sagemaker",
+    "batch-job",
+    "batch-execution",
+    "stepfunctions",
+    "events",
+    "glue-crawler",
+)
+
+
+def role_key(purpose: str) -> str:
+    return f"{Role.kind}:{purpose}"
+
+
+def resources(ctx: Context) -> list[Resource]:
+    return [Role(ctx, purpose) for purpose in ROLES]

@@ -1,0 +1,175 @@
+"""The pipeline's customer-managed KMS key, found through its alias."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlpipe.core.context import Context
+from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.errors import is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+
+KEY = "kms:key"
+
+
+class KmsKey(Resource):
+    kind = "kms"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "key", ctx.names.kms_alias)
+
+    def _key_id(self) -> str | None:
+        kms = self.client("kms")
+        try:
+            meta = kms.describe_key(KeyId=self.physical)["KeyMetadata"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        return (
+            None
+            if meta["KeyState"] in ("PendingDeletion", "PendingReplicaDeletion")
+            else meta["KeyId"]
+        )
+
+    def read(self) -> Observed | None:
+        key_id = self._key_id()
+        if key_id is None:
+            return None
+        kms = self.client("kms")
+        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        tags = tags_from_list(
+            kms.list_resource_tags(KeyId=key_id).get("Tags"), "TagKey", "TagValue"
+        )
+        state = {
+            "Description": meta.get("Description", ""),
+            "Enabled": meta["KeyState"] == "Enabled",
+            "KeyRotationEnabled": kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"],
+            "Policy": policy(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]),
+            "Tags": tags,
+        }
+        return Observed(state, {"id": key_id, "arn": meta["Arn"]}, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "Description": f"mlpipe {self.ctx.names.pipeline_id}: encryption at rest",
+            "Enabled": True,
+            "KeyRotationEnabled": self.ctx.spec.kms.rotation,
+            "Policy": policy(self._policy()),
+            "Tags": self.tags,
+        }
+
+    def _policy(self) -> dict[str, Any]:
+        aws = self.ctx.aws
+        account, region, part = aws.account, aws.region, aws.partition
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    # IAM policies of the account decide who else may use the key.
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:{part}:iam::{account}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    # CloudWatch Logs encrypts the pipeline's log groups with this key.
+                    "Sid": "CloudWatchLogs",
+                    "Effect": "Allow",
+                    "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                    "Action": [
+                        "kms:Decrypt",
+                        "kms:Describe*",
+                        "kms:Encrypt",
+                        "kms:GenerateDataKey*",
+                        "kms:ReEncrypt*",
+                    ],
+                    "Resource": "*",
+                    "Condition": {
+                        "ArnLike": {
+                            "kms:EncryptionContext:aws:logs:arn": (
+                                f"arn:{part}:logs:{region}:{account}:log-group:*"
+                            )
+                        }
+                    },
+                },
+                {
+                    # Alarms and schedules publish to the encrypted alert topic.
+                    "Sid": "AlertPublishers",
+                    "Effect": "Allow",
+                    "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                },
+            ],
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        kms = self.client("kms")
+        meta = kms.create_key(
+            Description=desired["Description"],
+            KeyUsage="ENCRYPT_DECRYPT",
+            KeySpec="SYMMETRIC_DEFAULT",
+            Policy=json.dumps(desired["Policy"]),
+            Tags=tags_to_list(desired["Tags"], "TagKey", "TagValue"),
+        )["KeyMetadata"]
+        key_id = meta["KeyId"]
+        if desired["KeyRotationEnabled"]:
+            kms.enable_key_rotation(KeyId=key_id)
+        self._point_alias(key_id)
+        return {"id": key_id, "arn": meta["Arn"]}
+
+    def _point_alias(self, key_id: str) -> None:
+        kms = self.client("kms")
+        try:
+            kms.create_alias(AliasName=self.physical, TargetKeyId=key_id)
+        except Exception as exc:
+            if "AlreadyExists" not in type(exc).__name__ and "AlreadyExists" not in str(exc):
+                raise
+            # The alias outlives a key scheduled for deletion: move it to the new key.
+            kms.update_alias(AliasName=self.physical, TargetKeyId=key_id)
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        kms, key_id = self.client("kms"), observed.outputs["id"]
+        if changes.touches("Description"):
+            kms.update_key_description(KeyId=key_id, Description=desired["Description"])
+        if changes.touches("Enabled"):
+            kms.enable_key(KeyId=key_id)
+        if changes.touches("KeyRotationEnabled"):
+            if desired["KeyRotationEnabled"]:
+                kms.enable_key_rotation(KeyId=key_id)
+            else:
+                kms.disable_key_rotation(KeyId=key_id)
+        if changes.touches("Policy"):
+            kms.put_key_policy(
+                KeyId=key_id, PolicyName="default", Policy=json.dumps(desired["Policy"])
+            )
+        if changes.touches("Tags"):
+            sync_tags(
+                observed.state["Tags"],
+                desired["Tags"],
+                lambda tags: kms.tag_resource(
+                    KeyId=key_id, Tags=tags_to_list(tags, "TagKey", "TagValue")
+                ),
+                lambda keys: kms.untag_resource(KeyId=key_id, TagKeys=keys),
+            )
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        kms = self.client("kms")
+        kms.delete_alias(AliasName=self.physical)
+        kms.schedule_key_deletion(
+            KeyId=observed.outputs["id"], PendingWindowInDays=self.ctx.spec.kms.deletion_window_days
+        )
+
+    def warnings(self) -> list[str]:
+        if not self.ctx.spec.kms.rotation:
+            return ["key rotation is off (AWS FSBP KMS.4 expects it on)"]
+        return []
+
+
+def resources(ctx: Context) -> list[Resource]:
+    return [KmsKey(ctx)]

@@ -1,0 +1,250 @@
+"""The model and data buckets: versioned, SSE-KMS, private, TLS-only, with lifecycle rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpipe.core.context import Context
+from mlpipe.core.diff import policy, tags_from_list, tags_to_list
+from mlpipe.core.errors import MlpipeError, error_code
+from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
+from mlpipe.resources.kms import KEY
+
+PUBLIC_ACCESS_BLOCKED = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def _rule(rule_id: str, prefix: str = "", **actions: Any) -> dict[str, Any]:
+    return {"ID": rule_id, "Status": "Enabled", "Filter": {"Prefix": prefix}, **actions}
+
+
+def _normal_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A live lifecycle rule in the shape mlpipe writes, so the two compare."""
+    filt = rule.get("Filter") or {}
+    out = _rule(rule.get("ID", ""), filt.get("Prefix", rule.get("Prefix", "")))
+    out["Status"] = rule.get("Status")
+    for action, field in (
+        ("Expiration", "Days"),
+        ("NoncurrentVersionExpiration", "NoncurrentDays"),
+        ("AbortIncompleteMultipartUpload", "DaysAfterInitiation"),
+    ):
+        if field in rule.get(action, {}):
+            out[action] = {field: rule[action][field]}
+    return out
+
+
+class Bucket(AspectResource):
+    kind = "s3"
+
+    def __init__(
+        self, ctx: Context, name: str, physical: str, rules: list[dict[str, Any]], retain: bool
+    ) -> None:
+        super().__init__(ctx, name, physical, depends_on=(KEY,))
+        self.rules = sorted(rules, key=lambda r: r["ID"])
+        self.retain = retain
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.ctx.aws.partition}:s3:::{self.physical}"
+
+    def _get(self, call: Callable[..., Any], missing: str, pick: Callable[[Any], Any]) -> Any:
+        try:
+            return pick(call(Bucket=self.physical))
+        except ClientError as exc:
+            if error_code(exc) == missing:
+                return None
+            raise
+
+    def read(self) -> Observed | None:
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=self.physical)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return None
+            if code in ("403", "AccessDenied"):
+                raise MlpipeError(
+                    f"bucket {self.physical} exists but belongs to another account: S3 names are "
+                    "global; change pipeline or environment in the spec"
+                ) from exc
+            raise
+        tags = self._get(s3.get_bucket_tagging, "NoSuchTagSet", lambda r: r["TagSet"])
+        tags = tags_from_list(tags)
+        state = {
+            "Versioning": s3.get_bucket_versioning(Bucket=self.physical).get("Status"),
+            "Encryption": self._get(
+                s3.get_bucket_encryption,
+                "ServerSideEncryptionConfigurationNotFoundError",
+                lambda r: _encryption(r["ServerSideEncryptionConfiguration"]["Rules"][0]),
+            ),
+            "PublicAccessBlock": self._get(
+                s3.get_public_access_block,
+                "NoSuchPublicAccessBlockConfiguration",
+                lambda r: r["PublicAccessBlockConfiguration"],
+            ),
+            "Ownership": self._get(
+                s3.get_bucket_ownership_controls,
+                "OwnershipControlsNotFoundError",
+                lambda r: r["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+            ),
+            "Lifecycle": self._get(
+                s3.get_bucket_lifecycle_configuration,
+                "NoSuchLifecycleConfiguration",
+                lambda r: sorted((_normal_rule(x) for x in r["Rules"]), key=lambda x: x["ID"]),
+            ),
+            "Policy": self._get(
+                s3.get_bucket_policy, "NoSuchBucketPolicy", lambda r: policy(r["Policy"])
+            ),
+            "Tags": tags,
+        }
+        return Observed(state, self._outputs(), self.ctx.owns(tags))
+
+    def _outputs(self) -> Outputs:
+        return {"name": self.physical, "arn": self.arn}
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "Versioning": "Enabled",
+            "Encryption": {
+                "SSEAlgorithm": "aws:kms",
+                "KMSMasterKeyID": refs(KEY, "arn"),
+                "BucketKeyEnabled": True,
+            },
+            "PublicAccessBlock": PUBLIC_ACCESS_BLOCKED,
+            "Ownership": "BucketOwnerEnforced",
+            "Lifecycle": self.rules,
+            "Policy": policy(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [self.arn, f"{self.arn}/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                }
+            ),
+            "Tags": self.tags,
+        }
+
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
+        s3, bucket = self.client("s3"), self.physical
+        return {
+            "PublicAccessBlock": lambda v: s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=v
+            ),
+            "Ownership": lambda v: s3.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": v}]}
+            ),
+            "Encryption": lambda v: s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        {
+                            "ApplyServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": v["SSEAlgorithm"],
+                                "KMSMasterKeyID": v["KMSMasterKeyID"],
+                            },
+                            "BucketKeyEnabled": v["BucketKeyEnabled"],
+                        }
+                    ]
+                },
+            ),
+            "Versioning": lambda v: s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": v}
+            ),
+            "Lifecycle": lambda v: s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": v}
+            ),
+            "Policy": lambda v: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(v)),
+            "Tags": lambda v: s3.put_bucket_tagging(
+                Bucket=bucket, Tagging={"TagSet": tags_to_list(v)}
+            ),
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        s3, region = self.client("s3"), self.ctx.aws.region
+        params: dict[str, Any] = {"Bucket": self.physical, "ObjectOwnership": "BucketOwnerEnforced"}
+        if region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**params)
+        self.ctx.eventually(lambda: s3.head_bucket(Bucket=self.physical), "404", "NoSuchBucket")
+        # Tags first, so the bucket is recognisably mlpipe's even if a later call fails.
+        order = ["Tags", *(a for a in self.aspects() if a != "Tags")]
+        setters = self.aspects()
+        for aspect in order:
+            setters[aspect](desired[aspect])
+        return self._outputs()
+
+    def delete(self, observed: Observed) -> None:
+        s3 = self.client("s3")
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=self.physical)
+        for page in pages:
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            for start in range(0, len(doomed), 1000):
+                s3.delete_objects(
+                    Bucket=self.physical,
+                    Delete={"Objects": doomed[start : start + 1000], "Quiet": True},
+                )
+        s3.delete_bucket(Bucket=self.physical)
+
+
+def _encryption(rule: dict[str, Any]) -> dict[str, Any]:
+    default = rule["ApplyServerSideEncryptionByDefault"]
+    return {
+        "SSEAlgorithm": default.get("SSEAlgorithm"),
+        "KMSMasterKeyID": default.get("KMSMasterKeyID"),
+        "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled", False)),
+    }
+
+
+def resources(ctx: Context) -> list[Resource]:
+    storage, names = ctx.spec.storage, ctx.names
+    abort = {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+    return [
+        Bucket(
+            ctx,
+            "models",
+            names.model_bucket,
+            [
+                _rule(
+                    "archive-old-versions",
+                    NoncurrentVersionExpiration={
+                        "NoncurrentDays": storage.model_bucket.noncurrent_version_expiration_days
+                    },
+                    **abort,
+                )
+            ],
+            retain=storage.model_bucket.retain_on_destroy,
+        ),
+        Bucket(
+            ctx,
+            "data",
+            names.data_bucket,
+            [
+                _rule(
+                    "expire-raw",
+                    storage.data_bucket.raw_prefix,
+                    Expiration={"Days": storage.data_bucket.raw_expiration_days},
+                ),
+                _rule("abort-incomplete-uploads", **abort),
+            ],
+            retain=False,
+        ),
+    ]

@@ -1,0 +1,160 @@
+"""The Parameter Store model registry: active version, deployment state, version metadata.
+
+Values are seeds: the first apply writes them from the spec; afterwards the model commands
+(register, traffic, promote, rollback) own them, so apply never compares or rewrites a value.
+Description and tags stay managed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlpipe.core.context import Context
+from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.errors import is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+
+
+class Parameter(Resource):
+    kind = "ssm"
+    ignore = ("Value",)
+
+    def __init__(
+        self, ctx: Context, name: str, physical: str, value: str, description: str
+    ) -> None:
+        super().__init__(ctx, name, physical)
+        self.value = value
+        self.description = description
+
+    @property
+    def arn(self) -> str:
+        aws = self.ctx.aws
+        return f"arn:{aws.partition}:ssm:{aws.region}:{aws.account}:parameter{self.physical}"
+
+    def read(self) -> Observed | None:
+        ssm = self.client("ssm")
+        try:
+            param = ssm.get_parameter(Name=self.physical)["Parameter"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        meta = ssm.describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.physical]}]
+        )["Parameters"][0]
+        tags = tags_from_list(
+            ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=self.physical)[
+                "TagList"
+            ]
+        )
+        state = {
+            "Type": param["Type"],
+            "Value": param["Value"],
+            "Description": meta.get("Description", ""),
+            "Tags": tags,
+        }
+        return Observed(state, {"name": self.physical, "arn": self.arn}, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "Type": "String",
+            "Value": self.value,
+            "Description": self.description,
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        self.client("ssm").put_parameter(
+            Name=self.physical,
+            Value=desired["Value"],
+            Type=desired["Type"],
+            Description=desired["Description"],
+            Tier="Standard",
+            Tags=tags_to_list(desired["Tags"]),
+        )
+        return {"name": self.physical, "arn": self.arn}
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        ssm = self.client("ssm")
+        if changes.touches("Description") or changes.touches("Type"):
+            ssm.put_parameter(
+                Name=self.physical,
+                Value=observed.state["Value"],
+                Type=desired["Type"],
+                Description=desired["Description"],
+                Overwrite=True,
+            )
+        if changes.touches("Tags"):
+            sync_tags(
+                observed.state["Tags"],
+                desired["Tags"],
+                lambda t: ssm.add_tags_to_resource(
+                    ResourceType="Parameter", ResourceId=self.physical, Tags=tags_to_list(t)
+                ),
+                lambda keys: ssm.remove_tags_from_resource(
+                    ResourceType="Parameter", ResourceId=self.physical, TagKeys=keys
+                ),
+            )
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        try:
+            self.client("ssm").delete_parameter(Name=self.physical)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+
+
+def deployment_state(ctx: Context) -> dict[str, Any]:
+    """The initial deployment state: which version each variant serves, and its weight."""
+    variants = ctx.spec.endpoint.variants
+    return {
+        "variants": [{"name": v.name, "version": v.version, "weight": v.weight} for v in variants],
+        "champion": variants[0].name,
+        "challenger": variants[1].name if len(variants) > 1 else None,
+    }
+
+
+def version_metadata(ctx: Context, version: str) -> dict[str, Any]:
+    spec = ctx.spec.models
+    declared = spec.versions[version]
+    meta: dict[str, Any] = {
+        "version": version,
+        "s3Path": f"s3://{ctx.names.model_bucket}/models/{version}/model.tar.gz",
+        "image": declared.image or spec.image,
+    }
+    if declared.baseline:
+        meta["performanceBaseline"] = declared.baseline.model_dump(exclude_none=True)
+    return meta
+
+
+def resources(ctx: Context) -> list[Resource]:
+    names = ctx.names
+    params: list[Resource] = [
+        Parameter(
+            ctx,
+            "active-version",
+            names.active_version_param,
+            ctx.spec.models.active_version,
+            "Currently active model version for inference",
+        ),
+        Parameter(
+            ctx,
+            "deployment",
+            names.deployment_param,
+            json.dumps(deployment_state(ctx), sort_keys=True),
+            "Which model version each endpoint variant serves, and its traffic weight",
+        ),
+    ]
+    params += [
+        Parameter(
+            ctx,
+            f"metadata-{version}",
+            names.metadata_param(version),
+            json.dumps(version_metadata(ctx, version), sort_keys=True),
+            f"Model {version}: artifact, image and performance baseline",
+        )
+        for version in ctx.spec.models.versions
+    ]
+    return params

@@ -1,0 +1,521 @@
+"""The pipeline spec: pydantic models of `config/pipeline.yaml`, and every derived name.
+
+Unknown keys are refused everywhere. Names derive from `pipeline` + `environment` here and
+nowhere else, and are checked against each service's naming rules when the spec is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlpipe.core.errors import SpecError
+
+VERSION_RE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+Days = Annotated[int, Field(ge=1, le=3650)]
+
+
+def check_version(value: str) -> str:
+    if not VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a version like v1.2.3")
+    return value
+
+
+class KmsSpec(Strict):
+    rotation: bool = True
+    deletion_window_days: Annotated[int, Field(ge=7, le=30)] = 30
+
+
+class ModelBucketSpec(Strict):
+    noncurrent_version_expiration_days: Days = 90
+    retain_on_destroy: bool = True
+
+
+class DataBucketSpec(Strict):
+    raw_prefix: str = "raw/"
+    raw_expiration_days: Days = 30
+
+
+class TableSpec(Strict):
+    ttl_attribute: str = "expirationTime"
+    ttl_days: Days = 30
+    point_in_time_recovery: bool = True
+    deletion_protection: bool = True
+
+
+class StorageSpec(Strict):
+    model_bucket: ModelBucketSpec = ModelBucketSpec()
+    data_bucket: DataBucketSpec = DataBucketSpec()
+    predictions_table: TableSpec = TableSpec()
+
+
+class Baseline(Strict):
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    latency: float | None = Field(default=None, ge=0, description="milliseconds")
+
+
+class ModelVersionSpec(Strict):
+    image: str | None = None
+    baseline: Baseline | None = None
+
+
+class ModelsSpec(Strict):
+    image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.0-cpu-py310"
+    active_version: str = "v1.0.0"
+    versions: dict[str, ModelVersionSpec] = {"v1.0.0": ModelVersionSpec()}
+
+    @field_validator("active_version")
+    @classmethod
+    def _active(cls, value: str) -> str:
+        return check_version(value)
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, value: dict[str, ModelVersionSpec]) -> dict[str, ModelVersionSpec]:
+        for version in value:
+            check_version(version)
+        if not value:
+            raise ValueError("declare at least one model version")
+        return value
+
+    @model_validator(mode="after")
+    def _active_declared(self) -> ModelsSpec:
+        if self.active_version not in self.versions:
+            raise ValueError(
+                f"active_version {self.active_version} is not among versions "
+                f"({', '.join(self.versions)})"
+            )
+        return self
+
+
+INTERFACE_ENDPOINTS = (
+    "sagemaker.runtime",
+    "ssm",
+    "kinesis-streams",
+    "logs",
+    "xray",
+    "sts",
+    "monitoring",
+    "ecr.api",
+    "ecr.dkr",
+    "sns",
+    "states",
+)
+
+
+class NetworkSpec(Strict):
+    cidr: str = "10.0.0.0/16"
+    availability_zones: Annotated[int, Field(ge=2, le=6)] = 2
+    subnet_prefix_length: Annotated[int, Field(ge=16, le=28)] = 24
+    interface_endpoints: list[str] = [
+        "sagemaker.runtime",
+        "ssm",
+        "kinesis-streams",
+        "logs",
+        "xray",
+    ]
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a CIDR block like 10.0.0.0/16") from exc
+        if not 16 <= net.prefixlen <= 24:
+            raise ValueError(f"VPC prefix length must be /16 to /24, got /{net.prefixlen}")
+        return value
+
+    @field_validator("interface_endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(INTERFACE_ENDPOINTS))
+        if unknown:
+            raise ValueError(
+                f"unknown interface endpoint(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(INTERFACE_ENDPOINTS)}"
+            )
+        if "sagemaker.runtime" not in value:
+            raise ValueError("sagemaker.runtime is required: the Lambdas invoke the endpoint")
+        return value
+
+
+class VariantSpec(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
+    version: str
+    weight: Percent
+    instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+    instance_type: str | None = None
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return check_version(value)
+
+
+class DataCaptureSpec(Strict):
+    enabled: bool = True
+    sampling_percentage: Percent = 10
+
+
+class EndpointSpec(Strict):
+    instance_type: str = "ml.m5.large"
+    variants: list[VariantSpec] = [
+        VariantSpec(name="ModelA", version="v1.0.0", weight=80),
+        VariantSpec(name="ModelB", version="v1.0.0", weight=20),
+    ]
+    data_capture: DataCaptureSpec = DataCaptureSpec()
+    keep_configs: Annotated[int, Field(ge=2, le=20)] = 3
+    wait_timeout_seconds: Annotated[int, Field(ge=1, le=7200)] = 1800
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[VariantSpec]) -> list[VariantSpec]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {', '.join(names)}")
+        if not 1 <= len(value) <= 10:
+            raise ValueError(f"an endpoint has 1 to 10 variants, got {len(value)}")
+        total = sum(v.weight for v in value)
+        if total != 100:
+            raise ValueError(f"weights must add up to 100, got {total}")
+        return value
+
+
+class AutoscalingSpec(Strict):
+    min_capacity: Annotated[int, Field(ge=1)] = 1
+    max_capacity: Annotated[int, Field(ge=1)] = 10
+    target_invocations_per_instance: Annotated[float, Field(gt=0)] = 1000
+    scale_in_cooldown_seconds: Annotated[int, Field(ge=0)] = 300
+    scale_out_cooldown_seconds: Annotated[int, Field(ge=0)] = 60
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(
+                f"min_capacity ({self.min_capacity}) exceeds max_capacity ({self.max_capacity})"
+            )
+        return self
+
+
+class FunctionSpec(Strict):
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 30
+    reserved_concurrency: Annotated[int, Field(ge=0)] | None = 50
+
+
+class LambdasSpec(Strict):
+    runtime: Literal["python3.11"] = "python3.11"
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    ssm_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
+    feature_count: Annotated[int, Field(ge=1)] | None = None
+    preprocess: FunctionSpec = FunctionSpec()
+    stream_processor: FunctionSpec = FunctionSpec(timeout_seconds=60, reserved_concurrency=10)
+
+
+class CacheSpec(Strict):
+    enabled: bool = True
+    size_gb: Literal["0.5", "1.6", "6.1", "13.5", "28.4", "58.2", "118", "237"] = "0.5"
+    ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    encrypted: bool = True
+    key_header: str = "X-Features-Hash"
+
+
+class ThrottleSpec(Strict):
+    rate_limit: Annotated[float, Field(gt=0)] = 100
+    burst_limit: Annotated[int, Field(gt=0)] = 200
+    quota_per_day: Annotated[int, Field(gt=0)] | None = 100_000
+
+
+class ApiSpec(Strict):
+    stage: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_]{1,128}$")] = "prod"
+    auth: Literal["api_key", "iam", "none"] = "api_key"
+    cache: CacheSpec = CacheSpec()
+    throttle: ThrottleSpec = ThrottleSpec()
+    logging_level: Literal["INFO", "ERROR", "OFF"] = "INFO"
+    tracing: bool = True
+    metrics: bool = True
+
+
+class StreamSpec(Strict):
+    shards: Annotated[int, Field(ge=1, le=500)] = 2
+    retention_hours: Annotated[int, Field(ge=24, le=8760)] = 24
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    batching_window_seconds: Annotated[int, Field(ge=0, le=300)] = 5
+    bisect_on_error: bool = True
+    retry_attempts: Annotated[int, Field(ge=-1, le=10000)] = 3
+    starting_position: Literal["LATEST", "TRIM_HORIZON"] = "LATEST"
+
+
+class BatchSpec(Strict):
+    compute: Literal["FARGATE", "FARGATE_SPOT"] = "FARGATE"
+    max_vcpus: Annotated[int, Field(ge=1, le=10000)] = 256
+    image: str = "pytorch-inference:2.0"
+    vcpus: Literal[0.25, 0.5, 1, 2, 4, 8, 16] = 4
+    memory_mib: Annotated[int, Field(ge=512, le=122880)] = 8192
+    shards: Annotated[int, Field(ge=1, le=40)] = 2
+    job_attempts: Annotated[int, Field(ge=1, le=10)] = 2
+    max_bad_records: Annotated[float, Field(ge=0)] = 0.05
+
+
+class ScheduleSpec(Strict):
+    enabled: bool = True
+    batch_cron: str = "cron(0 2 * * ? *)"
+
+    @field_validator("batch_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        match = re.fullmatch(r"cron\((.+)\)", value)
+        if not match or len(match.group(1).split()) != 6:
+            raise ValueError(
+                f"{value!r} is not an EventBridge cron expression with six fields, "
+                "e.g. cron(0 2 * * ? *)"
+            )
+        return value
+
+
+class WorkflowSpec(Strict):
+    timeout_seconds: Annotated[int, Field(ge=60, le=31_536_000)] = 7200
+    retry_max_attempts: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_interval_seconds: Annotated[int, Field(ge=1)] = 30
+    retry_backoff_rate: Annotated[float, Field(ge=1)] = 2.0
+
+
+class AlarmThresholds(Strict):
+    model_latency_p99_ms: Annotated[float, Field(gt=0)] = 2000
+    model_latency_periods: Annotated[int, Field(ge=1)] = 2
+    invocation_4xx: Annotated[float, Field(ge=0)] = 50
+    invocation_5xx: Annotated[float, Field(ge=0)] = 1
+    lambda_errors: Annotated[float, Field(ge=0)] = 1
+    lambda_throttles: Annotated[float, Field(ge=0)] = 1
+    iterator_age_ms: Annotated[float, Field(gt=0)] = 60_000
+    workflow_failures: Annotated[float, Field(ge=0)] = 1
+
+
+class MonitoringSpec(Strict):
+    alert_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        "team@example.com"
+    )
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    period_seconds: Literal[60, 300, 900, 3600] = 300
+    alarms: AlarmThresholds = AlarmThresholds()
+
+
+class AnalyticsSpec(Strict):
+    crawler_schedule: str = "cron(0 3 * * ? *)"
+    crawl_dynamodb: bool = True
+    bytes_scanned_cutoff: Annotated[int, Field(ge=10_000_000)] | None = 10_000_000_000
+
+
+TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
+
+
+class Spec(Strict):
+    pipeline: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")]
+    environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,9}$")]
+    tags: dict[str, str] = {}
+    kms: KmsSpec = KmsSpec()
+    storage: StorageSpec = StorageSpec()
+    models: ModelsSpec = ModelsSpec()
+    network: NetworkSpec = NetworkSpec()
+    endpoint: EndpointSpec = EndpointSpec()
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    lambdas: LambdasSpec = LambdasSpec()
+    api: ApiSpec = ApiSpec()
+    stream: StreamSpec = StreamSpec()
+    batch: BatchSpec = BatchSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    workflow: WorkflowSpec = WorkflowSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+    analytics: AnalyticsSpec = AnalyticsSpec()
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag_value in value.items():
+            if key.lower().startswith(("aws:", "mlpipe:")):
+                raise ValueError(f"tag key {key!r} uses a reserved prefix (aws:, mlpipe:)")
+            if not TAG_KEY.match(key) or len(tag_value) > 256:
+                raise ValueError(f"tag {key!r} is not a valid AWS tag (key <= 128, value <= 256)")
+        if len(value) > 40:
+            raise ValueError(
+                f"at most 40 tags (AWS allows 50, mlpipe adds its own), got {len(value)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Spec:
+        for variant in self.endpoint.variants:
+            if variant.version not in self.models.versions:
+                raise ValueError(
+                    f"endpoint.variants: {variant.name} serves {variant.version}, which is not "
+                    "declared under models.versions"
+                )
+        problems = Names(self.pipeline, self.environment).problems(self)
+        if problems:
+            raise ValueError("pipeline, environment: " + "; ".join(problems))
+        return self
+
+
+# Worst cases used when checking name lengths before the account and region are known.
+PLACEHOLDER_ACCOUNT = "123456789012"
+LONGEST_REGION = "ap-southeast-5x"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every physical name of the pipeline, derived from pipeline + environment."""
+
+    pipeline: str
+    environment: str
+    account: str = PLACEHOLDER_ACCOUNT
+    region: str = LONGEST_REGION
+
+    @property
+    def pipeline_id(self) -> str:
+        return f"{self.pipeline}-{self.environment}"
+
+    def _n(self, suffix: str) -> str:
+        return f"{self.pipeline_id}-{suffix}"
+
+    # Security and storage
+    kms_alias = property(lambda self: f"alias/{self.pipeline_id}")
+    model_bucket = property(lambda self: self._n(f"models-{self.account}-{self.region}"))
+    data_bucket = property(lambda self: self._n(f"data-{self.account}-{self.region}"))
+    predictions_table = property(lambda self: self._n("predictions"))
+
+    # Parameter Store registry
+    ssm_prefix = property(lambda self: f"/{self.pipeline}/{self.environment}")
+    active_version_param = property(lambda self: f"{self.ssm_prefix}/models/active-version")
+    deployment_param = property(lambda self: f"{self.ssm_prefix}/models/deployment")
+    lock_param = property(lambda self: f"{self.ssm_prefix}/models/lock")
+
+    def metadata_param(self, version: str) -> str:
+        return f"{self.ssm_prefix}/models/versions/{version}/metadata"
+
+    def role(self, purpose: str) -> str:
+        return self._n(purpose)
+
+    role_path = property(lambda self: f"/mlpipe/{self.pipeline_id}/")
+
+    # Serving
+    endpoint = property(lambda self: self._n("endpoint"))
+
+    def model(self, version: str) -> str:
+        return self._n("model-" + re.sub(r"[^a-zA-Z0-9]", "-", version))
+
+    def endpoint_config(self, content: str) -> str:
+        return self._n("config-" + hashlib.sha256(content.encode()).hexdigest()[:12])
+
+    def function(self, purpose: str) -> str:
+        return self._n(purpose)
+
+    def function_log_group(self, purpose: str) -> str:
+        return f"/aws/lambda/{self.function(purpose)}"
+
+    vpc = property(lambda self: self._n("vpc"))
+    api = property(lambda self: self._n("inference-api"))
+    stream = property(lambda self: self._n("inference-stream"))
+    stream_dlq = property(lambda self: self._n("stream-failures"))
+
+    # Batch and orchestration
+    compute_environment = property(lambda self: self._n("batch-compute"))
+    job_queue = property(lambda self: self._n("batch-queue"))
+    job_definition = property(lambda self: self._n("batch-inference"))
+    batch_log_group = property(lambda self: f"/aws/batch/{self.pipeline_id}")
+    state_machine = property(lambda self: self._n("batch-workflow"))
+    workflow_log_group = property(lambda self: f"/aws/vendedlogs/states/{self.pipeline_id}")
+    schedule_rule = property(lambda self: self._n("batch-schedule"))
+
+    # Monitoring and analytics
+    alert_topic = property(lambda self: self._n("alerts"))
+    dashboard = property(lambda self: self._n("metrics"))
+
+    def alarm(self, purpose: str) -> str:
+        return self._n(purpose)
+
+    glue_database = property(lambda self: self.pipeline_id.replace("-", "_"))
+    crawler = property(lambda self: self._n("predictions-crawler"))
+    workgroup = property(lambda self: self._n("analytics"))
+
+    def problems(self, spec: Spec) -> list[str]:
+        """Names that break a service's rules, checked with the worst-case account/region."""
+        rules: list[tuple[str, str, int, str]] = [
+            ("S3 bucket", self.model_bucket, 63, r"[a-z0-9][a-z0-9.-]*[a-z0-9]"),
+            ("S3 bucket", self.data_bucket, 63, r"[a-z0-9][a-z0-9.-]*[a-z0-9]"),
+            ("DynamoDB table", self.predictions_table, 255, r"[a-zA-Z0-9_.-]+"),
+            ("SageMaker endpoint", self.endpoint, 63, r"[a-zA-Z0-9](-*[a-zA-Z0-9])*"),
+            ("SageMaker endpoint config", self.endpoint_config(""), 63, r"[a-zA-Z0-9-]+"),
+            ("Lambda function", self.function("stream-processor"), 64, r"[a-zA-Z0-9-_]+"),
+            ("IAM role", self.role("stepfunctions-role"), 64, r"[\w+=,.@-]+"),
+            ("Kinesis stream", self.stream, 128, r"[a-zA-Z0-9_.-]+"),
+            ("Batch compute environment", self.compute_environment, 128, r"[a-zA-Z0-9_-]+"),
+            ("Step Functions state machine", self.state_machine, 80, r"[a-zA-Z0-9_-]+"),
+            ("EventBridge rule", self.schedule_rule, 64, r"[\.\-_A-Za-z0-9]+"),
+            ("Athena workgroup", self.workgroup, 128, r"[a-zA-Z0-9._-]+"),
+            ("Glue crawler", self.crawler, 255, r"[\w.-]+"),
+        ]
+        rules += [
+            ("SageMaker model", self.model(v), 63, r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+            for v in spec.models.versions
+        ]
+        found = []
+        for what, name, limit, pattern in rules:
+            if len(name) > limit:
+                found.append(
+                    f"{what} name {name!r} would be {len(name)} characters, over AWS's limit of "
+                    f"{limit}: shorten pipeline or environment"
+                )
+            elif not re.fullmatch(pattern, name):
+                found.append(f"{what} name {name!r} has characters AWS does not allow")
+        return found
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and validate a spec file; every problem becomes one `file: key: reason` line."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpecError([f"{path}: file not found (pass --spec PATH)"]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(
+            [f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+        ) from exc
+    if not isinstance(raw, dict):
+        raise SpecError([f"{path}: the spec must be a mapping of sections"])
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = _loc(err["loc"])
+            reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                reason = "unknown key (check its spelling and section)"
+            lines.append(f"{path}: {where}: {reason}" if where else f"{path}: {reason}")
+        raise SpecError(lines) from exc
