@@ -1,0 +1,474 @@
+"""The embedded AWS: moto's server on a local port, in this process or detached in the background.
+
+``LocalAws`` runs moto's ``ThreadedMotoServer`` in this process with mlpipe's extensions
+(:mod:`mlpipe.local.moto_ext`) and moto set up to run Batch and Lambda without Docker.
+``start_detached`` runs the same in a background process (``python -m mlpipe.local.server``) and
+keeps its pid, address and log under ``$MLPIPE_HOME/local`` (default ``~/.mlpipe/local``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from mlpipe.local.moto_ext import install_extensions
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "LocalAws",
+    "LocalAwsError",
+    "PortInUseError",
+    "ServerAlreadyRunningError",
+    "ServerInfo",
+    "ServerStartError",
+    "detached_status",
+    "serve",
+    "start_detached",
+    "state_dir",
+    "stop_detached",
+]
+
+DEFAULT_PORT = 4599
+DEFAULT_HOST = "127.0.0.1"
+
+# Keys of moto's /moto-api/config that moto 5.2 reads: batch, lambda, stepfunctions.
+MOTO_CONFIG: dict[str, Any] = {"batch": {"use_docker": False}, "lambda": {"use_docker": False}}
+
+PID_FILE = "server.pid"
+INFO_FILE = "server.json"
+LOG_FILE = "server.log"
+
+
+class LocalAwsError(RuntimeError):
+    """The local AWS could not be started, reached or stopped."""
+
+
+class PortInUseError(LocalAwsError):
+    def __init__(self, host: str, port: int):
+        super().__init__(
+            f"Port {port} on {host} is already in use; choose another port with --port "
+            "(0 picks a free one)."
+        )
+        self.host = host
+        self.port = port
+
+
+class ServerAlreadyRunningError(LocalAwsError):
+    def __init__(self, info: ServerInfo, pid_file: Path):
+        super().__init__(
+            f"A local AWS is already running at {info.endpoint_url} (pid {info.pid}, "
+            f"recorded in {pid_file}); stop it first."
+        )
+        self.info = info
+
+
+class ServerStartError(LocalAwsError):
+    """The detached server did not come up."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    host: str
+    port: int
+    endpoint_url: str
+    started_at: str
+    log_file: str
+
+
+def state_dir() -> Path:
+    """Where the detached server keeps its pid file, address and log."""
+    home = os.environ.get("MLPIPE_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".mlpipe"
+    return base / "local"
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+# --- in-process server --------------------------------------------------------------------------
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class _PlainRequestHandler(MotoRequestHandler):
+    """Logs each request as plain text (werkzeug colours it, which a log file does not want)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.log("info", '"%s" %s %s', self.requestline, code, size)
+
+
+class _MotoServer(ThreadedMotoServer):
+    """``ThreadedMotoServer`` that reports a failed bind instead of leaving ``start()`` hanging."""
+
+    def __init__(self, ip_address: str, port: int, log_requests: bool):
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._handler = _PlainRequestHandler if log_requests else _QuietRequestHandler
+        self.startup_error: BaseException | None = None
+
+    def _server_entry(self) -> None:
+        try:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=self._handler
+            )
+        except BaseException as exc:  # werkzeug exits (SystemExit) when the port is taken
+            self.startup_error = exc
+            self._server_ready_event.set()
+            return
+        self._server_ready_event.set()
+        self._server.serve_forever(poll_interval=0.1)  # how long stop() waits at most
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # werkzeug binds with SO_REUSEADDR too, so a port in TIME_WAIT counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(host, port) from None
+            raise LocalAwsError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+# The local AWS is on this machine: never send its calls through an HTTP proxy.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    request.add_header("Content-Type", "application/json")
+    with _opener.open(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"null")
+
+
+class LocalAws:
+    """moto's server in this process, with mlpipe's extensions. Port 0 picks a free port."""
+
+    def __init__(
+        self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log_requests: bool = False
+    ):
+        self.host = host
+        self._requested_port = port
+        self._log_requests = log_requests
+        self._server: _MotoServer | None = None
+        self._port: int | None = None
+        self._previous_config: dict[str, Any] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise LocalAwsError("The local AWS is not running.")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return _url(self.host, self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> LocalAws:
+        if self._server is not None:
+            return self
+        install_extensions()
+        if self._requested_port:
+            _check_port_free(self.host, self._requested_port)
+        server = _MotoServer(self.host, self._requested_port, self._log_requests)
+        server.start()
+        if server.startup_error is not None:
+            error = server.startup_error
+            if isinstance(error, SystemExit) or getattr(error, "errno", None) == errno.EADDRINUSE:
+                raise PortInUseError(self.host, self._requested_port)
+            raise LocalAwsError(f"Cannot start the local AWS: {error}") from error
+        self._server = server
+        self._port = server.get_host_and_port()[1]
+        config_url = f"{self.endpoint_url}/moto-api/config"
+        try:
+            # moto's settings are process-wide: keep them to give them back on stop().
+            self._previous_config = _request(config_url)
+            # Before anything is created: moto keeps Lambda's no-Docker resources apart.
+            _request(config_url, MOTO_CONFIG)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        previous, self._previous_config = self._previous_config, None
+        if previous:
+            with contextlib.suppress(OSError, ValueError):
+                _request(f"{_url(self.host, self.port)}/moto-api/config", previous)
+        server.stop()
+        self._port = None
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    on_ready: Callable[[LocalAws], None] | None = None,
+    *,
+    log_requests: bool = False,
+) -> None:
+    """Run the local AWS in the foreground until SIGINT or SIGTERM. Call from the main thread.
+
+    ``on_ready`` is called once it answers (e.g. to show its address); nothing is printed here.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with LocalAws(host, port, log_requests=log_requests) as aws:
+            if on_ready is not None:
+                on_ready(aws)
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --- detached server ----------------------------------------------------------------------------
+
+
+# Servers this process started: their exit is collected through Popen, leaving no zombie.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _pid_running(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # guard against a recycled pid
+        with contextlib.suppress(OSError):
+            return b"mlpipe.local.server" in cmdline.read_bytes()
+    return True
+
+
+def _remove_state(directory: Path) -> None:
+    for name in (PID_FILE, INFO_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+
+
+def _read_state(directory: Path) -> ServerInfo | None:
+    try:
+        pid = int((directory / PID_FILE).read_text().strip())
+        data = json.loads((directory / INFO_FILE).read_text())
+        return ServerInfo(
+            pid=pid,
+            host=str(data["host"]),
+            port=int(data["port"]),
+            endpoint_url=str(data["endpoint_url"]),
+            started_at=str(data["started_at"]),
+            log_file=str(data.get("log_file", directory / LOG_FILE)),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def detached_status() -> ServerInfo | None:
+    """The detached server, or None if none is running (a stale pid file is removed)."""
+    directory = state_dir()
+    if not (directory / PID_FILE).exists():
+        return None
+    info = _read_state(directory)
+    if info is None or not _pid_running(info.pid):
+        _remove_state(directory)
+        return None
+    return info
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+def _answers(url: str) -> bool:
+    try:
+        _request(f"{url}/moto-api/config", timeout=1.0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _child_env() -> dict[str, str]:
+    """Environment for the child, able to import mlpipe however this process found it."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def _poll(interval: float, deadline: float) -> Iterator[None]:
+    while True:
+        yield
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
+def start_detached(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 30.0
+) -> ServerInfo:
+    """Start the local AWS in a background process and wait until it answers."""
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    running = detached_status()
+    if running is not None:
+        raise ServerAlreadyRunningError(running, directory / PID_FILE)
+    port = port or _free_port(host)
+    _check_port_free(host, port)
+
+    log_path = directory / LOG_FILE
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlpipe.local.server", "--host", host, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=_child_env(),
+        )
+    _children[process.pid] = process
+    info = ServerInfo(
+        pid=process.pid,
+        host=host,
+        port=port,
+        endpoint_url=_url(host, port),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        log_file=str(log_path),
+    )
+    (directory / PID_FILE).write_text(f"{process.pid}\n")
+    (directory / INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+
+    for _ in _poll(0.05, time.monotonic() + timeout):
+        if process.poll() is not None:
+            problem = f"exited with code {process.returncode}"
+            break
+        if _answers(info.endpoint_url):
+            return info
+    else:
+        problem = f"did not answer within {timeout:g} s"
+        _terminate(process.pid)
+    _remove_state(directory)
+    raise ServerStartError(
+        f"The local AWS on {info.endpoint_url} {problem}. Log {log_path}:\n{_log_tail(log_path)}"
+    )
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in _poll(0.05, time.monotonic() + grace):
+        if not _pid_running(pid):
+            return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in _poll(0.05, time.monotonic() + grace):
+        if not _pid_running(pid):
+            return
+
+
+def stop_detached(grace: float = 10.0) -> bool:
+    """Stop the detached server. False if none was running."""
+    info = detached_status()
+    if info is None:
+        return False
+    _terminate(info.pid, grace)
+    _remove_state(state_dir())
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlpipe.local.server", description="Run mlpipe's local AWS (moto)."
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+
+    def announce(aws: LocalAws) -> None:
+        print(f"mlpipe local AWS listening on {aws.endpoint_url}", file=sys.stderr, flush=True)
+
+    try:
+        serve(args.host, args.port, on_ready=announce, log_requests=True)
+    except LocalAwsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

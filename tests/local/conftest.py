@@ -1,0 +1,53 @@
+"""Fixtures for the embedded AWS tests: fake credentials, a controllable clock, moto."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from mlpipe.local import moto_ext  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def plain_moto_afterwards() -> Iterator[None]:
+    """Leave moto as the test found it: the extensions change moto's classes process-wide."""
+    installed_before = moto_ext.extensions_installed()
+    yield
+    if not installed_before:
+        moto_ext.uninstall_extensions()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(moto_ext, "clock", fake)
+    monkeypatch.setattr(moto_ext, "utcnow", fake.utc)
+    monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", TRANSITION_SECONDS)
+    return fake
+
+
+@pytest.fixture
+def mocked(aws_env: None, clock: FakeClock) -> Iterator[None]:
+    moto_ext.install_extensions()
+    with mock_aws():
+        yield
