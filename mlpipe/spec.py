@@ -120,6 +120,8 @@ class NetworkSpec(Strict):
     cidr: str = "10.0.0.0/16"
     availability_zones: Annotated[int, Field(ge=2, le=6)] = 2
     subnet_prefix_length: Annotated[int, Field(ge=16, le=28)] = 24
+    # Bounds the wait for VPC endpoints and network interfaces to go away on delete.
+    delete_timeout_seconds: Annotated[int, Field(ge=1, le=7200)] = 1800
     interface_endpoints: list[str] = [
         "sagemaker.runtime",
         "ssm",
@@ -153,6 +155,18 @@ class NetworkSpec(Strict):
         if "sagemaker.runtime" not in value:
             raise ValueError("sagemaker.runtime is required: the Lambdas invoke the endpoint")
         return value
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> NetworkSpec:
+        import ipaddress
+
+        spare = self.subnet_prefix_length - ipaddress.ip_network(self.cidr).prefixlen
+        if spare < 0 or 2**spare < self.availability_zones:
+            raise ValueError(
+                f"{self.availability_zones} subnets of /{self.subnet_prefix_length} do not fit "
+                f"in {self.cidr}"
+            )
+        return self
 
 
 class VariantSpec(Strict):
@@ -271,6 +285,33 @@ class BatchSpec(Strict):
     shards: Annotated[int, Field(ge=1, le=40)] = 2
     job_attempts: Annotated[int, Field(ge=1, le=10)] = 2
     max_bad_records: Annotated[float, Field(ge=0)] = 0.05
+    # Bounds the waits for the compute environment and job queue to become VALID or go away.
+    wait_timeout_seconds: Annotated[int, Field(ge=1, le=7200)] = 900
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> BatchSpec:
+        allowed = FARGATE_MEMORY[self.vcpus]
+        if self.memory_mib not in allowed:
+            sizes = ", ".join(map(str, allowed[:3]))
+            if len(allowed) > 3:
+                sizes += f", ... {allowed[-1]} (steps of {allowed[1] - allowed[0]})"
+            raise ValueError(
+                f"Fargate runs {self.vcpus} vCPU with {sizes} MiB of memory, "
+                f"got memory_mib {self.memory_mib}"
+            )
+        return self
+
+
+# The memory sizes (MiB) Fargate offers for each vCPU size.
+FARGATE_MEMORY: dict[float, tuple[int, ...]] = {
+    0.25: (512, 1024, 2048),
+    0.5: tuple(range(1024, 4097, 1024)),
+    1: tuple(range(2048, 8193, 1024)),
+    2: tuple(range(4096, 16385, 1024)),
+    4: tuple(range(8192, 30721, 1024)),
+    8: tuple(range(16384, 61441, 4096)),
+    16: tuple(range(32768, 122881, 8192)),
+}
 
 
 class ScheduleSpec(Strict):
@@ -320,6 +361,11 @@ class AnalyticsSpec(Strict):
     crawler_schedule: str = "cron(0 3 * * ? *)"
     crawl_dynamodb: bool = True
     bytes_scanned_cutoff: Annotated[int, Field(ge=10_000_000)] | None = 10_000_000_000
+
+    @field_validator("crawler_schedule")
+    @classmethod
+    def _crawler_cron(cls, value: str) -> str:
+        return ScheduleSpec._cron(value)  # Glue schedules use the same six-field cron
 
 
 TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
@@ -420,7 +466,10 @@ class Names:
         return self._n("model-" + re.sub(r"[^a-zA-Z0-9]", "-", version))
 
     def endpoint_config(self, content: str) -> str:
-        return self._n("config-" + hashlib.sha256(content.encode()).hexdigest()[:12])
+        return self.endpoint_config_prefix + hashlib.sha256(content.encode()).hexdigest()[:12]
+
+    endpoint_config_prefix = property(lambda self: self._n("config-"))
+    model_prefix = property(lambda self: self._n("model-"))
 
     def function(self, purpose: str) -> str:
         return self._n(purpose)
@@ -429,9 +478,24 @@ class Names:
         return f"/aws/lambda/{self.function(purpose)}"
 
     vpc = property(lambda self: self._n("vpc"))
+    private_route_table = property(lambda self: self._n("private-routes"))
+
+    def subnet(self, index: int) -> str:
+        return self._n(f"private-{index}")
+
+    def security_group(self, purpose: str) -> str:
+        return self._n(f"{purpose}-sg")
+
+    def vpc_endpoint(self, service: str) -> str:
+        return self._n("vpce-" + service.replace(".", "-"))
+
     api = property(lambda self: self._n("inference-api"))
     stream = property(lambda self: self._n("inference-stream"))
     stream_dlq = property(lambda self: self._n("stream-failures"))
+    api_key = property(lambda self: self._n("api-key"))
+    usage_plan = property(lambda self: self._n("usage-plan"))
+    # Statement id of the Lambda permission that lets the API invoke the preprocess function.
+    api_invoke_sid = property(lambda self: self._n("api-invoke"))
 
     # Batch and orchestration
     compute_environment = property(lambda self: self._n("batch-compute"))

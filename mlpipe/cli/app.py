@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
 import typer
 from botocore.exceptions import (
     BotoCoreError,
@@ -64,15 +63,9 @@ app.add_typer(local.app, name="local")
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and map every error to one exit status and one clear message."""
     try:
-        result = app(args=argv, prog_name="mlpipe", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err("Aborted: nothing changed.")
-        return ExitStatus.ERROR
+        app(args=argv, prog_name="mlpipe")
+    except SystemExit as exc:  # typer's own exits: usage errors, --help, typer.Exit(code)
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except SpecError as exc:
         for line in exc.lines:
             err(line)
@@ -95,7 +88,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("Interrupted.")
         return 130
-    return int(result or 0)
+    return ExitStatus.OK
 
 
 def main() -> None:

@@ -27,14 +27,14 @@ def _confirm(question: str, yes: bool) -> bool:
     return typer.confirm(question, err=True)
 
 
-def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: int) -> int:
+def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: int) -> None:
     for line in plan_lines(the_plan):
         out.print(line)
     if not the_plan.changes:
-        return ExitStatus.OK
+        return
     if not _confirm(f"{verb} these changes?", yes):
         err("Nothing changed.")
-        return ExitStatus.ERROR
+        raise typer.Exit(ExitStatus.ERROR)
 
     def on_event(step: Step, outcome: Outcome | None) -> None:
         if step.action.value != "no-op":
@@ -46,13 +46,14 @@ def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: 
     calls = pipeline.aws.log.calls[calls_before:]
     writes = len(pipeline.aws.log.writes()) - writes_before
     stderr.print(summary_table(report, time.monotonic() - started, len(calls), writes))
-    return ExitStatus.OK if report.ok else ExitStatus.ERROR
+    if not report.ok:
+        raise typer.Exit(ExitStatus.ERROR)
 
 
-def apply(ctx: typer.Context, yes: bool = YES, parallelism: int = PARALLELISM) -> int:
+def apply(ctx: typer.Context, yes: bool = YES, parallelism: int = PARALLELISM) -> None:
     """Make AWS match the spec: create, update, replace what differs."""
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
-    return _run(pipeline, pipeline.plan(parallelism), yes, "Apply", parallelism)
+    _run(pipeline, pipeline.plan(parallelism), yes, "Apply", parallelism)
 
 
 def destroy(
@@ -62,8 +63,8 @@ def destroy(
         False, "--force", help="Also delete retained resources (the model bucket)."
     ),
     parallelism: int = PARALLELISM,
-) -> int:
+) -> None:
     """Delete the pipeline's resources in reverse dependency order. Untagged ones are left."""
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
     the_plan = pipeline.destroy_plan(force, parallelism)
-    return _run(pipeline, the_plan, yes, "Destroy", parallelism)
+    _run(pipeline, the_plan, yes, "Destroy", parallelism)

@@ -16,14 +16,14 @@ def up(
     port: int = typer.Option(server.DEFAULT_PORT, help="Port to listen on (0: any free port)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),
-) -> int:
+) -> None:
     """Start the embedded AWS (foreground unless --detach)."""
     try:
         if detach:
             info = server.start_detached(server.DEFAULT_HOST, port, timeout)
             out.print(info.endpoint_url, markup=False)
             err(f"Embedded AWS running (pid {info.pid}); stop it with `mlpipe local down`.")
-            return 0
+            return
         server.serve(
             server.DEFAULT_HOST,
             port,
@@ -31,23 +31,21 @@ def up(
         )
     except server.LocalAwsError as exc:
         raise MlpipeError(str(exc)) from exc
-    return 0
 
 
 @app.command()
-def down() -> int:
+def down() -> None:
     """Stop the background embedded AWS."""
     if server.stop_detached():
         err("Embedded AWS stopped.")
     else:
         err("No embedded AWS was running.")
-    return 0
 
 
 @app.command("status")
 def local_status(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> int:
+) -> None:
     """Say whether the background embedded AWS runs, and where."""
     info = server.detached_status()
     if json_output:
@@ -56,4 +54,5 @@ def local_status(
         out.print(f"running at {info.endpoint_url} (pid {info.pid}, since {info.started_at})")
     else:
         out.print("not running")
-    return 0 if info else 1
+    if info is None:
+        raise typer.Exit(1)

@@ -15,6 +15,7 @@ from mlpipe.core.context import Progress
 from mlpipe.core.errors import MlpipeError
 from mlpipe.core.pipeline import Pipeline
 from mlpipe.local import server
+from mlpipe.spec import load_spec
 
 DEFAULT_SPEC = Path("config/pipeline.yaml")
 
@@ -37,7 +38,8 @@ class Options:
         return AwsTarget(self.profile, self.region, endpoint, local=local)
 
     def pipeline(self, progress: Progress | None = None) -> Pipeline:
-        return Pipeline.load(self.spec, self.target(), progress)
+        spec = load_spec(self.spec)  # a bad spec stops here, before any AWS call
+        return Pipeline.connect(spec, self.target(), progress)
 
 
 def _no_credentials() -> bool:

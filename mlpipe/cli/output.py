@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
-stderr = Console(stderr=True, highlight=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 def err(message: str) -> None:

@@ -18,7 +18,7 @@ def plan(
     json_output: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List unchanged resources too."),
     parallelism: int = typer.Option(8, min=1, max=64, help="Concurrent reads."),
-) -> int:
+) -> None:
     """Show the changes apply would make, property by property."""
     the_plan = options(ctx).pipeline().plan(parallelism)
     if json_output:
@@ -27,5 +27,4 @@ def plan(
         for line in plan_lines(the_plan, verbose):
             out.print(line)
     if detailed_exitcode and the_plan.changes:
-        return ExitStatus.CHANGES
-    return ExitStatus.OK
+        raise typer.Exit(ExitStatus.CHANGES)

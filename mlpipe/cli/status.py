@@ -12,11 +12,10 @@ from mlpipe.cli.render import status_table
 def status(
     ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
-) -> int:
+) -> None:
     """Show whether each resource exists and matches the spec."""
     rows = options(ctx).pipeline().status()
     if json_output:
         emit_json({"resources": rows})
     else:
         out.print(status_table(rows))
-    return 0

@@ -9,7 +9,7 @@ from mlpipe.cli.output import out
 from mlpipe.spec import Names, load_spec
 
 
-def validate(ctx: typer.Context) -> int:
+def validate(ctx: typer.Context) -> None:
     """Validate the spec file and show the names it derives."""
     spec = load_spec(options(ctx).spec)
     names = Names(spec.pipeline, spec.environment)
@@ -18,4 +18,3 @@ def validate(ctx: typer.Context) -> int:
         f"{len(spec.endpoint.variants)} variants, {len(spec.models.versions)} model versions.",
         markup=False,
     )
-    return 0

@@ -6,7 +6,6 @@ The CLI parses arguments, calls this, and renders what it returns; nothing here 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mlpipe import resources
@@ -15,7 +14,7 @@ from mlpipe.core.context import Context, Progress
 from mlpipe.core.executor import Event, Report, execute
 from mlpipe.core.plan import Action, Plan, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
-from mlpipe.spec import Names, Spec, load_spec
+from mlpipe.spec import Names, Spec
 
 
 @dataclass
@@ -25,10 +24,7 @@ class Pipeline:
     ctx: Context
 
     @classmethod
-    def load(
-        cls, spec_path: str | Path, target: AwsTarget, progress: Progress | None = None
-    ) -> Pipeline:
-        spec = load_spec(spec_path)  # validated before any AWS call
+    def connect(cls, spec: Spec, target: AwsTarget, progress: Progress | None = None) -> Pipeline:
         aws = Aws(target)
         names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
         ctx = Context(aws, spec, names)

@@ -46,6 +46,8 @@ class Resource:
     kind: ClassVar[str]
     replace_on: ClassVar[tuple[str, ...]] = ()
     ignore: ClassVar[tuple[str, ...]] = ()
+    # Mappings compared whole, so a key only on the live side is a change (extra tags, policies).
+    exact: ClassVar[tuple[str, ...]] = ("Tags",)
 
     def __init__(
         self, ctx: Context, name: str, physical: str, depends_on: tuple[str, ...] = ()
@@ -78,7 +80,9 @@ class Resource:
         raise NotImplementedError
 
     def diff(self, current: Mapping[str, Any], desired: Mapping[str, Any]) -> Diff:
-        return diff(current, desired, ignore=self.ignore, replace_on=self.replace_on)
+        return diff(
+            current, desired, ignore=self.ignore, replace_on=self.replace_on, exact=self.exact
+        )
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         raise NotImplementedError

@@ -271,6 +271,30 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                 ),
             ],
         ),
+        # The account-wide role API Gateway writes execution logs with (AWS's
+        # AmazonAPIGatewayPushToCloudWatchLogs, scoped to the groups API Gateway writes).
+        "apigateway-logs": (
+            "apigateway.amazonaws.com",
+            [
+                allow(
+                    "ExecutionLogs",
+                    [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:FilterLogEvents",
+                        "logs:GetLogEvents",
+                        "logs:PutLogEvents",
+                    ],
+                    [
+                        arns._arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
+                        arns._arn("logs", "log-group:/aws/apigateway/*"),
+                    ],
+                ),
+                # DescribeLogGroups has no resource-level permission.
+                allow("FindLogGroups", ["logs:DescribeLogGroups"], "*"),
+            ],
+        ),
         "events": (
             "events.amazonaws.com",
             [allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine])],
@@ -278,9 +302,18 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
         "glue-crawler": (
             "glue.amazonaws.com",
             [
-                allow("ListPredictions", ["s3:ListBucket"], [arns.bucket(data)]),
+                allow(
+                    "ListPredictions",
+                    ["s3:ListBucket"],
+                    [arns.bucket(data)],
+                    Condition={"StringLike": {"s3:prefix": ["predictions", "predictions/*"]}},
+                ),
                 allow("ReadPredictions", ["s3:GetObject"], [arns.bucket(data, "/predictions/*")]),
-                allow("ReadTable", ["dynamodb:DescribeTable", "dynamodb:Scan"], [arns.table]),
+                *(
+                    [allow("ReadTable", ["dynamodb:DescribeTable", "dynamodb:Scan"], [arns.table])]
+                    if spec.analytics.crawl_dynamodb
+                    else []
+                ),
                 allow("UseKey", ["kms:Decrypt"], [key_arn]),
                 allow(
                     "Catalog",
@@ -313,6 +346,9 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
     }
 
 
+NO_SOURCE_ACCOUNT = ("ecs-tasks.amazonaws.com", "apigateway.amazonaws.com")
+
+
 def trust(ctx: Context, service: str) -> dict[str, Any]:
     condition = {"StringEquals": {"aws:SourceAccount": ctx.aws.account}}
     return {
@@ -322,8 +358,9 @@ def trust(ctx: Context, service: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
-                # ECS tasks' trust is evaluated without a source account.
-                **({} if service == "ecs-tasks.amazonaws.com" else {"Condition": condition}),
+                # ECS tasks' trust is evaluated without a source account, and so is API
+                # Gateway's account-wide logging role.
+                **({} if service in NO_SOURCE_ACCOUNT else {"Condition": condition}),
             }
         ],
     }
@@ -332,6 +369,7 @@ def trust(ctx: Context, service: str) -> dict[str, Any]:
 class Role(Resource):
     kind = "iam"
     replace_on = ("Path",)
+    exact = ("Tags", "Policies")
 
     def __init__(self, ctx: Context, purpose: str) -> None:
         super().__init__(ctx, purpose, ctx.names.role(purpose), depends_on=(KEY,))
@@ -432,6 +470,7 @@ ROLES = (
     "stepfunctions",
     "events",
     "glue-crawler",
+    "apigateway-logs",
 )
 
 

@@ -1,0 +1,128 @@
+"""The CLI in-process on moto: exit codes, output streams, confirmation, error mapping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from mlpipe.cli.app import run
+from mlpipe.core import clients
+from mlpipe.local.moto_ext import install_extensions
+from tests.conftest import SPEC_PATH
+
+
+@pytest.fixture
+def aws(fake_credentials: None) -> Iterator[None]:
+    with mock_aws():
+        install_extensions()
+        yield
+
+
+def cli(*args: str) -> int:
+    return run(["--spec", str(SPEC_PATH), "--region", "us-east-1", *args])
+
+
+def test_validate_without_aws(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("validate") == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_spec_errors_exit_2_before_any_aws_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    data["endpoint"]["variants"][0]["weight"] = 90
+    bad = tmp_path / "pipeline.yaml"
+    bad.write_text(yaml.safe_dump(data))
+
+    def no_aws(*_a: object, **_k: object) -> None:
+        raise AssertionError("an AWS client was made")
+
+    monkeypatch.setattr(clients.Aws, "__init__", no_aws)
+    for command in (["validate"], ["plan"], ["apply", "--yes"]):
+        assert run(["--spec", str(bad), *command]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"{bad}: endpoint.variants: weights must add up to 100, got 110"
+
+
+def test_plan_apply_status_destroy(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("plan", "--json") == 0
+    plan = json.loads(capsys.readouterr().out)
+    total = len(plan["steps"])
+    assert plan["mode"] == "apply" and plan["counts"]["create"] == total > 0
+
+    assert cli("plan", "--detailed-exitcode") == 2
+    out = capsys.readouterr().out
+    assert "+ kms:key" in out and f"Plan: {total} to create" in out
+
+    assert cli("apply", "--yes") == 0
+    captured = capsys.readouterr()
+    assert f"{total} done, 0 failed, 0 skipped" in captured.err
+
+    assert cli("apply", "--yes") == 0
+    assert f"No changes: {total} resources match the spec." in capsys.readouterr().out
+    assert cli("plan", "--detailed-exitcode") == 0
+    capsys.readouterr()
+
+    boto3.client("s3").put_bucket_versioning(
+        Bucket="ml-pipeline-prod-data-123456789012-us-east-1",
+        VersioningConfiguration={"Status": "Suspended"},
+    )
+    assert cli("status", "--json") == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)["resources"]}
+    assert rows["s3:data"]["status"] == "drifted" and rows["s3:data"]["drifted"] == ["Versioning"]
+    assert rows["kms:key"]["status"] == "in sync"
+    assert cli("plan") == 0
+    assert 'Versioning: "Suspended" → "Enabled"' in capsys.readouterr().out
+
+    assert cli("destroy", "--yes") == 0
+    assert "retained (use --force to delete)" in capsys.readouterr().out
+    assert [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]] == [
+        "ml-pipeline-prod-models-123456789012-us-east-1"
+    ]
+
+
+def test_apply_without_a_terminal_needs_yes(
+    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert cli("apply") == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+
+
+def test_unknown_profile_is_explained(
+    fake_credentials: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["--spec", str(SPEC_PATH), "--profile", "no-such-profile", "plan"])
+    assert code == 1
+    assert "AWS profile not found" in capsys.readouterr().err
+
+
+def test_unreachable_endpoint_is_explained(
+    fake_credentials: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(
+        [
+            "--spec",
+            str(SPEC_PATH),
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "plan",
+        ]
+    )
+    assert code == 1
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("mlpipe ")

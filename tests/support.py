@@ -1,0 +1,40 @@
+"""Test helpers shared by the resource tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlpipe.core.context import Context
+from mlpipe.core.executor import Report, execute
+from mlpipe.core.plan import Action, plan_apply
+from mlpipe.core.resource import Resource
+
+
+def four_step(ctx: Context, resources: Sequence[Resource]) -> Report:
+    """The idempotency check: plan → create; apply; plan → no changes; apply → zero writes.
+
+    Writes are counted from the API calls really sent (a botocore event hook), not from the plan.
+    """
+    first = plan_apply(resources)
+    assert {s.action for s in first.steps} == {Action.CREATE}, [
+        (s.key, s.action) for s in first.steps
+    ]
+    report = execute(first)
+    failed = {k: o.error for k, o in report.outcomes.items() if o.error}
+    assert report.ok, failed
+
+    ctx.aws.log.reset()
+    second = plan_apply(resources)
+    drift = {s.key: s.diff.paths() for s in second.changes}
+    assert not drift, drift
+    assert ctx.aws.log.writes() == [], "plan must only read"
+    again = execute(second)
+    assert again.ok
+    assert ctx.aws.log.writes() == [], "a converged apply must make no write call"
+    return report
+
+
+def converge(resources: Sequence[Resource]) -> Report:
+    report = execute(plan_apply(resources))
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    return report
