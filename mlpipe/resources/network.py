@@ -1,0 +1,828 @@
+"""The pipeline's network: an isolated VPC that reaches AWS only through VPC endpoints.
+
+Private subnets in the first N availability zones, one route table with no way out but the
+gateway endpoints (S3, DynamoDB), interface endpoints for the APIs the handlers call, and
+security groups whose egress is HTTPS to those endpoints only. EC2 resources have no name of
+their own: each is found by its `mlpipe:pipeline` + `mlpipe:resource` tags.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
+
+from mlpipe.core.clients import Aws
+from mlpipe.core.context import OWNER_TAG, RESOURCE_TAG, Context
+from mlpipe.core.diff import Change, Diff, diff, policy, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.errors import MlpipeError, error_code, is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources.iam import Arns
+from mlpipe.spec import Spec
+
+VPC = "ec2:vpc"
+ROUTE_TABLE = "ec2:private-routes"
+SG_LAMBDA = "ec2:sg-lambda"
+SG_BATCH = "ec2:sg-batch"
+SG_ENDPOINTS = "ec2:sg-endpoints"
+GATEWAY_ENDPOINTS = {"s3": "ec2:endpoint-s3", "dynamodb": "ec2:endpoint-dynamodb"}
+INTERFACE_ENDPOINTS = "ec2:interface-endpoints"
+
+HTTPS = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}
+GONE = ("deleted", "deleting", "rejected", "failed")
+# What the pipeline's code does through the gateway endpoints (their policies allow no more).
+S3_ACTIONS = [
+    f"s3:{a}"
+    for a in [
+        "AbortMultipartUpload",
+        "GetBucketLocation",
+        "GetObject",
+        "GetObjectVersion",
+        "ListBucket",
+        "ListMultipartUploadParts",
+        "PutObject",
+    ]
+]
+DYNAMODB_ACTIONS = [
+    f"dynamodb:{a}"
+    for a in [
+        "BatchGetItem",
+        "BatchWriteItem",
+        "ConditionCheckItem",
+        "DescribeTable",
+        "GetItem",
+        "PutItem",
+        "Query",
+        "UpdateItem",
+    ]
+]
+# Services the handlers call that only an interface endpoint reaches from an isolated subnet.
+NEEDED = {"ssm": "the Lambdas and the Batch job read the model registry in Parameter Store"}
+
+
+def subnet_keys(spec: Spec) -> list[str]:
+    """Keys of the private subnets, one per availability zone; outputs {"id", "az"}."""
+    return [f"ec2:subnet-{i}" for i in range(spec.network.availability_zones)]
+
+
+# Region facts read once per run (per client factory): zones and AWS-managed prefix lists.
+_facts: weakref.WeakKeyDictionary[Aws, dict[str, Any]] = weakref.WeakKeyDictionary()
+_facts_lock = threading.Lock()
+
+
+def _fact(aws: Aws, name: str, read: Callable[[], Any]) -> Any:
+    with _facts_lock:
+        facts = _facts.setdefault(aws, {})
+        if name not in facts:
+            facts[name] = read()
+        return facts[name]
+
+
+def zones(ctx: Context) -> list[str]:
+    """The first `availability_zones` available zones of the region, in name order."""
+    wanted = ctx.spec.network.availability_zones
+
+    def read() -> list[str]:
+        found = ctx.aws.client("ec2").describe_availability_zones(
+            Filters=[
+                {"Name": "zone-type", "Values": ["availability-zone"]},
+                {"Name": "state", "Values": ["available"]},
+            ]
+        )["AvailabilityZones"]
+        return sorted(z["ZoneName"] for z in found)
+
+    names = _fact(ctx.aws, "zones", read)
+    if len(names) < wanted:
+        raise MlpipeError(
+            f"network.availability_zones is {wanted} but {ctx.aws.region} has {len(names)} "
+            "available zones: lower it"
+        )
+    return names[:wanted]
+
+
+def prefix_list(ctx: Context, service: str) -> str:
+    """Id of the AWS-managed prefix list of a gateway endpoint service (s3, dynamodb)."""
+    name = f"com.amazonaws.{ctx.aws.region}.{service}"
+
+    def read() -> dict[str, str]:
+        found = ctx.aws.client("ec2").describe_prefix_lists()["PrefixLists"]
+        return {p["PrefixListName"]: p["PrefixListId"] for p in found}
+
+    lists = _fact(ctx.aws, "prefix-lists", read)
+    if name not in lists:
+        raise MlpipeError(f"no AWS-managed prefix list {name} in {ctx.aws.region}")
+    return str(lists[name])
+
+
+def subnet_cidrs(spec: Spec) -> list[str]:
+    net = spec.network
+    blocks = ipaddress.ip_network(net.cidr).subnets(new_prefix=net.subnet_prefix_length)
+    return [str(block) for block in itertools.islice(blocks, net.availability_zones)]
+
+
+def _membership(live: Iterable[str], want: Iterable[str], add: str, remove: str) -> dict[str, Any]:
+    """`{add: [...], remove: [...]}` for a Modify call, leaving out empty lists."""
+    live, want = set(live), set(want)
+    found = {add: sorted(want - live), remove: sorted(live - want)}
+    return {k: v for k, v in found.items() if v}
+
+
+def _sorted(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        (dict(i) for i in items), key=lambda i: json.dumps(i, sort_keys=True, default=str)
+    )
+
+
+class Ec2(Resource):
+    """An EC2 resource found by its tags, tagged at create with a Name."""
+
+    kind = "ec2"
+    resource_type: ClassVar[str]
+
+    @property
+    def ec2(self) -> Any:
+        return self.client("ec2")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.named(self.physical)
+
+    def named(self, name: str) -> dict[str, str]:
+        return {**self.ctx.tags_for(self.key), "Name": name}
+
+    def tag_filters(self) -> list[dict[str, Any]]:
+        return [
+            {"Name": f"tag:{OWNER_TAG}", "Values": [self.ctx.names.pipeline_id]},
+            {"Name": f"tag:{RESOURCE_TAG}", "Values": [self.key]},
+        ]
+
+    def tag_specs(self, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+        return [{"ResourceType": self.resource_type, "Tags": tags_to_list(tags)}]
+
+    def find(self, describe: Callable[..., Any], field: str, **extra: Any) -> dict[str, Any] | None:
+        """The one live resource tagged with this key, or None."""
+        found = describe(Filters=self.tag_filters(), **extra)[field]
+        if len(found) > 1:
+            raise MlpipeError(
+                f"{len(found)} EC2 resources are tagged {RESOURCE_TAG}={self.key} for "
+                f"{self.ctx.names.pipeline_id}: delete all but one"
+            )
+        return found[0] if found else None
+
+    def sync_tags(
+        self, resource_id: str, current: Mapping[str, str], desired: Mapping[str, str]
+    ) -> None:
+        sync_tags(
+            current,
+            desired,
+            lambda tags: self.ec2.create_tags(Resources=[resource_id], Tags=tags_to_list(tags)),
+            lambda keys: self.ec2.delete_tags(
+                Resources=[resource_id], Tags=[{"Key": k} for k in keys]
+            ),
+        )
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        """Apply the changes other than tags."""
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        self.change(observed, desired, changes)
+        if changes.touches("Tags"):
+            self.sync_tags(observed.outputs["id"], observed.state["Tags"], desired["Tags"])
+        return observed.outputs
+
+    def observed(self, state: dict[str, Any], outputs: Outputs) -> Observed:
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
+
+
+class Vpc(Ec2):
+    resource_type = "vpc"
+    replace_on = ("CidrBlock",)
+    ATTRIBUTES: ClassVar[tuple[str, ...]] = ("EnableDnsSupport", "EnableDnsHostnames")
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "vpc", ctx.names.vpc)
+
+    def read(self) -> Observed | None:
+        vpc = self.find(self.ec2.describe_vpcs, "Vpcs")
+        if vpc is None:
+            return None
+        vpc_id = vpc["VpcId"]
+        state = {"CidrBlock": vpc["CidrBlock"], "Tags": tags_from_list(vpc.get("Tags"))}
+        for attribute in self.ATTRIBUTES:
+            name = attribute[0].lower() + attribute[1:]
+            answer = self.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=name)
+            state[attribute] = answer[attribute]["Value"]
+        return self.observed(state, {"id": vpc_id})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "CidrBlock": self.ctx.spec.network.cidr,
+            "EnableDnsSupport": True,
+            "EnableDnsHostnames": True,
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        vpc = self.ec2.create_vpc(
+            CidrBlock=desired["CidrBlock"], TagSpecifications=self.tag_specs(desired["Tags"])
+        )["Vpc"]
+        self.ec2.get_waiter("vpc_available").wait(VpcIds=[vpc["VpcId"]])
+        self._set_attributes(vpc["VpcId"], desired, None)
+        return {"id": vpc["VpcId"]}
+
+    def _set_attributes(self, vpc_id: str, desired: dict[str, Any], changes: Diff | None) -> None:
+        for attribute in self.ATTRIBUTES:  # one attribute per call, as EC2 requires
+            if changes is None or changes.touches(attribute):
+                self.ec2.modify_vpc_attribute(
+                    VpcId=vpc_id, **{attribute: {"Value": desired[attribute]}}
+                )
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        self._set_attributes(observed.outputs["id"], desired, changes)
+
+    def delete(self, observed: Observed) -> None:
+        _delete(self.ctx, self.key, lambda: self.ec2.delete_vpc(VpcId=observed.outputs["id"]))
+
+
+class Subnet(Ec2):
+    resource_type = "subnet"
+    replace_on = ("VpcId", "CidrBlock", "AvailabilityZone")
+
+    def __init__(self, ctx: Context, index: int) -> None:
+        super().__init__(ctx, f"subnet-{index}", ctx.names.subnet(index), depends_on=(VPC,))
+        self.index = index
+
+    def read(self) -> Observed | None:
+        subnet = self.find(self.ec2.describe_subnets, "Subnets")
+        if subnet is None:
+            return None
+        state = {
+            "VpcId": subnet["VpcId"],
+            "CidrBlock": subnet["CidrBlock"],
+            "AvailabilityZone": subnet["AvailabilityZone"],
+            "MapPublicIpOnLaunch": subnet["MapPublicIpOnLaunch"],
+            "Tags": tags_from_list(subnet.get("Tags")),
+        }
+        return self.observed(state, {"id": subnet["SubnetId"], "az": subnet["AvailabilityZone"]})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "VpcId": refs(VPC, "id"),
+            "CidrBlock": subnet_cidrs(self.ctx.spec)[self.index],
+            "AvailabilityZone": zones(self.ctx)[self.index],
+            "MapPublicIpOnLaunch": False,
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        subnet = self.ec2.create_subnet(
+            VpcId=desired["VpcId"],
+            CidrBlock=desired["CidrBlock"],
+            AvailabilityZone=desired["AvailabilityZone"],
+            TagSpecifications=self.tag_specs(desired["Tags"]),
+        )["Subnet"]
+        if subnet["MapPublicIpOnLaunch"] != desired["MapPublicIpOnLaunch"]:
+            self._set_public_ip(subnet["SubnetId"], desired["MapPublicIpOnLaunch"])
+        return {"id": subnet["SubnetId"], "az": subnet["AvailabilityZone"]}
+
+    def _set_public_ip(self, subnet_id: str, value: bool) -> None:
+        self.ec2.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": value})
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        if changes.touches("MapPublicIpOnLaunch"):
+            self._set_public_ip(observed.outputs["id"], desired["MapPublicIpOnLaunch"])
+
+    def delete(self, observed: Observed) -> None:
+        _delete(self.ctx, self.key, lambda: self.ec2.delete_subnet(SubnetId=observed.outputs["id"]))
+
+
+def _until(ctx: Context, key: str, what: str, done: Callable[[], bool]) -> None:
+    """Poll `done` until it is true, bounded by network.delete_timeout_seconds."""
+    timeout = ctx.spec.network.delete_timeout_seconds
+    retrying = Retrying(
+        retry=retry_if_result(lambda ok: not ok), wait=ctx.wait, stop=stop_after_delay(timeout)
+    )
+    try:
+        retrying(done)
+    except RetryError as exc:
+        raise MlpipeError(
+            f"{key}: {what} not done within {timeout}s (network.delete_timeout_seconds); "
+            "run the command again later"
+        ) from exc
+
+
+def _delete(ctx: Context, key: str, call: Callable[[], Any]) -> None:
+    """Delete; not found is success. Network interfaces of deleted endpoints and Lambdas
+    outlive them for a while (DependencyViolation): wait for them, bounded."""
+
+    def attempt() -> bool:
+        try:
+            call()
+        except Exception as exc:
+            if is_not_found(exc):
+                return True
+            if error_code(exc) != "DependencyViolation":
+                raise
+            ctx.progress(key, "waiting for network interfaces in use to be released")
+            return False
+        return True
+
+    _until(ctx, key, "deletion", attempt)
+
+
+def _foreign_routes(routes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Routes neither local nor a gateway endpoint's: a way out of the isolated subnets."""
+    found = []
+    for route in routes:
+        if route.get("GatewayId") == "local" or route.get("GatewayId", "").startswith("vpce-"):
+            continue
+        found.append({k: v for k, v in route.items() if k not in ("Origin", "State")})
+    return _sorted(found)
+
+
+class RouteTable(Ec2):
+    resource_type = "route-table"
+    replace_on = ("VpcId",)
+
+    def __init__(self, ctx: Context) -> None:
+        subnets = tuple(subnet_keys(ctx.spec))
+        super().__init__(
+            ctx, "private-routes", ctx.names.private_route_table, depends_on=(VPC, *subnets)
+        )
+        self.subnets = subnets
+
+    def _live(self) -> dict[str, Any] | None:
+        return self.find(self.ec2.describe_route_tables, "RouteTables")
+
+    def read(self) -> Observed | None:
+        table = self._live()
+        if table is None:
+            return None
+        state = {
+            "VpcId": table["VpcId"],
+            "SubnetIds": sorted(a["SubnetId"] for a in table["Associations"] if "SubnetId" in a),
+            "ExtraRoutes": _foreign_routes(table["Routes"]),
+            "Tags": tags_from_list(table.get("Tags")),
+        }
+        return self.observed(state, {"id": table["RouteTableId"]})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        subnet_ids = [refs(key, "id") for key in self.subnets]
+        known = all(isinstance(s, str) for s in subnet_ids)
+        return {
+            "VpcId": refs(VPC, "id"),
+            "SubnetIds": sorted(subnet_ids) if known else subnet_ids,
+            "ExtraRoutes": [],
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        table = self.ec2.create_route_table(
+            VpcId=desired["VpcId"],
+            ClientToken=str(uuid.uuid4()),
+            TagSpecifications=self.tag_specs(desired["Tags"]),
+        )["RouteTable"]
+        for subnet_id in desired["SubnetIds"]:
+            self.ec2.associate_route_table(RouteTableId=table["RouteTableId"], SubnetId=subnet_id)
+        return {"id": table["RouteTableId"]}
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        table_id = observed.outputs["id"]
+        if changes.touches("SubnetIds"):
+            live = {a["SubnetId"]: a["RouteTableAssociationId"] for a in self._associations()}
+            for subnet_id in sorted(set(desired["SubnetIds"]) - set(live)):
+                self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+            for subnet_id in sorted(set(live) - set(desired["SubnetIds"])):
+                self.ec2.disassociate_route_table(AssociationId=live[subnet_id])
+        if changes.touches("ExtraRoutes"):
+            for route in observed.state["ExtraRoutes"]:
+                destination = {k: v for k, v in route.items() if k.startswith("Destination")}
+                self.ec2.delete_route(RouteTableId=table_id, **destination)
+
+    def _associations(self) -> list[dict[str, Any]]:
+        table = self._live() or {"Associations": []}
+        return [a for a in table["Associations"] if "SubnetId" in a]
+
+    def delete(self, observed: Observed) -> None:
+        for association in self._associations():
+            self.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
+        table_id = observed.outputs["id"]
+        _delete(self.ctx, self.key, lambda: self.ec2.delete_route_table(RouteTableId=table_id))
+
+
+PEERS = {
+    "CidrIp": "IpRanges",
+    "CidrIpv6": "Ipv6Ranges",
+    "PrefixListId": "PrefixListIds",
+    "GroupId": "UserIdGroupPairs",
+}
+
+
+def rules(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """IpPermissions flattened to one rule per peer: protocol, ports and one peer, sorted."""
+    found = []
+    for permission in items:
+        base = {"IpProtocol": permission["IpProtocol"]}
+        if permission["IpProtocol"] != "-1":
+            base |= {"FromPort": permission["FromPort"], "ToPort": permission["ToPort"]}
+        for peer, field in PEERS.items():
+            found += [{**base, peer: item[peer]} for item in permission.get(field, [])]
+    return _sorted(found)
+
+
+def permissions(flat: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Flattened rules back in IpPermissions shape, one permission per rule."""
+    out = []
+    for rule in flat:
+        peer = next(p for p in PEERS if p in rule)
+        permission = {k: v for k, v in rule.items() if k != peer}
+        out.append({**permission, PEERS[peer]: [{peer: rule[peer]}]})
+    return out
+
+
+class SecurityGroup(Ec2):
+    resource_type = "security-group"
+    replace_on = ("VpcId", "GroupName", "Description")
+
+    def __init__(
+        self,
+        ctx: Context,
+        purpose: str,
+        description: str,
+        ingress_from: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(
+            ctx,
+            f"sg-{purpose}",
+            ctx.names.security_group(purpose),
+            depends_on=(VPC, *ingress_from),
+        )
+        self.description = description
+        self.ingress_from = ingress_from
+
+    def read(self) -> Observed | None:
+        group = self.find(self.ec2.describe_security_groups, "SecurityGroups")
+        if group is None:
+            return None
+        state = {
+            "VpcId": group["VpcId"],
+            "GroupName": group["GroupName"],
+            "Description": group["Description"],
+            "Ingress": rules(group["IpPermissions"]),
+            "Egress": rules(group["IpPermissionsEgress"]),
+            "Tags": tags_from_list(group.get("Tags")),
+        }
+        return self.observed(state, {"id": group["GroupId"]})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        ingress = [{**HTTPS, "GroupId": refs(key, "id")} for key in self.ingress_from]
+        egress = []
+        if not self.ingress_from:
+            # Interface endpoints sit in the VPC; S3 and DynamoDB are reached through gateways.
+            egress = [{**HTTPS, "CidrIp": self.ctx.spec.network.cidr}] + [
+                {**HTTPS, "PrefixListId": prefix_list(self.ctx, service)}
+                for service in GATEWAY_ENDPOINTS
+            ]
+        return {
+            "VpcId": refs(VPC, "id"),
+            "GroupName": self.physical,
+            "Description": self.description,
+            "Ingress": _sorted(ingress),
+            "Egress": _sorted(egress),
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        group_id = self.ec2.create_security_group(
+            GroupName=desired["GroupName"],
+            Description=desired["Description"],
+            VpcId=desired["VpcId"],
+            TagSpecifications=self.tag_specs(desired["Tags"]),
+        )["GroupId"]
+        created = self.ctx.eventually(
+            lambda: self.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0],
+            "InvalidGroup.NotFound",
+        )
+        self._sync_rules(group_id, rules(created["IpPermissions"]), desired["Ingress"], False)
+        self._sync_rules(group_id, rules(created["IpPermissionsEgress"]), desired["Egress"], True)
+        return {"id": group_id}
+
+    def _sync_rules(
+        self,
+        group_id: str,
+        current: list[dict[str, Any]],
+        desired: list[dict[str, Any]],
+        egress: bool,
+    ) -> None:
+        """Authorize the missing rules first, then revoke the stale ones."""
+        new = [r for r in desired if r not in current]
+        stale = [r for r in current if r not in desired]
+        direction = "egress" if egress else "ingress"
+        if new:
+            authorize = getattr(self.ec2, f"authorize_security_group_{direction}")
+            authorize(GroupId=group_id, IpPermissions=permissions(new))
+        if stale:
+            revoke = getattr(self.ec2, f"revoke_security_group_{direction}")
+            revoke(GroupId=group_id, IpPermissions=permissions(stale))
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        group_id, live = observed.outputs["id"], observed.state
+        if changes.touches("Ingress"):
+            self._sync_rules(group_id, live["Ingress"], desired["Ingress"], False)
+        if changes.touches("Egress"):
+            self._sync_rules(group_id, live["Egress"], desired["Egress"], True)
+
+    def delete(self, observed: Observed) -> None:
+        group_id = observed.outputs["id"]
+        _delete(self.ctx, self.key, lambda: self.ec2.delete_security_group(GroupId=group_id))
+
+
+class Endpoints(Ec2):
+    """VPC endpoints: created with a client token, deleted and waited for until gone."""
+
+    resource_type = "vpc-endpoint"
+
+    def service_name(self, service: str) -> str:
+        return f"com.amazonaws.{self.ctx.aws.region}.{service}"
+
+    def live(self, endpoint_type: str) -> list[dict[str, Any]]:
+        found = self.ec2.describe_vpc_endpoints(
+            Filters=[*self.tag_filters(), {"Name": "vpc-endpoint-type", "Values": [endpoint_type]}]
+        )["VpcEndpoints"]
+        return [e for e in found if e["State"].lower() not in GONE]
+
+    def create_endpoint(self, endpoint_type: str, desired: Mapping[str, Any], **extra: Any) -> str:
+        return str(
+            self.ec2.create_vpc_endpoint(
+                VpcEndpointType=endpoint_type,
+                VpcId=desired["VpcId"],
+                ServiceName=desired["ServiceName"],
+                ClientToken=str(uuid.uuid4()),
+                TagSpecifications=self.tag_specs(desired["Tags"]),
+                **extra,
+            )["VpcEndpoint"]["VpcEndpointId"]
+        )
+
+    def remove(self, endpoint_ids: list[str]) -> None:
+        """Delete endpoints and wait (bounded) until AWS has finished deleting them."""
+        if not endpoint_ids:
+            return
+        self.ec2.delete_vpc_endpoints(VpcEndpointIds=endpoint_ids)
+
+        def gone() -> bool:
+            try:
+                found = self.ec2.describe_vpc_endpoints(VpcEndpointIds=endpoint_ids)
+            except Exception as exc:
+                if is_not_found(exc):
+                    return True
+                raise
+            left = [e for e in found["VpcEndpoints"] if e["State"].lower() != "deleted"]
+            if left:
+                self.ctx.progress(self.key, f"waiting for {len(left)} endpoint(s) to be deleted")
+            return not left
+
+        _until(self.ctx, self.key, "deletion of VPC endpoints", gone)
+
+
+class GatewayEndpoint(Endpoints):
+    replace_on = ("VpcId", "ServiceName")
+
+    def __init__(self, ctx: Context, service: str) -> None:
+        key = GATEWAY_ENDPOINTS[service]
+        name = key.split(":", 1)[1]
+        super().__init__(ctx, name, ctx.names.vpc_endpoint(service), (VPC, ROUTE_TABLE))
+        self.service = service
+
+    def read(self) -> Observed | None:
+        found = self.live("Gateway")
+        if not found:
+            return None
+        endpoint = found[0]
+        state = {
+            "VpcId": endpoint["VpcId"],
+            "ServiceName": endpoint["ServiceName"],
+            "RouteTableIds": sorted(endpoint.get("RouteTableIds", [])),
+            "PolicyDocument": policy(endpoint.get("PolicyDocument")),
+            "Tags": tags_from_list(endpoint.get("Tags")),
+        }
+        return self.observed(state, {"id": endpoint["VpcEndpointId"]})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "VpcId": refs(VPC, "id"),
+            "ServiceName": self.service_name(self.service),
+            "RouteTableIds": [refs(ROUTE_TABLE, "id")],
+            "PolicyDocument": policy(self._policy()),
+            "Tags": self.tags,
+        }
+
+    def _policy(self) -> dict[str, Any]:
+        """Only the pipeline's own buckets / table are reachable through the endpoint."""
+        arns, names = Arns(self.ctx), self.ctx.names
+        statements: list[dict[str, Any]]
+        if self.service == "s3":
+            buckets = [names.model_bucket, names.data_bucket]
+            statements = [
+                {
+                    "Sid": "PipelineBuckets",
+                    "Action": S3_ACTIONS,
+                    "Resource": [arns.bucket(b) for b in buckets]
+                    + [arns.bucket(b, "/*") for b in buckets],
+                }
+            ]
+            if "ecr.dkr" in self.ctx.spec.network.interface_endpoints:
+                # ECR serves image layers from this AWS bucket, reached through the gateway.
+                layers = f"prod-{self.ctx.aws.region}-starport-layer-bucket"
+                statements.append(
+                    {
+                        "Sid": "EcrImageLayers",
+                        "Action": ["s3:GetObject"],
+                        "Resource": [arns.bucket(layers, "/*")],
+                    }
+                )
+        else:
+            statements = [
+                {
+                    "Sid": "PredictionsTable",
+                    "Action": DYNAMODB_ACTIONS,
+                    "Resource": [arns.table, f"{arns.table}/index/*"],
+                }
+            ]
+        return {
+            "Version": "2012-10-17",
+            "Statement": [{**s, "Effect": "Allow", "Principal": "*"} for s in statements],
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        endpoint_id = self.create_endpoint(
+            "Gateway",
+            desired,
+            RouteTableIds=desired["RouteTableIds"],
+            PolicyDocument=json.dumps(desired["PolicyDocument"]),
+        )
+        return {"id": endpoint_id}
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        params: dict[str, Any] = {}
+        if changes.touches("RouteTableIds"):
+            params |= _membership(
+                observed.state["RouteTableIds"],
+                desired["RouteTableIds"],
+                "AddRouteTableIds",
+                "RemoveRouteTableIds",
+            )
+        if changes.touches("PolicyDocument"):
+            params["PolicyDocument"] = json.dumps(desired["PolicyDocument"])
+        if params:
+            self.ec2.modify_vpc_endpoint(VpcEndpointId=observed.outputs["id"], **params)
+
+    def delete(self, observed: Observed) -> None:
+        self.remove([observed.outputs["id"]])
+
+
+def _slug(service: str) -> str:
+    return service.replace(".", "-")
+
+
+class InterfaceEndpoints(Endpoints):
+    """Every interface endpoint of the spec's list as one resource, so that a service dropped
+    from the list is seen (a live entry not desired) and its endpoint deleted."""
+
+    def __init__(self, ctx: Context) -> None:
+        subnets = tuple(subnet_keys(ctx.spec))
+        super().__init__(
+            ctx,
+            INTERFACE_ENDPOINTS.split(":", 1)[1],
+            ctx.names.vpc_endpoint("interface"),
+            depends_on=(VPC, *subnets, SG_ENDPOINTS),
+        )
+        self.subnets = subnets
+
+    def read(self) -> Observed | None:
+        found = self.live("Interface")
+        if not found:
+            return None
+        prefix = self.service_name("")
+        endpoints, ids = {}, {}
+        for endpoint in found:
+            slug = _slug(endpoint["ServiceName"].removeprefix(prefix))
+            ids[slug] = endpoint["VpcEndpointId"]
+            endpoints[slug] = {
+                "VpcId": endpoint["VpcId"],
+                "ServiceName": endpoint["ServiceName"],
+                "SubnetIds": sorted(endpoint.get("SubnetIds", [])),
+                "SecurityGroupIds": sorted(g["GroupId"] for g in endpoint.get("Groups", [])),
+                "PrivateDnsEnabled": endpoint.get("PrivateDnsEnabled", False),
+                "Tags": tags_from_list(endpoint.get("Tags")),
+            }
+        return Observed({"Endpoints": endpoints}, {"ids": ids})
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        subnet_ids = [refs(key, "id") for key in self.subnets]
+        if all(isinstance(s, str) for s in subnet_ids):
+            subnet_ids = sorted(subnet_ids)
+        return {
+            "Endpoints": {
+                _slug(service): {
+                    "VpcId": refs(VPC, "id"),
+                    "ServiceName": self.service_name(service),
+                    "SubnetIds": subnet_ids,
+                    "SecurityGroupIds": [refs(SG_ENDPOINTS, "id")],
+                    "PrivateDnsEnabled": True,
+                    "Tags": self.named(self.ctx.names.vpc_endpoint(service)),
+                }
+                for service in self.ctx.spec.network.interface_endpoints
+            }
+        }
+
+    def diff(self, current: Mapping[str, Any], desired: Mapping[str, Any]) -> Diff:
+        live, wanted = current["Endpoints"], desired["Endpoints"]
+        found = diff(current, desired, exact=[f"Endpoints.{s}.Tags" for s in wanted])
+        dropped = [Change(f"Endpoints.{s}", live[s], None) for s in sorted(set(live) - set(wanted))]
+        return Diff(found.changes + tuple(dropped))
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        return {"ids": {slug: self._create(e) for slug, e in desired["Endpoints"].items()}}
+
+    def _create(self, endpoint: Mapping[str, Any]) -> str:
+        return self.create_endpoint(
+            "Interface",
+            endpoint,
+            SubnetIds=endpoint["SubnetIds"],
+            SecurityGroupIds=endpoint["SecurityGroupIds"],
+            PrivateDnsEnabled=endpoint["PrivateDnsEnabled"],
+        )
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        ids = dict(observed.outputs["ids"])
+        live, wanted = observed.state["Endpoints"], desired["Endpoints"]
+        touched = [s for s in sorted(set(live) | set(wanted)) if changes.touches(f"Endpoints.{s}")]
+        # An endpoint cannot move to another VPC: it is deleted and created again.
+        gone = [
+            s
+            for s in touched
+            if s not in wanted or (s in live and live[s]["VpcId"] != wanted[s]["VpcId"])
+        ]
+        self.remove([ids.pop(s) for s in gone])
+        for slug in touched:
+            if slug not in wanted:
+                continue
+            if slug not in ids:
+                ids[slug] = self._create(wanted[slug])
+            else:
+                self._modify(ids[slug], live[slug], wanted[slug])
+        return {"ids": ids}
+
+    def _modify(self, endpoint_id: str, live: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+        params = {
+            **_membership(live["SubnetIds"], want["SubnetIds"], "AddSubnetIds", "RemoveSubnetIds"),
+            **_membership(
+                live["SecurityGroupIds"],
+                want["SecurityGroupIds"],
+                "AddSecurityGroupIds",
+                "RemoveSecurityGroupIds",
+            ),
+        }
+        if live["PrivateDnsEnabled"] != want["PrivateDnsEnabled"]:
+            params["PrivateDnsEnabled"] = want["PrivateDnsEnabled"]
+        if params:
+            self.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, **params)
+        if live["Tags"] != want["Tags"]:
+            self.sync_tags(endpoint_id, live["Tags"], want["Tags"])
+
+    def delete(self, observed: Observed) -> None:
+        self.remove(sorted(observed.outputs["ids"].values()))
+
+    def warnings(self) -> list[str]:
+        listed = self.ctx.spec.network.interface_endpoints
+        return [
+            f"network.interface_endpoints has no {service}: {why} and cannot reach it from the "
+            "isolated subnets"
+            for service, why in NEEDED.items()
+            if service not in listed
+        ]
+
+
+def resources(ctx: Context) -> list[Resource]:
+    return [
+        Vpc(ctx),
+        *(Subnet(ctx, i) for i in range(ctx.spec.network.availability_zones)),
+        RouteTable(ctx),
+        SecurityGroup(ctx, "lambda", "mlpipe Lambdas: HTTPS to the VPC endpoints only"),
+        SecurityGroup(ctx, "batch", "mlpipe Batch jobs: HTTPS to the VPC endpoints only"),
+        SecurityGroup(
+            ctx,
+            "endpoints",
+            "mlpipe interface endpoints: HTTPS from the Lambdas and Batch jobs",
+            ingress_from=(SG_LAMBDA, SG_BATCH),
+        ),
+        *(GatewayEndpoint(ctx, service) for service in GATEWAY_ENDPOINTS),
+        InterfaceEndpoints(ctx),
+    ]
