@@ -76,6 +76,10 @@ class ModelsSpec(Strict):
     image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.0-cpu-py310"
     active_version: str = "v1.0.0"
     versions: dict[str, ModelVersionSpec] = {"v1.0.0": ModelVersionSpec()}
+    # Alarms (by purpose, for the variant being promoted) that abort a canary promotion.
+    canary_alarms: list[str] = ["model-latency-p99", "invocation-4xx", "invocation-5xx"]
+    # An operation lock older than this may be broken with --force-unlock.
+    lock_timeout_seconds: Annotated[int, Field(ge=60)] = 3600
 
     @field_validator("active_version")
     @classmethod

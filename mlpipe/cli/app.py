@@ -14,7 +14,7 @@ from botocore.exceptions import (
 )
 
 from mlpipe import __version__
-from mlpipe.cli import apply, local, plan, status, validate
+from mlpipe.cli import apply, local, models, operations, plan, status, validate
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
 from mlpipe.core.errors import ExitStatus, MlpipeError, SpecError, describe_error
@@ -57,6 +57,11 @@ app.command()(plan.plan)
 app.command()(apply.apply)
 app.command()(apply.destroy)
 app.command()(status.status)
+app.command()(operations.traffic)
+app.command()(operations.promote)
+app.command()(operations.rollback)
+app.command("history")(operations.history_command)
+app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")
 
 

@@ -87,6 +87,22 @@ def summary_table(report: Report, seconds: float, api_calls: int, writes: int) -
     return table
 
 
+def alarm_table(alarms: list[dict[str, Any]]) -> Table:
+    table = Table(title="Alarms")
+    for column in ("alarm", "state", "since", "reason"):
+        table.add_column(column)
+    colours = {"OK": "green", "ALARM": "red", "INSUFFICIENT_DATA": "yellow"}
+    for alarm in alarms:
+        state = alarm["state"]
+        table.add_row(
+            escape(alarm["name"]),
+            f"[{colours.get(state, 'dim')}]{state}[/]",
+            escape(str(alarm["updated"] or "")),
+            escape(alarm["reason"] or ""),
+        )
+    return table
+
+
 def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Pipeline status")
     for column in ("resource", "name", "status", "drifted properties"):

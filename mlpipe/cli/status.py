@@ -6,7 +6,7 @@ import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, out
-from mlpipe.cli.render import status_table
+from mlpipe.cli.render import alarm_table, status_table
 
 
 def status(
@@ -14,8 +14,10 @@ def status(
     json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show whether each resource exists and matches the spec."""
-    rows = options(ctx).pipeline().status()
+    pipeline = options(ctx).pipeline()
+    rows, alarms = pipeline.status(), pipeline.alarms()
     if json_output:
-        emit_json({"resources": rows})
+        emit_json({"resources": rows, "alarms": alarms})
     else:
         out.print(status_table(rows))
+        out.print(alarm_table(alarms))

@@ -14,6 +14,7 @@ from mlpipe.core.context import Context, Progress
 from mlpipe.core.executor import Event, Report, execute
 from mlpipe.core.plan import Action, Plan, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
+from mlpipe.resources import monitoring
 from mlpipe.spec import Names, Spec
 
 
@@ -43,6 +44,10 @@ class Pipeline:
 
     def execute(self, plan: Plan, parallelism: int = 8, on_event: Event | None = None) -> Report:
         return execute(plan, parallelism, on_event)
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Each pipeline alarm's state: OK, ALARM, INSUFFICIENT_DATA or MISSING."""
+        return monitoring.alarm_states(self.ctx)
 
     def status(self, parallelism: int = 8) -> list[dict[str, Any]]:
         """Every resource: missing, in sync or drifted (with the drifted properties)."""

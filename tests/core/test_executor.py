@@ -82,7 +82,11 @@ class Fake(Resource):
 
 def test_outputs_flow_to_dependents_in_order() -> None:
     world = World()
-    resources = [Fake(world, "app", ("net", "key")), Fake(world, "net", ("key",)), Fake(world, "key")]
+    resources = [
+        Fake(world, "app", ("net", "key")),
+        Fake(world, "net", ("key",)),
+        Fake(world, "key"),
+    ]
     plan = plan_apply(resources)
     assert [s.key for s in plan.steps] == ["fake:key", "fake:net", "fake:app"]
     assert {s.action for s in plan.steps} == {Action.CREATE}
@@ -135,7 +139,11 @@ def test_update_replace_and_noop_decisions() -> None:
         "moved": {"Immutable": "a", "Deps": []},
     }
     plan = plan_apply(
-        [Fake(world, "same", Size=1), Fake(world, "grown", Size=2), Fake(world, "moved", Immutable="b")]
+        [
+            Fake(world, "same", Size=1),
+            Fake(world, "grown", Size=2),
+            Fake(world, "moved", Immutable="b"),
+        ]
     )
     actions = {s.key: s.action for s in plan.steps}
     assert actions == {

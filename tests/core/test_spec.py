@@ -5,7 +5,6 @@ import yaml
 
 from mlpipe.core.errors import ExitStatus, SpecError
 from mlpipe.spec import Names, load_spec
-
 from tests.conftest import SPEC_PATH
 
 
@@ -57,7 +56,9 @@ def test_list_positions_are_shown(tmp_path: Path) -> None:
     data = base()
     data["endpoint"]["variants"][1]["version"] = "2.0"
     lines = errors_of(tmp_path, data)
-    assert any("endpoint.variants[1].version: '2.0' is not a version like v1.2.3" in x for x in lines)
+    assert any(
+        "endpoint.variants[1].version: '2.0' is not a version like v1.2.3" in x for x in lines
+    )
 
 
 def test_variant_must_serve_a_declared_version(tmp_path: Path) -> None:

@@ -3,54 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import pytest
 
 from tests.conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return {**clean, "MLPIPE_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
-
-
-def mlpipe(env: dict[str, str], *args: str, check: int | None = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlpipe", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check is not None:
-        assert proc.returncode == check, proc.stdout + proc.stderr
-    return proc
-
-
-@pytest.fixture
-def server(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    url = mlpipe(env, "local", "up", "--detach", "--port", str(port)).stdout.strip()
-    assert url == f"http://127.0.0.1:{port}"
-    try:
-        yield url
-    finally:
-        mlpipe(env, "local", "down")
+from tests.e2e.conftest import mlpipe
 
 
 def test_apply_status_destroy_over_http(env: dict[str, str], server: str) -> None:
@@ -92,7 +50,9 @@ def test_apply_status_destroy_over_http(env: dict[str, str], server: str) -> Non
 
 def test_bad_spec_exits_2_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "pipeline.yaml"
-    bad.write_text((ROOT / "config" / "pipeline.yaml").read_text().replace("weight: 20", "weight: 30"))
+    bad.write_text(
+        (ROOT / "config" / "pipeline.yaml").read_text().replace("weight: 20", "weight: 30")
+    )
     proc = mlpipe(env, "--spec", str(bad), "--local", "plan", check=2)
     assert proc.stderr.strip() == f"{bad}: endpoint.variants: weights must add up to 100, got 110"
     # Validation came first: no embedded AWS was started for it.

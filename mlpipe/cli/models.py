@@ -1,0 +1,70 @@
+"""`mlpipe models register|list|show`: the model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import emit_json, err, out
+from mlpipe.ops import registry
+
+app = typer.Typer(help="Register and inspect model versions.", no_args_is_help=True)
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="Semantic version with a v, e.g. v2.0.0."),
+    path: Path = typer.Argument(..., help="A model directory or a model.tar.gz."),
+    baseline: str | None = typer.Option(
+        None, help="Performance baseline: accuracy=0.95,latency=100, or a JSON/YAML file."
+    ),
+    image: str | None = typer.Option(None, help="Inference image (default: the spec's)."),
+    force: bool = typer.Option(False, "--force", help="Replace a registered version."),
+) -> None:
+    """Upload a model version (SSE-KMS) and record its metadata in Parameter Store."""
+    registry.check_version(version)
+    parsed = registry.parse_baseline(baseline)
+    pipeline = options(ctx).pipeline()
+    meta = registry.register(pipeline.ctx, version, path, baseline=parsed, image=image, force=force)
+    err(f"Registered {version}: {meta['s3Path']} ({meta['size']} bytes, sha256 {meta['sha256']})")
+    emit_json(meta)
+
+
+@app.command("list")
+def list_versions(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Every version: where it is served, its weight, whether it is active."""
+    rows = registry.versions(options(ctx).pipeline().ctx)
+    if json_output:
+        emit_json(rows)
+        return
+    table = Table(title="Model versions")
+    for column in ("version", "active", "variant", "weight", "registered at", "baseline"):
+        table.add_column(column)
+    for row in rows:
+        baseline = ", ".join(f"{k}={v:g}" for k, v in (row["performanceBaseline"] or {}).items())
+        table.add_row(
+            row["version"],
+            "*" if row["active"] else "",
+            ", ".join(row["variants"]),
+            f"{row['weight']}%" if row["variants"] else "",
+            row["registeredAt"] or "(declared, not uploaded)",
+            baseline,
+        )
+    out.print(table)
+
+
+@app.command()
+def show(ctx: typer.Context, version: str = typer.Argument(...)) -> None:
+    """One version's metadata."""
+    registry.check_version(version)
+    meta = registry.metadata(options(ctx).pipeline().ctx, version)
+    if meta is None:
+        raise registry.UsageError(f"{version} is not in the registry")
+    emit_json(meta)

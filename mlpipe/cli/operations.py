@@ -1,0 +1,116 @@
+"""`mlpipe traffic|promote|rollback|history`: operations on the live endpoint."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from mlpipe.cli.options import options
+from mlpipe.cli.output import emit_json, err, out, stderr
+from mlpipe.core.errors import UsageError
+from mlpipe.ops import deployments, history
+from mlpipe.ops.deployments import Outcome, Runner
+
+TIMEOUT = typer.Option(None, help="Seconds to wait for the endpoint (default: the spec's).")
+FORCE_UNLOCK = typer.Option(False, "--force-unlock", help="Break a stale operation lock.")
+
+
+def _runner(ctx: typer.Context, timeout: float | None, force_unlock: bool) -> Runner:
+    pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
+    return Runner(pipeline.ctx, timeout=timeout, force_unlock=force_unlock)
+
+
+def _report(outcome: Outcome) -> None:
+    for step in outcome.steps:
+        err(f"  • {step}")
+    before = {v.name: f"{v.version} {v.weight}%" for v in outcome.before.variants}
+    after = {v.name: f"{v.version} {v.weight}%" for v in outcome.after.variants}
+    for name in after:
+        out.print(f"{name}: {before.get(name, '-')} → {after[name]}", markup=False)
+    if outcome.active_before != outcome.active_after:
+        out.print(f"active: {outcome.active_before} → {outcome.active_after}", markup=False)
+    err(f"{outcome.kind} took {outcome.seconds:.2f}s")
+
+
+def _pairs(items: list[str]) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r}: expected VARIANT=WEIGHT")
+        try:
+            weights[name] = int(value)
+        except ValueError as exc:
+            raise UsageError(f"--set {item!r}: the weight must be an integer") from exc
+    return weights
+
+
+def traffic(
+    ctx: typer.Context,
+    a: int | None = typer.Option(None, "--a", help="Weight of the first variant (percent)."),
+    b: int | None = typer.Option(None, "--b", help="Weight of the second variant (percent)."),
+    set_: list[str] = typer.Option([], "--set", help="VARIANT=WEIGHT, for any variant."),
+    timeout: float | None = TIMEOUT,
+    force_unlock: bool = FORCE_UNLOCK,
+) -> None:
+    """Shift traffic between variants: integers 0-100 that add up to 100."""
+    requested = _pairs(set_)
+    runner = _runner(ctx, timeout, force_unlock)
+    variants = [v.name for v in runner.current().variants]
+    for index, weight in enumerate((a, b)):
+        if weight is not None:
+            if index >= len(variants):
+                raise UsageError("the endpoint has only one variant: use --set")
+            requested[variants[index]] = weight
+    if not requested:
+        raise UsageError("give weights with --a/--b or --set VARIANT=WEIGHT")
+    _report(deployments.traffic(runner, requested))
+
+
+def promote(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="A registered version, e.g. v2.0.0."),
+    canary: str | None = typer.Option(None, help="Progressive steps in percent, e.g. 10,50,100."),
+    interval: str | None = typer.Option(None, help="Wait between canary steps, e.g. 5m."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing."),
+    timeout: float | None = TIMEOUT,
+    force_unlock: bool = FORCE_UNLOCK,
+) -> None:
+    """Make a registered version active, deploying it to the challenger variant first."""
+    plan = deployments.parse_canary(canary, interval)
+    outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
+    if dry_run:
+        for step in outcome.steps:
+            out.print(f"• {step}", markup=False)
+        err("Dry run: nothing changed.")
+        return
+    _report(outcome)
+
+
+def rollback(
+    ctx: typer.Context,
+    to: str | None = typer.Option(None, "--to", help="Version (default: the previous active)."),
+    timeout: float | None = TIMEOUT,
+    force_unlock: bool = FORCE_UNLOCK,
+) -> None:
+    """Go back to the previous active version: a weight shift when it is still served."""
+    _report(deployments.rollback(_runner(ctx, timeout, force_unlock), to))
+
+
+def history_command(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Registrations, promotions, traffic shifts and rollbacks, newest first."""
+    events = history.events(options(ctx).pipeline().ctx)
+    if json_output:
+        emit_json(events)
+        return
+    table = Table(title="History")
+    for column in ("when", "what", "from", "to", "who", "detail"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(
+            *(str(event[k] or "") for k in ("when", "what", "from", "to", "who", "detail"))
+        )
+    out.print(table)

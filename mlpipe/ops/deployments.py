@@ -1,0 +1,322 @@
+"""Traffic shifts, promotions and rollbacks: write the deployment state, then reconcile.
+
+The endpoint reconciler (`mlpipe.resources.sagemaker.deploy`) is the one apply uses; an
+operation only decides the new desired state, records who asked for it, and runs it under the
+operation lock. A run interrupted half-way is converged by running it (or `apply`) again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpipe.core.context import Context
+from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
+from mlpipe.ops.lock import operation_lock
+from mlpipe.ops.registry import active_version, require_registered
+from mlpipe.resources.sagemaker import DeploymentState, deploy, load_state, save_state
+
+
+@dataclass
+class Outcome:
+    """What an operation did: the states before and after, and the steps it took."""
+
+    kind: str
+    before: DeploymentState
+    after: DeploymentState
+    active_before: str | None
+    active_after: str | None
+    steps: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    calls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Runner:
+    """The shared mechanism of every operation: lock, save, reconcile, verify, record."""
+
+    ctx: Context
+    timeout: float | None = None
+    force_unlock: bool = False
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def current(self) -> DeploymentState:
+        state = load_state(self.ctx)
+        if state is None:
+            raise MlpipeError(
+                f"no deployment state at {self.ctx.names.deployment_param}: run `mlpipe apply` "
+                "first"
+            )
+        return state
+
+    def record(self, kind: str, summary: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "summary": summary,
+            "by": self.ctx.aws.caller_arn,
+            "at": datetime.now(UTC).isoformat(),
+            **extra,
+        }
+
+    def apply(self, state: DeploymentState) -> None:
+        """Save the state and make the endpoint serve it; raise with AWS's reason if it can't."""
+        save_state(self.ctx, state)
+        result = deploy(self.ctx, state, timeout=self.timeout)
+        if not result.ok:
+            reasons = "; ".join(f"{k}: {v}" for k, v in result.errors.items())
+            raise MlpipeError(f"the endpoint did not reach the new state: {reasons}")
+        live = live_weights(self.ctx)
+        if live != state.weights:
+            raise MlpipeError(f"endpoint weights are {live}, expected {state.weights}")
+
+    def set_active(self, version: str) -> None:
+        self.ctx.aws.client("ssm").put_parameter(
+            Name=self.ctx.names.active_version_param,
+            Value=version,
+            Type="String",
+            Overwrite=True,
+        )
+
+
+def live_weights(ctx: Context) -> dict[str, float]:
+    endpoint = ctx.aws.client("sagemaker").describe_endpoint(EndpointName=ctx.names.endpoint)
+    return {
+        v["VariantName"]: round(float(v.get("CurrentWeight", v.get("DesiredWeight", 0))), 4)
+        for v in endpoint["ProductionVariants"]
+    }
+
+
+def changed(
+    state: DeploymentState,
+    operation: dict[str, Any] | None,
+    *,
+    weights: dict[str, int] | None = None,
+    serve: tuple[str, str] | None = None,
+    champion: str | None = None,
+) -> DeploymentState:
+    """A copy of the state with new weights, one variant serving another version, or a new
+    champion (the old champion becomes the challenger); validated like the spec."""
+    variants = []
+    for variant in state.model_dump()["variants"]:
+        if weights is not None:
+            variant["weight"] = weights[variant["name"]]
+        if serve is not None and variant["name"] == serve[0]:
+            variant["version"] = serve[1]
+        variants.append(variant)
+    roles = {}
+    if champion is not None and champion != state.champion:
+        roles = {"champion": champion, "challenger": state.champion}
+    return DeploymentState.model_validate(
+        {**state.model_dump(), "variants": variants, "operation": operation, **roles}
+    )
+
+
+def parse_weights(state: DeploymentState, requested: dict[str, int]) -> dict[str, int]:
+    """Validate requested weights (unnamed variants get 0) against the live variants."""
+    names = [v.name for v in state.variants]
+    unknown = sorted(set(requested) - set(names))
+    if unknown:
+        raise UsageError(
+            f"unknown variant(s) {', '.join(unknown)}; the endpoint has {', '.join(names)}"
+        )
+    for name, weight in requested.items():
+        if not 0 <= weight <= 100:
+            raise UsageError(f"weight of {name} must be 0 to 100, got {weight}")
+    weights = {name: requested.get(name, 0) for name in names}
+    total = sum(weights.values())
+    if total != 100:
+        raise UsageError(f"weights must add up to 100, got {total}")
+    return weights
+
+
+def traffic(runner: Runner, requested: dict[str, int]) -> Outcome:
+    ctx = runner.ctx
+    before = runner.current()
+    weights = parse_weights(before, requested)
+    old = {v.name: v.weight for v in before.variants}
+    summary = ", ".join(f"{n} {old[n]}→{w}" for n, w in weights.items())
+    after = changed(before, runner.record("traffic", summary), weights=weights)
+    started = runner.clock()
+    with operation_lock(ctx, "traffic", force_unlock=runner.force_unlock):
+        runner.apply(after)
+    active = active_version(ctx)
+    return Outcome("traffic", before, after, active, active, [summary], runner.clock() - started)
+
+
+def _serving(state: DeploymentState, version: str) -> str | None:
+    """The variant serving `version`, preferring the champion."""
+    names = [v.name for v in state.variants if v.version == version]
+    return state.champion if state.champion in names else (names[0] if names else None)
+
+
+def _split(state: DeploymentState, target: str, percent: int) -> dict[str, int]:
+    """`percent` to the target, the rest to the current champion (or the first other)."""
+    others = [v.name for v in state.variants if v.name != target]
+    rest = state.champion if state.champion in others else others[0]
+    weights = {v.name: 0 for v in state.variants}
+    weights[target] = percent
+    if percent < 100:
+        weights[rest] = 100 - percent
+    return weights
+
+
+@dataclass(frozen=True)
+class Canary:
+    steps: tuple[int, ...] = (100,)
+    interval: float = 0.0
+    poll: float = 10.0
+
+
+def parse_canary(text: str | None, interval: str | None) -> Canary:
+    if not text:
+        return Canary()
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"--canary: {text!r} is not a list of percentages like 10,50,100") from exc
+    if not steps or steps[-1] != 100 or list(steps) != sorted(set(steps)) or steps[0] <= 0:
+        raise UsageError("--canary: increasing percentages from above 0, ending at 100")
+    return Canary(steps, parse_duration(interval or "5m"))
+
+
+def parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError) as exc:
+        raise UsageError(f"{text!r} is not a duration like 30s, 5m or 1h") from exc
+
+
+def alarms_firing(ctx: Context, variant: str) -> list[str]:
+    names = [ctx.names.alarm(f"{purpose}-{variant}") for purpose in ctx.spec.models.canary_alarms]
+    alarms = ctx.aws.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+    return sorted(a["AlarmName"] for a in alarms if a["StateValue"] == "ALARM")
+
+
+class PromotionAborted(MlpipeError):
+    """A canary step saw an alarm; the previous state was restored."""
+
+
+def promote(
+    runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
+) -> Outcome:
+    ctx = runner.ctx
+    require_registered(ctx, version)
+    before = runner.current()
+    active = active_version(ctx)
+    target = _serving(before, version)
+    steps: list[str] = []
+    staged = before
+    if target is None:
+        others = [v.name for v in before.variants if v.name != before.champion]
+        target = before.challenger or others[0]
+        record = runner.record("promote", f"deploy {version} on {target}", to=version)
+        staged = changed(before, record, serve=(target, version))
+        steps.append(f"deploy {version} on {target}: new model and endpoint config, UpdateEndpoint")
+    steps += [f"shift {p}% of the traffic to {target} ({version})" for p in canary.steps]
+    if len(canary.steps) > 1:
+        wait = f"between steps: wait {canary.interval:g}s watching the alarms of {target}"
+        steps.insert(-1, wait)
+    steps.append(f"active version {active} → {version}; champion {target}")
+    outcome = Outcome("promote", before, staged, active, version, steps)
+    if dry_run:
+        return outcome
+    started = runner.clock()
+    with operation_lock(ctx, f"promote {version}", force_unlock=runner.force_unlock):
+        if staged is not before:
+            runner.apply(staged)
+        state = staged
+        for index, percent in enumerate(canary.steps):
+            record = runner.record("promote", f"{percent}% to {target} ({version})", to=version)
+            weights = _split(state, target, percent)
+            champion = target if percent == 100 else None
+            state = changed(state, record, weights=weights, champion=champion)
+            runner.apply(state)
+            firing = _watch(runner, target, canary) if index < len(canary.steps) - 1 else []
+            if firing:
+                reason = f"canary aborted: {', '.join(firing)} in ALARM"
+                restore = changed(
+                    staged,
+                    runner.record("rollback", reason, to=active),
+                    weights={v.name: v.weight for v in before.variants},
+                )
+                runner.apply(restore)
+                raise PromotionAborted(
+                    f"promotion of {version} {reason} at {percent}%; traffic restored to "
+                    f"{restore.weights}, active version stays {active}"
+                )
+        runner.set_active(version)
+    outcome.after, outcome.seconds = state, runner.clock() - started
+    return outcome
+
+
+def _watch(runner: Runner, variant: str, canary: Canary) -> list[str]:
+    """Wait out a canary interval, checking the alarms; the alarms firing, if any."""
+    deadline = runner.clock() + canary.interval
+    while True:
+        firing = alarms_firing(runner.ctx, variant)
+        remaining = deadline - runner.clock()
+        if firing or remaining <= 0:
+            return firing
+        runner.ctx.progress("promote", f"watching {variant}: {remaining:.0f}s left")
+        runner.sleep(min(canary.poll, remaining))
+
+
+def previous_active(ctx: Context) -> str | None:
+    """The active version before the current one, from Parameter Store's history."""
+    ssm = ctx.aws.client("ssm")
+    try:
+        values = [
+            entry["Value"]
+            for page in ssm.get_paginator("get_parameter_history").paginate(
+                Name=ctx.names.active_version_param
+            )
+            for entry in page["Parameters"]
+        ]
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    current = values[-1] if values else None
+    return next((v for v in reversed(values) if v != current), None)
+
+
+def rollback(runner: Runner, to: str | None = None) -> Outcome:
+    ctx = runner.ctx
+    active = active_version(ctx)
+    version = to or previous_active(ctx)
+    if version is None:
+        raise UsageError(
+            f"nothing to roll back to: {ctx.names.active_version_param} has no earlier version; "
+            "name one with --to VERSION"
+        )
+    if version == active:
+        raise UsageError(f"{version} is already the active version")
+    require_registered(ctx, version)
+    before = runner.current()
+    target = _serving(before, version)
+    record = runner.record("rollback", f"{active} → {version}", to=version, **{"from": active})
+    serve = None
+    if target is not None:
+        step = f"shift all traffic to {target}, which still serves {version}"
+    else:
+        target = before.champion
+        serve = (target, version)
+        step = f"UpdateEndpoint: {target} serves {version} again (its retained endpoint config)"
+    after = changed(
+        before, record, weights=_split(before, target, 100), serve=serve, champion=target
+    )
+    started = runner.clock()
+    with operation_lock(ctx, f"rollback to {version}", force_unlock=runner.force_unlock):
+        runner.apply(after)
+        runner.set_active(version)
+    steps = [step, f"active version {active} → {version}"]
+    return Outcome("rollback", before, after, active, version, steps, runner.clock() - started)

@@ -1,0 +1,57 @@
+"""Fixtures for running the real `mlpipe` command against the embedded AWS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {
+        **clean,
+        "MLPIPE_HOME": str(tmp_path / "home"),
+        "HOME": str(tmp_path),
+        # Endpoints still pass through Creating/Updating, without the real-time wait.
+        "MLPIPE_LOCAL_ENDPOINT_DELAY": "0",
+    }
+
+
+def mlpipe(env: dict[str, str], *args: str, check: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpipe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def server(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    url = mlpipe(env, "local", "up", "--detach", "--port", str(port)).stdout.strip()
+    assert url == f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        mlpipe(env, "local", "down")
