@@ -124,7 +124,7 @@ def test_rollback_to_a_version_no_variant_serves_reuses_its_config(
 
 def test_promoting_an_unregistered_version_changes_nothing(runner: Runner) -> None:
     runner.ctx.aws.log.reset()
-    with pytest.raises(UsageError, match="v9.9.9 is not registered"):
+    with pytest.raises(UsageError, match=r"v9\.9\.9 is not registered"):
         deployments.promote(runner, "v9.9.9")
     assert runner.ctx.aws.log.writes() == []
 
