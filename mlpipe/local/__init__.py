@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlpipe.local.moto_ext import install_extensions
+    from mlpipe.local.runtime import LocalRuntime
     from mlpipe.local.server import (
         DEFAULT_HOST,
         DEFAULT_PORT,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_PORT",
     "LocalAws",
     "LocalAwsError",
+    "LocalRuntime",
     "PortInUseError",
     "ServerAlreadyRunningError",
     "ServerInfo",
@@ -47,5 +49,5 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = "moto_ext" if name == "install_extensions" else "server"
+    module = {"install_extensions": "moto_ext", "LocalRuntime": "runtime"}.get(name, "server")
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,0 +1,99 @@
+"""SageMaker inference handlers for mlpipe's example models (scikit-learn, breast cancer data).
+
+This file is shipped as ``code/inference.py`` inside each example ``model.tar.gz``. It imports
+only the standard library, NumPy and joblib (which comes with scikit-learn), so SageMaker's
+scikit-learn serving container runs it as it is, and so does mlpipe's local runtime.
+
+Wire format
+-----------
+Request: ``Content-Type: application/json``, body ``{"instances": [[f1, ..., f30], ...]}``: one
+row of the 30 features of scikit-learn's breast cancer data set per instance, in the data set's
+column order. A bare list of rows (``[[f1, ..., f30], ...]``) is accepted too.
+
+Response: ``Content-Type: application/json``, body ``{"predictions": [...]}`` with one object per
+instance, in order: ``{"label": 0 | 1, "probability": p}``. ``label`` is the predicted class
+(the data set's target: 0 = malignant, 1 = benign) and ``probability`` the model's probability
+of class 1, a float in [0, 1].
+
+Errors: a body that is not JSON, rows of the wrong width or values that are not finite numbers
+are refused with status 400; a content type or accept type other than JSON with 415.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import joblib
+import numpy as np
+
+MODEL_FILE = "model.joblib"
+JSON = "application/json"
+
+
+class InferenceError(ValueError):
+    """A request the model cannot answer; ``status_code`` is the HTTP status to return."""
+
+    status_code = 400
+
+
+class UnsupportedContentType(InferenceError):
+    status_code = 415
+
+
+def model_fn(model_dir: str) -> Any:
+    """Load the fitted scikit-learn estimator from the extracted model archive."""
+    return joblib.load(os.path.join(model_dir, MODEL_FILE))
+
+
+def _is_json(media_type: str | None) -> bool:
+    return (media_type or JSON).split(";", 1)[0].strip().lower() == JSON
+
+
+def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.ndarray:
+    """Decode ``{"instances": [[...], ...]}`` into a 2-D float array."""
+    if not _is_json(request_content_type):
+        raise UnsupportedContentType(f"unsupported content type: {request_content_type!r}")
+    if isinstance(request_body, bytes | bytearray):
+        request_body = bytes(request_body).decode("utf-8")
+    try:
+        payload = json.loads(request_body)
+    except ValueError as exc:
+        raise InferenceError(f"request body is not JSON: {exc}") from exc
+    rows = payload.get("instances") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+        raise InferenceError('expected {"instances": [[f1, ..., fN], ...]} with at least one row')
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InferenceError(f"instances[{i}][{j}] is not a number")
+            if not math.isfinite(value):
+                raise InferenceError(f"instances[{i}][{j}] is not finite")
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise InferenceError("all instances must have the same number of features")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def predict_fn(input_data: np.ndarray, model: Any) -> list[dict[str, Any]]:
+    """Predict the class and the probability of class 1 for each row."""
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and input_data.shape[1] != expected:
+        raise InferenceError(f"each instance needs {expected} features, got {input_data.shape[1]}")
+    labels = model.predict(input_data)
+    positive = list(model.classes_).index(1)
+    probabilities = model.predict_proba(input_data)[:, positive]
+    return [
+        {"label": int(label), "probability": float(p)}
+        for label, p in zip(labels, probabilities, strict=True)
+    ]
+
+
+def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> tuple[str, str]:
+    """Encode the predictions as ``{"predictions": [...]}``."""
+    media_types = [m.split(";", 1)[0].strip().lower() for m in (accept or JSON).split(",")]
+    if not any(m in (JSON, "*/*", "application/*", "") for m in media_types):
+        raise UnsupportedContentType(f"unsupported accept type: {accept!r}")
+    return json.dumps({"predictions": prediction}, separators=(",", ":")), JSON

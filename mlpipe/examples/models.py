@@ -1,0 +1,267 @@
+"""The example models: two versions of a classifier for scikit-learn's breast cancer data.
+
+:func:`build_examples` trains both on one fixed split, packages each as SageMaker expects
+(``model.tar.gz`` with ``model.joblib``, ``code/inference.py`` and ``code/requirements.txt``),
+and measures each packaged model, through the same loading code the local runtime serves it
+with, on the held-out rows: accuracy and median single-request latency, its performance
+baseline. The archives are byte-for-byte reproducible for a seed and a scikit-learn version.
+
+Layout of ``out``::
+
+    heldout.jsonl              one {"features": [30 floats], "label": 0|1} per held-out row
+    manifest.json              the versions, their archives, sha256, accuracy, latency
+    v1.0.0/model.tar.gz
+    v2.0.0/model.tar.gz
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import statistics
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mlpipe.core.errors import MlpipeError
+from mlpipe.local.runtime import load_model
+
+__all__ = [
+    "DATASET",
+    "HELDOUT_FILE",
+    "MANIFEST_FILE",
+    "ExampleModel",
+    "build_examples",
+    "read_heldout",
+]
+
+DATASET = "sklearn.datasets.load_breast_cancer"
+HELDOUT_FILE = "heldout.jsonl"
+MANIFEST_FILE = "manifest.json"
+TEST_SIZE = 0.25
+PICKLE_PROTOCOL = 4
+ARCHIVE_MTIME = 0
+# Features v1.0.0 sees: mean radius, mean texture, mean perimeter, mean area.
+V1_FEATURES = (0, 1, 2, 3)
+# Single-row requests timed for the latency baseline (the first held-out rows).
+LATENCY_SAMPLES = 50
+
+
+@dataclass(frozen=True)
+class ExampleModel:
+    """One packaged example model and its measured performance."""
+
+    version: str
+    path: Path
+    sha256: str
+    accuracy: float
+    latency_ms: float
+    feature_count: int
+    heldout: Path
+    description: str
+
+    @property
+    def baseline(self) -> dict[str, float]:
+        """The performance baseline to register for this version (the spec's ``Baseline``)."""
+        return {"accuracy": round(self.accuracy, 4), "latency": round(self.latency_ms, 3)}
+
+
+def _require_sklearn() -> Any:
+    try:
+        import sklearn
+    except ImportError as exc:
+        raise MlpipeError(
+            "The example models need scikit-learn: pip install 'mlpipe[demo]'."
+        ) from exc
+    return sklearn
+
+
+def _v1_estimator() -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    select = ColumnTransformer([("size", StandardScaler(), list(V1_FEATURES))])
+    return Pipeline([("select", select), ("classify", LogisticRegression(C=0.05))])
+
+
+def _v2_estimator() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline(
+        [("scale", StandardScaler()), ("classify", LogisticRegression(C=1.0, max_iter=1000))]
+    )
+
+
+# version -> (how it is built, what it is)
+VERSIONS: dict[str, tuple[Callable[[], Any], str]] = {
+    "v1.0.0": (
+        _v1_estimator,
+        "logistic regression on 4 size features (mean radius, texture, perimeter, area), "
+        "strongly regularised (C=0.05)",
+    ),
+    "v2.0.0": (_v2_estimator, "standardised logistic regression on all 30 features (C=1.0)"),
+}
+
+
+def _inference_script() -> bytes:
+    return (resources.files("mlpipe.examples") / "inference.py").read_bytes()
+
+
+def _tar_entry(name: str, size: int | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = ARCHIVE_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if size is None:
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
+        info.size = size
+        info.mode = 0o644
+    return info
+
+
+def _archive(files: dict[str, bytes]) -> bytes:
+    """A gzipped tar of ``files`` whose bytes depend on nothing but the files."""
+    directories = {str(Path(name).parent) for name in files} - {"."}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(directories | set(files)):
+            if name in directories:
+                tar.addfile(_tar_entry(name, None))
+            else:
+                tar.addfile(_tar_entry(name, len(files[name])), io.BytesIO(files[name]))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def _pickled(estimator: Any) -> bytes:
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer, protocol=PICKLE_PROTOCOL)
+    return buffer.getvalue()
+
+
+def _measure(archive: Path, rows: list[list[float]], labels: list[int]) -> tuple[float, float]:
+    """Accuracy on all rows and median single-row latency (ms) over the first
+    :data:`LATENCY_SAMPLES` rows, of the packaged model as it is served."""
+    with tempfile.TemporaryDirectory(prefix="mlpipe-example-") as directory:
+        model = load_model(archive, Path(directory))
+        body = json.dumps({"instances": rows}).encode()
+        answer, _ = model.invoke(body, "application/json", "application/json")
+        predictions = json.loads(answer)["predictions"]
+        correct = sum(p["label"] == y for p, y in zip(predictions, labels, strict=True))
+        timings = []
+        for row in rows[:LATENCY_SAMPLES]:
+            request = json.dumps({"instances": [row]}).encode()
+            started = time.perf_counter()
+            model.invoke(request, "application/json", "application/json")
+            timings.append((time.perf_counter() - started) * 1000)
+    return correct / len(labels), statistics.median(timings)
+
+
+def _write_heldout(path: Path, rows: list[list[float]], labels: list[int]) -> None:
+    lines = [
+        json.dumps({"features": row, "label": label}, separators=(",", ":"))
+        for row, label in zip(rows, labels, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_heldout(path: Path) -> tuple[list[list[float]], list[int]]:
+    """The held-out rows and labels written by :func:`build_examples`."""
+    rows, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            rows.append([float(x) for x in record["features"]])
+            labels.append(int(record["label"]))
+    return rows, labels
+
+
+def build_examples(out: Path, seed: int = 0) -> list[ExampleModel]:
+    """Train, package and measure the example models into ``out``; returns them by version.
+
+    ``seed`` fixes the train/test split; the same seed and scikit-learn version give the same
+    archive bytes.
+    """
+    sklearn = _require_sklearn()
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=TEST_SIZE, random_state=seed, stratify=data.target
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [[float(v) for v in row] for row in x_test]
+    labels = [int(y) for y in y_test]
+    heldout = out / HELDOUT_FILE
+    _write_heldout(heldout, rows, labels)
+
+    code = {
+        "code/inference.py": _inference_script(),
+        "code/requirements.txt": f"scikit-learn=={sklearn.__version__}\n".encode(),
+    }
+    models = []
+    for version, (make, description) in VERSIONS.items():
+        estimator = make().fit(x_train, y_train)
+        archive = _archive({**code, "model.joblib": _pickled(estimator)})
+        path = out / version / "model.tar.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(archive)
+        accuracy, latency_ms = _measure(path, rows, labels)
+        models.append(
+            ExampleModel(
+                version=version,
+                path=path,
+                sha256=hashlib.sha256(archive).hexdigest(),
+                accuracy=accuracy,
+                latency_ms=latency_ms,
+                feature_count=int(data.data.shape[1]),
+                heldout=heldout,
+                description=description,
+            )
+        )
+    _write_manifest(out, seed, [str(n) for n in data.feature_names], models)
+    return models
+
+
+def _write_manifest(
+    out: Path, seed: int, feature_names: list[str], models: list[ExampleModel]
+) -> None:
+    manifest = {
+        "dataset": DATASET,
+        "seed": seed,
+        "test_size": TEST_SIZE,
+        "heldout": HELDOUT_FILE,
+        "feature_names": feature_names,
+        "models": [
+            {
+                "version": m.version,
+                "path": m.path.relative_to(out).as_posix(),
+                "sha256": m.sha256,
+                "accuracy": m.accuracy,
+                "latency_ms": m.latency_ms,
+                "feature_count": m.feature_count,
+                "description": m.description,
+                "baseline": m.baseline,
+            }
+            for m in models
+        ],
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
