@@ -132,14 +132,14 @@ def _lambda_common(arns: Arns, purpose: str, key_arn: Any) -> list[Statement]:
     ]
 
 
-def _ecr_pull(arns: Arns, image: str) -> list[Statement]:
+def _ecr_pull(arns: Arns, *images: str) -> list[Statement]:
     return [
         # GetAuthorizationToken is account-wide: it has no resource-level permission.
         allow("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         allow(
             "PullImage",
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            [arns.ecr_repository(image)],
+            sorted({arns.ecr_repository(image) for image in images}),
         ),
     ]
 
@@ -186,7 +186,12 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                 allow("ReadModels", ["s3:GetObject"], [arns.bucket(models, "/models/*")]),
                 allow("CaptureData", ["s3:PutObject"], [arns.bucket(models, "/data-capture/*")]),
                 allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
-                *_ecr_pull(arns, spec.models.image),
+                # Every declared model version's image (a version may name its own).
+                *_ecr_pull(
+                    arns,
+                    spec.models.image,
+                    *(v.image for v in spec.models.versions.values() if v.image),
+                ),
                 allow(
                     "EndpointLogs",
                     ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
