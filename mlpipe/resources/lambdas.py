@@ -1,0 +1,289 @@
+"""The two Lambda functions (preprocess behind the API, stream-processor on Kinesis) and their
+log groups.
+
+Code: each function's package directory (`lambdas/<package>`) is zipped deterministically
+(entries sorted, timestamps 1980-01-01, permissions 0644, no bytecode, stored uncompressed so
+the bytes do not depend on the zlib build) with the package's files at the zip root, so the
+handler is `handler.handler`. The content hash, base64(sha256(zip)), is compared with the
+function's `CodeSha256`: unchanged code makes no UpdateFunctionCode call.
+
+Every function runs in the pipeline's private subnets, traces with X-Ray (Active), encrypts its
+environment with the pipeline key and has reserved concurrency from the spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lambdas as lambda_sources
+from mlpipe.core.context import Context
+from mlpipe.core.diff import Diff, diff, sync_tags
+from mlpipe.core.errors import is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources import network
+from mlpipe.resources.iam import role_key
+from mlpipe.resources.kms import KEY
+from mlpipe.resources.logs import LogGroup
+
+PREPROCESS = "preprocess"
+STREAM_PROCESSOR = "stream-processor"
+PURPOSES = (PREPROCESS, STREAM_PROCESSOR)
+HANDLER = "handler.handler"
+SOURCES = Path(lambda_sources.__file__).resolve().parent
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# SageMaker accepts request payloads up to 6 MB; the stream processor packs records below this.
+MAX_PAYLOAD_BYTES = 5_000_000
+# InvalidParameterValueException while a new role propagates: "The role defined for the
+# function cannot be assumed by Lambda", "The provided execution role does not have
+# permissions to call CreateNetworkInterface on EC2", "... SendMessage on SQS".
+ROLE_NOT_READY = "role"
+
+# Properties UpdateFunctionConfiguration sets (the rest have their own calls).
+CONFIGURATION = (
+    "Runtime",
+    "Handler",
+    "Role",
+    "Description",
+    "MemorySize",
+    "Timeout",
+    "Environment",
+    "KMSKeyArn",
+    "TracingConfig",
+    "VpcConfig",
+)
+
+
+def function_key(purpose: str) -> str:
+    return f"lambda:{purpose}"
+
+
+def log_group_key(purpose: str) -> str:
+    return f"logs:lambda-{purpose}"
+
+
+def function_arn(ctx: Context, purpose: str) -> str:
+    """The function's ARN, derived from its name (known before it exists)."""
+    aws = ctx.aws
+    return (
+        f"arn:{aws.partition}:lambda:{aws.region}:{aws.account}:function:"
+        f"{ctx.names.function(purpose)}"
+    )
+
+
+def build_zip(source: Path) -> bytes:
+    """The deployment package of a source directory, byte-for-byte reproducible."""
+    files = sorted(
+        path
+        for path in source.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=ZIP_DATE)
+            info.create_system = 3  # Unix, so the permission bits below are honoured
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(package: bytes) -> str:
+    """Lambda's `CodeSha256` of a package: base64 of its SHA-256 digest."""
+    return base64.b64encode(hashlib.sha256(package).digest()).decode()
+
+
+def environment(ctx: Context, purpose: str) -> dict[str, str]:
+    """The variables each handler reads (see the handlers' module docstrings)."""
+    spec, names = ctx.spec, ctx.names
+    variables = {
+        "ENDPOINT_NAME": names.endpoint,
+        "TABLE_NAME": names.predictions_table,
+        "ACTIVE_VERSION_PARAM": names.active_version_param,
+        "DEPLOYMENT_PARAM": names.deployment_param,
+        "SSM_CACHE_TTL_SECONDS": str(spec.lambdas.ssm_cache_ttl_seconds),
+        "PREDICTION_TTL_DAYS": str(spec.storage.predictions_table.ttl_days),
+    }
+    if spec.lambdas.feature_count is not None:
+        variables["FEATURE_COUNT"] = str(spec.lambdas.feature_count)
+    if purpose == STREAM_PROCESSOR:
+        variables["MAX_PAYLOAD_BYTES"] = str(MAX_PAYLOAD_BYTES)
+        # Report malformed records too, so that after the retries they reach the on-failure
+        # queue instead of being dropped.
+        variables["REPORT_MALFORMED"] = "true"
+    return variables
+
+
+class Function(Resource):
+    kind = "lambda"
+
+    def __init__(self, ctx: Context, purpose: str, source: Path | None = None) -> None:
+        subnets = tuple(network.subnet_keys(ctx.spec))
+        super().__init__(
+            ctx,
+            purpose,
+            ctx.names.function(purpose),
+            depends_on=(
+                KEY,
+                role_key(purpose),
+                log_group_key(purpose),
+                network.SG_LAMBDA,
+                *subnets,
+            ),
+        )
+        self.purpose = purpose
+        self.source = source or SOURCES / purpose.replace("-", "_")
+        self.subnets = subnets
+
+    @property
+    def settings(self) -> Any:
+        return getattr(self.ctx.spec.lambdas, self.purpose.replace("-", "_"))
+
+    @cached_property
+    def package(self) -> bytes:
+        return build_zip(self.source)
+
+    def read(self) -> Observed | None:
+        lam = self.client("lambda")
+        try:
+            found = lam.get_function(FunctionName=self.physical)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        config = found["Configuration"]
+        vpc = config.get("VpcConfig") or {}
+        tags = found.get("Tags") or {}
+        concurrency = lam.get_function_concurrency(FunctionName=self.physical)
+        state = {
+            "Runtime": config.get("Runtime"),
+            "Handler": config.get("Handler"),
+            "Role": config.get("Role"),
+            "Description": config.get("Description", ""),
+            "MemorySize": config.get("MemorySize"),
+            "Timeout": config.get("Timeout"),
+            "Environment": {"Variables": (config.get("Environment") or {}).get("Variables", {})},
+            "KMSKeyArn": config.get("KMSKeyArn"),
+            "TracingConfig": {"Mode": (config.get("TracingConfig") or {}).get("Mode")},
+            # VpcId is derived from the subnets, so it is not compared.
+            "VpcConfig": {
+                "SubnetIds": sorted(vpc.get("SubnetIds") or []),
+                "SecurityGroupIds": sorted(vpc.get("SecurityGroupIds") or []),
+            },
+            "CodeSha256": config.get("CodeSha256"),
+            "ReservedConcurrentExecutions": concurrency.get("ReservedConcurrentExecutions"),
+            "Tags": tags,
+        }
+        outputs = {"name": self.physical, "arn": config["FunctionArn"]}
+        return Observed(state, outputs, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        settings = self.settings
+        subnet_ids = [refs(key, "id") for key in self.subnets]
+        return {
+            "Runtime": self.ctx.spec.lambdas.runtime,
+            "Handler": HANDLER,
+            "Role": refs(role_key(self.purpose), "arn"),
+            "Description": f"mlpipe {self.ctx.names.pipeline_id}: {self.purpose}",
+            "MemorySize": settings.memory_mb,
+            "Timeout": settings.timeout_seconds,
+            "Environment": {"Variables": environment(self.ctx, self.purpose)},
+            "KMSKeyArn": refs(KEY, "arn"),
+            "TracingConfig": {"Mode": "Active"},
+            "VpcConfig": {
+                "SubnetIds": sorted(subnet_ids, key=str),
+                "SecurityGroupIds": [refs(network.SG_LAMBDA, "id")],
+            },
+            "CodeSha256": code_sha256(self.package),
+            "ReservedConcurrentExecutions": settings.reserved_concurrency,
+            "Tags": self.tags,
+        }
+
+    def diff(self, current: Mapping[str, Any], desired: Mapping[str, Any]) -> Diff:
+        # Variables are compared whole: one set behind mlpipe's back is drift too.
+        return diff(current, desired, exact=("Tags", "Environment.Variables"))
+
+    def _wait(self, waiter: str) -> None:
+        """Until Lambda has finished creating or updating the function (attaching it to the VPC
+        takes a while); bounded by the waiter's 5 minutes."""
+        self.ctx.progress(self.key, "waiting for Lambda to finish the function's update")
+        self.client("lambda").get_waiter(waiter).wait(FunctionName=self.physical)
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        lam = self.client("lambda")
+        params = {key: desired[key] for key in CONFIGURATION}
+        created = self.ctx.eventually(
+            lambda: lam.create_function(
+                FunctionName=self.physical,
+                Code={"ZipFile": self.package},
+                PackageType="Zip",
+                Publish=False,
+                Tags=desired["Tags"],
+                **params,
+            ),
+            "InvalidParameterValueException",
+            message=ROLE_NOT_READY,
+        )
+        self._wait("function_active_v2")
+        self._set_concurrency(desired["ReservedConcurrentExecutions"])
+        return {"name": self.physical, "arn": created["FunctionArn"]}
+
+    def _set_concurrency(self, reserved: int | None) -> None:
+        if reserved is not None:
+            self.client("lambda").put_function_concurrency(
+                FunctionName=self.physical, ReservedConcurrentExecutions=reserved
+            )
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        lam = self.client("lambda")
+        changed = {key: desired[key] for key in CONFIGURATION if changes.touches(key)}
+        if changed:
+            self.ctx.eventually(
+                lambda: lam.update_function_configuration(FunctionName=self.physical, **changed),
+                "InvalidParameterValueException",
+                message=ROLE_NOT_READY,
+            )
+            self._wait("function_updated_v2")
+        if changes.touches("CodeSha256"):
+            lam.update_function_code(FunctionName=self.physical, ZipFile=self.package)
+            self._wait("function_updated_v2")
+        if changes.touches("ReservedConcurrentExecutions"):
+            self._set_concurrency(desired["ReservedConcurrentExecutions"])
+        if changes.touches("Tags"):
+            arn = observed.outputs["arn"]
+            sync_tags(
+                observed.state["Tags"],
+                desired["Tags"],
+                lambda tags: lam.tag_resource(Resource=arn, Tags=tags),
+                lambda keys: lam.untag_resource(Resource=arn, TagKeys=keys),
+            )
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        try:
+            self.client("lambda").delete_function(FunctionName=self.physical)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+
+
+def resources(ctx: Context) -> list[Resource]:
+    found: list[Resource] = []
+    for purpose in PURPOSES:
+        found.append(
+            LogGroup(
+                ctx,
+                f"lambda-{purpose}",
+                ctx.names.function_log_group(purpose),
+                ctx.spec.lambdas.log_retention_days,
+            )
+        )
+        found.append(Function(ctx, purpose))
+    return found

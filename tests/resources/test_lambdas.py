@@ -1,0 +1,238 @@
+"""The Lambda functions and their log groups on moto: packaging, configuration, code updates,
+drift, the retry while a new role propagates, and delete."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from mlpipe.core.context import Context
+from mlpipe.core.executor import Report, execute
+from mlpipe.core.plan import Action, plan_apply
+from mlpipe.resources import lambdas, network
+from mlpipe.resources.iam import role_key
+from mlpipe.resources.kms import KEY
+from mlpipe.resources.lambdas import (
+    PREPROCESS,
+    SOURCES,
+    STREAM_PROCESSOR,
+    Function,
+    build_zip,
+    code_sha256,
+    environment,
+    function_key,
+)
+from tests.resources.serving import (
+    apply,
+    client,
+    destroy,
+    foundation,
+    step_paths,
+    with_spec,
+)
+from tests.support import converge, four_step
+
+ROLE_MESSAGE = "The role defined for the function cannot be assumed by Lambda."
+
+
+@pytest.fixture
+def applied(ctx: Context) -> Report:
+    return four_step(ctx, [*foundation(ctx), *lambdas.resources(ctx)])
+
+
+def test_zip_is_reproducible_flat_and_free_of_bytecode(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(SOURCES / "preprocess", first)
+    shutil.copytree(SOURCES / "preprocess", second)
+    (second / "__pycache__").mkdir(exist_ok=True)
+    (second / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"\0bytecode")
+    os.utime(second / "handler.py", (1_700_000_000, 1_700_000_000))
+    (second / "handler.py").chmod(0o755)
+
+    package = build_zip(first)
+    assert package == build_zip(second)
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        infos = archive.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names) == ["__init__.py", "handler.py"]
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {(i.external_attr >> 16) & 0o777 for i in infos} == {0o644}
+    assert code_sha256(package) == base64.b64encode(hashlib.sha256(package).digest()).decode()
+
+
+def test_functions_run_python311_in_the_vpc_traced_encrypted_with_reserved_concurrency(
+    ctx: Context, applied: Report
+) -> None:
+    out, lam = applied.outputs, client("lambda")
+    subnets = sorted(out[k]["id"] for k in network.subnet_keys(ctx.spec))
+    expected_concurrency = {PREPROCESS: 50, STREAM_PROCESSOR: 10}
+    for purpose in (PREPROCESS, STREAM_PROCESSOR):
+        name = ctx.names.function(purpose)
+        config = lam.get_function_configuration(FunctionName=name)
+        assert config["Runtime"] == "python3.11"
+        assert config["Handler"] == "handler.handler"
+        assert config["Role"] == out[role_key(purpose)]["arn"]
+        assert config["KMSKeyArn"] == out[KEY]["arn"]
+        assert config["TracingConfig"] == {"Mode": "Active"}
+        assert sorted(config["VpcConfig"]["SubnetIds"]) == subnets and len(subnets) == 2
+        assert config["VpcConfig"]["SecurityGroupIds"] == [out[network.SG_LAMBDA]["id"]]
+        assert config["CodeSha256"] == code_sha256(build_zip(SOURCES / purpose.replace("-", "_")))
+        reserved = lam.get_function_concurrency(FunctionName=name)
+        assert reserved["ReservedConcurrentExecutions"] == expected_concurrency[purpose]
+        tags = lam.list_tags(Resource=config["FunctionArn"])["Tags"]
+        assert tags["mlpipe:pipeline"] == "ml-pipeline-prod"
+        assert tags["mlpipe:resource"] == function_key(purpose)
+        group = client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")[
+            "logGroups"
+        ][0]
+        assert group["logGroupName"] == f"/aws/lambda/{name}"
+        assert group["retentionInDays"] == 30
+        assert group["kmsKeyId"] == out[KEY]["arn"]
+
+
+def test_environment_names_what_each_handler_reads(ctx: Context, applied: Report) -> None:
+    names = ctx.names
+    common = {
+        "ENDPOINT_NAME": "ml-pipeline-prod-endpoint",
+        "TABLE_NAME": names.predictions_table,
+        "ACTIVE_VERSION_PARAM": "/ml-pipeline/prod/models/active-version",
+        "DEPLOYMENT_PARAM": "/ml-pipeline/prod/models/deployment",
+        "SSM_CACHE_TTL_SECONDS": "30",
+        "PREDICTION_TTL_DAYS": "30",
+    }
+    stream_only = {"MAX_PAYLOAD_BYTES": "5000000", "REPORT_MALFORMED": "true"}
+    lam = client("lambda")
+    preprocess = lam.get_function_configuration(FunctionName=names.function(PREPROCESS))
+    stream = lam.get_function_configuration(FunctionName=names.function(STREAM_PROCESSOR))
+    assert preprocess["Environment"]["Variables"] == common
+    assert stream["Environment"]["Variables"] == {**common, **stream_only}
+
+
+def test_feature_count_reaches_both_handlers(ctx: Context) -> None:
+    wider = with_spec(ctx, "lambdas", feature_count=4)
+    converge([*foundation(wider), *lambdas.resources(wider)])
+    for purpose in (PREPROCESS, STREAM_PROCESSOR):
+        config = client("lambda").get_function_configuration(
+            FunctionName=ctx.names.function(purpose)
+        )
+        assert config["Environment"]["Variables"]["FEATURE_COUNT"] == "4"
+
+
+def test_unchanged_code_is_not_uploaded_again(ctx: Context, applied: Report) -> None:
+    ctx.aws.log.reset()
+    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    assert ctx.aws.log.count("lambda:UpdateFunctionCode") == 0
+    assert ctx.aws.log.count("lambda:GetFunction") == 2
+
+
+def test_changed_code_is_uploaded_exactly_once(
+    ctx: Context, applied: Report, tmp_path: Path
+) -> None:
+    source = tmp_path / "preprocess"
+    shutil.copytree(SOURCES / "preprocess", source)
+    with (source / "handler.py").open("a") as handler:
+        handler.write("\n# changed\n")
+    function = Function(ctx, PREPROCESS, source=source)
+    others = [r for r in lambdas.resources(ctx) if r.key != function.key]
+
+    ctx.aws.log.reset()
+    plan = apply([*foundation(ctx), *others, function])
+    assert step_paths(plan) == {function.key: (Action.UPDATE, ["CodeSha256"])}
+    assert ctx.aws.log.count("lambda:UpdateFunctionCode") == 1
+    assert ctx.aws.log.count("lambda:UpdateFunctionConfiguration") == 0
+    live = client("lambda").get_function_configuration(FunctionName=function.physical)
+    assert live["CodeSha256"] == code_sha256(build_zip(source))
+    assert not plan_apply([*foundation(ctx), *others, function]).changes
+
+
+def test_reserved_concurrency_drift_is_repaired(ctx: Context, applied: Report) -> None:
+    name = ctx.names.function(STREAM_PROCESSOR)
+    client("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
+    resources = [*foundation(ctx), *lambdas.resources(ctx)]
+
+    plan = apply(resources)
+    assert step_paths(plan) == {
+        function_key(STREAM_PROCESSOR): (Action.UPDATE, ["ReservedConcurrentExecutions"])
+    }
+    reserved = client("lambda").get_function_concurrency(FunctionName=name)
+    assert reserved["ReservedConcurrentExecutions"] == 10
+    assert not plan_apply(resources).changes
+
+
+def test_configuration_drift_is_repaired_in_one_call(ctx: Context, applied: Report) -> None:
+    name = ctx.names.function(PREPROCESS)
+    client("lambda").update_function_configuration(
+        FunctionName=name,
+        TracingConfig={"Mode": "PassThrough"},
+        Environment={"Variables": {**environment(ctx, PREPROCESS), "EXTRA": "set by hand"}},
+        MemorySize=128,
+    )
+    resources = [*foundation(ctx), *lambdas.resources(ctx)]
+
+    ctx.aws.log.reset()
+    plan = apply(resources)
+    action, paths = step_paths(plan)[function_key(PREPROCESS)]
+    assert action is Action.UPDATE
+    assert sorted(paths) == [
+        "Environment.Variables",
+        "MemorySize",
+        "TracingConfig.Mode",
+    ]
+    assert ctx.aws.log.count("lambda:UpdateFunctionConfiguration") == 1
+    live = client("lambda").get_function_configuration(FunctionName=name)
+    assert live["TracingConfig"] == {"Mode": "Active"} and live["MemorySize"] == 512
+    assert live["Environment"]["Variables"] == environment(ctx, PREPROCESS)
+
+
+def _fail_create(ctx: Context, message: str, times: int) -> list[int]:
+    """Answer the first `times` CreateFunction calls with InvalidParameterValueException."""
+    calls: list[int] = []
+
+    def fail(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        calls.append(1)
+        if len(calls) > times:
+            return None
+        error = {"Code": "InvalidParameterValueException", "Message": message}
+        return AWSResponse("https://lambda", 400, {}, None), {"Error": error}
+
+    ctx.aws.client("lambda").meta.events.register("before-call.lambda.CreateFunction", fail)
+    return calls
+
+
+def test_create_retries_while_the_new_role_cannot_be_assumed(ctx: Context) -> None:
+    converge(foundation(ctx))
+    calls = _fail_create(ctx, ROLE_MESSAGE, times=2)
+    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    assert len(calls) == 4  # two functions, the first of them refused twice
+    for purpose in (PREPROCESS, STREAM_PROCESSOR):
+        client("lambda").get_function(FunctionName=ctx.names.function(purpose))
+
+
+def test_other_invalid_parameters_are_not_retried(ctx: Context) -> None:
+    converge(foundation(ctx))
+    calls = _fail_create(ctx, "Unzipped size must be smaller than 262144000 bytes", times=2)
+    report = execute(plan_apply([*foundation(ctx), *lambdas.resources(ctx)]))
+    failed = {k: o.error or "" for k, o in report.outcomes.items() if o.error}
+    assert set(failed) == {function_key(PREPROCESS), function_key(STREAM_PROCESSOR)}
+    assert all("Unzipped size" in error for error in failed.values())
+    assert len(calls) == 2
+
+
+def test_destroy_deletes_functions_and_log_groups(ctx: Context, applied: Report) -> None:
+    resources = [*foundation(ctx), *lambdas.resources(ctx)]
+    mine = {r.key for r in lambdas.resources(ctx)}
+    plan = destroy(resources)
+    assert mine <= {s.key for s in plan.steps if s.action is Action.DELETE}
+    assert client("lambda").list_functions()["Functions"] == []
+    groups = client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
+    assert groups == []
+    assert all(r.read() is None for r in lambdas.resources(ctx))
