@@ -4,9 +4,41 @@ from __future__ import annotations
 
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
-from mlpipe.resources import dynamodb, iam, kms, s3, ssm
+from mlpipe.resources import (
+    analytics,
+    api,
+    api_access,
+    batch,
+    dynamodb,
+    iam,
+    kinesis,
+    kms,
+    lambdas,
+    monitoring,
+    network,
+    s3,
+    sagemaker,
+    ssm,
+    workflow,
+)
 
-MODULES = (kms, s3, dynamodb, ssm, iam)
+MODULES = (
+    kms,
+    s3,
+    dynamodb,
+    ssm,
+    iam,
+    sagemaker,
+    network,
+    lambdas,
+    kinesis,
+    api,
+    api_access,
+    monitoring,
+    analytics,
+    batch,
+    workflow,
+)
 
 
 def build(ctx: Context) -> list[Resource]:

@@ -1,0 +1,99 @@
+"""Helpers for the SageMaker endpoint and autoscaling tests: time that passes only when the
+endpoint waits, the resource set, live reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from mlpipe.core.context import Context
+from mlpipe.core.resource import Resource
+from mlpipe.local import moto_ext
+from mlpipe.resources import iam, kms, s3, sagemaker, ssm
+from mlpipe.resources.sagemaker import DeploymentState, Variant
+
+REGION = "us-east-1"
+# How long moto's endpoints stay Creating/Updating, in fake seconds.
+TRANSITION_SECONDS = 60.0
+
+
+class FakeTime:
+    """Seconds that pass only when mlpipe sleeps; shared by moto's endpoints and mlpipe's waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep: list[Callable[[], None]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        for hook in self.on_sleep:
+            hook()
+
+
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    time = FakeTime()
+    monkeypatch.setattr(moto_ext, "clock", time)
+    monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", TRANSITION_SECONDS)
+    monkeypatch.setattr(sagemaker, "clock", time)
+    monkeypatch.setattr(sagemaker, "sleep", time.sleep)
+    return time
+
+
+def resources(ctx: Context) -> list[Resource]:
+    """The serving resources and everything they depend on."""
+    return [r for m in (kms, s3, ssm, iam, sagemaker) for r in m.resources(ctx)]
+
+
+def client(service: str) -> Any:
+    """A client outside mlpipe's call log, for reading and for changes behind its back."""
+    return boto3.client(service, region_name=REGION)
+
+
+def state(*variants: tuple[str, str, int]) -> DeploymentState:
+    """A deployment state from (variant, version, weight); the first variant is champion."""
+    return DeploymentState(
+        variants=tuple(Variant(name=n, version=v, weight=w) for n, v, w in variants),
+        champion=variants[0][0],
+        challenger=variants[1][0] if len(variants) > 1 else None,
+    )
+
+
+def endpoint(ctx: Context) -> dict[str, Any]:
+    return client("sagemaker").describe_endpoint(EndpointName=ctx.names.endpoint)
+
+
+def live_config(ctx: Context) -> dict[str, Any]:
+    sm = client("sagemaker")
+    return sm.describe_endpoint_config(EndpointConfigName=endpoint(ctx)["EndpointConfigName"])
+
+
+def weights(ctx: Context) -> dict[str, float]:
+    return {v["VariantName"]: v["DesiredWeight"] for v in endpoint(ctx)["ProductionVariants"]}
+
+
+def configs(ctx: Context) -> list[str]:
+    listed = client("sagemaker").list_endpoint_configs(
+        NameContains=ctx.names.endpoint_config_prefix
+    )["EndpointConfigs"]
+    return sorted(c["EndpointConfigName"] for c in listed)
+
+
+def targets(ctx: Context) -> dict[str, tuple[int, int]]:
+    """variant → (min, max) of the endpoint's scalable targets."""
+    prefix = f"endpoint/{ctx.names.endpoint}/variant/"
+    found = client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )["ScalableTargets"]
+    return {
+        t["ResourceId"].removeprefix(prefix): (t["MinCapacity"], t["MaxCapacity"])
+        for t in found
+        if t["ResourceId"].startswith(prefix)
+    }
