@@ -1,0 +1,575 @@
+"""AWS Batch on Fargate: the compute environment, the job queue and the inference job definition.
+
+The compute environment is MANAGED Fargate (or Fargate Spot, `batch.compute`) in the private
+subnets with the Batch security group. Batch acts through its service-linked role
+`AWSServiceRoleForBatch`, the role AWS uses when none is named; apply names it explicitly and
+creates it when the account has none yet. Switching between FARGATE and FARGATE_SPOT replaces the
+environment and, with it, the queue that uses it: Batch deletes an environment only once it is
+DISABLED and no queue uses it, and a queue only once it is DISABLED, so deletion disables first
+and waits for each step (bounded by `batch.wait_timeout_seconds`).
+
+Job definitions are immutable revisions. read() compares the latest ACTIVE revision with the
+spec; a change registers a new revision and deregisters the older ones. The workflow submits
+with the revision-less ARN, which Batch resolves to the latest ACTIVE revision, so a new revision
+needs no change to the state machine and an execution retrying a submission after an apply gets
+the current definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
+
+from mlpipe.core.context import Context
+from mlpipe.core.diff import Diff, sync_tags, without_aws_tags
+from mlpipe.core.errors import MlpipeError, error_code, is_not_found
+from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources import network
+from mlpipe.resources.iam import role_key
+from mlpipe.resources.logs import LogGroup
+
+COMPUTE = "batch:compute"
+QUEUE = "batch:queue"
+JOB_DEFINITION = "batch:job-definition"
+LOG_GROUP = "logs:batch"
+
+SERVICE = "batch.amazonaws.com"
+SERVICE_ROLE = "AWSServiceRoleForBatch"
+IN_PROGRESS = ("CREATING", "UPDATING", "DELETING")
+LOG_STREAM_PREFIX = "inference"
+# batch_job exits 2 on a bad configuration, which another attempt cannot fix.
+BAD_CONFIG_EXIT_CODE = "2"
+# What the job needs to reach from the isolated subnets: its image (ECR) and CloudWatch Logs.
+JOB_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs")
+
+
+def service_role_arn(ctx: Context) -> str:
+    aws = ctx.aws
+    return f"arn:{aws.partition}:iam::{aws.account}:role/aws-service-role/{SERVICE}/{SERVICE_ROLE}"
+
+
+def image_uri(ctx: Context, image: str) -> str:
+    """The image to run: one named without a registry is in this account's ECR, as the
+    execution role's pull permission (`Arns.ecr_repository`) has it."""
+    registry = image.split("/", 1)[0]
+    if "/" in image and ("." in registry or ":" in registry or registry == "localhost"):
+        return image
+    aws = ctx.aws
+    suffix = ".cn" if aws.partition == "aws-cn" else ""
+    return f"{aws.account}.dkr.ecr.{aws.region}.amazonaws.com{suffix}/{image}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def environment(ctx: Context) -> dict[str, str]:
+    """The variables batch_job reads (see batch_job/config.py); the workflow adds RUN_ID,
+    SHARD_INDEX and SHARD_COUNT per job."""
+    names, spec = ctx.names, ctx.spec
+    return {
+        "AWS_DEFAULT_REGION": ctx.aws.region,
+        "DATA_BUCKET": names.data_bucket,
+        "TABLE_NAME": names.predictions_table,
+        "ENDPOINT_NAME": names.endpoint,
+        "ACTIVE_VERSION_PARAM": names.active_version_param,
+        "DEPLOYMENT_PARAM": names.deployment_param,
+        "MAX_BAD_RECORDS": _number(spec.batch.max_bad_records),
+        "PREDICTION_TTL_DAYS": str(spec.storage.predictions_table.ttl_days),
+    }
+
+
+def attempt_timeout(ctx: Context) -> int:
+    """Seconds one job attempt may run: all attempts fit in the workflow's timeout."""
+    return max(60, ctx.spec.workflow.timeout_seconds // ctx.spec.batch.job_attempts)
+
+
+class BatchResource(Resource):
+    """A Batch resource with a lifecycle status (compute environment, job queue)."""
+
+    kind = "batch"
+
+    @property
+    def batch(self) -> Any:
+        return self.client("batch")
+
+    def describe(self) -> dict[str, Any] | None:
+        """The live resource, None once it is gone."""
+        raise NotImplementedError
+
+    def set_state(self, state: str) -> None:
+        raise NotImplementedError
+
+    def delete_call(self) -> None:
+        raise NotImplementedError
+
+    def sync_tags(self, arn: str, current: dict[str, str], desired: dict[str, str]) -> None:
+        sync_tags(
+            current,
+            desired,
+            lambda tags: self.batch.tag_resource(resourceArn=arn, tags=tags),
+            lambda keys: self.batch.untag_resource(resourceArn=arn, tagKeys=keys),
+        )
+
+    def settled(self) -> dict[str, Any] | None:
+        """Wait (bounded) until no creation, update or deletion is in progress; the live
+        resource, or None once it is gone."""
+        timeout = self.ctx.spec.batch.wait_timeout_seconds
+        seen: dict[str, Any] = {}
+
+        def done() -> bool:
+            seen["live"] = live = self.describe()
+            if live is not None and live["status"] in IN_PROGRESS:
+                self.ctx.progress(self.key, f"waiting: {self.physical} is {live['status']}")
+                return False
+            return True
+
+        retrying = Retrying(
+            retry=retry_if_result(lambda ok: not ok),
+            wait=self.ctx.wait,
+            stop=stop_after_delay(timeout),
+        )
+        try:
+            retrying(done)
+        except RetryError as exc:
+            raise MlpipeError(
+                f"{self.key}: {self.physical} still {seen['live']['status']} after {timeout}s "
+                "(batch.wait_timeout_seconds); run the command again later"
+            ) from exc
+        return seen["live"]
+
+    def valid(self) -> None:
+        live = self.settled()
+        if live is None or live["status"] != "VALID":
+            reason = (live or {}).get("statusReason", "it is gone")
+            raise MlpipeError(f"{self.key}: {self.physical} did not become VALID: {reason}")
+
+    def remove(self) -> None:
+        """Disable, then delete, waiting for each step; absent counts as deleted."""
+        live = self.settled()
+        if live is None:
+            return
+        if live["state"] != "DISABLED":
+            self.set_state("DISABLED")
+            self.settled()
+        self.delete_call()
+        self.settled()
+
+
+class ComputeEnvironment(BatchResource):
+    # An environment's type, Fargate capacity and service role cannot change in place.
+    replace_on = ("Type", "ComputeResources.type", "ServiceRole")
+
+    def __init__(self, ctx: Context) -> None:
+        subnets = tuple(network.subnet_keys(ctx.spec))
+        super().__init__(
+            ctx,
+            "compute",
+            ctx.names.compute_environment,
+            depends_on=(network.SG_BATCH, *subnets),
+        )
+        self.subnets = subnets
+
+    def describe(self) -> dict[str, Any] | None:
+        found = self.batch.describe_compute_environments(computeEnvironments=[self.physical])
+        live = next(
+            (
+                e
+                for e in found["computeEnvironments"]
+                if e["computeEnvironmentName"] == self.physical
+            ),
+            None,
+        )
+        return None if live is None or live["status"] == "DELETED" else live
+
+    def set_state(self, state: str) -> None:
+        self.batch.update_compute_environment(computeEnvironment=self.physical, state=state)
+
+    def delete_call(self) -> None:
+        self.batch.delete_compute_environment(computeEnvironment=self.physical)
+
+    def read(self) -> Observed | None:
+        live = self.describe()
+        if live is None or live["status"] == "DELETING":
+            return None
+        resources = live.get("computeResources") or {}
+        tags = without_aws_tags(live.get("tags"))
+        state = {
+            "Type": live["type"],
+            "State": live["state"],
+            "ServiceRole": live.get("serviceRole"),
+            "ComputeResources": {
+                "type": resources.get("type"),
+                "maxvCpus": resources.get("maxvCpus"),
+                "subnets": sorted(resources.get("subnets") or []),
+                "securityGroupIds": sorted(resources.get("securityGroupIds") or []),
+            },
+            "Tags": tags,
+        }
+        outputs = {"name": self.physical, "arn": live["computeEnvironmentArn"]}
+        return Observed(state, outputs, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        spec = self.ctx.spec.batch
+        subnets = [refs(key, "id") for key in self.subnets]
+        return {
+            "Type": "MANAGED",
+            "State": "ENABLED",
+            "ServiceRole": service_role_arn(self.ctx),
+            "ComputeResources": {
+                "type": spec.compute,
+                "maxvCpus": spec.max_vcpus,
+                "subnets": sorted(subnets, key=str),
+                "securityGroupIds": [refs(network.SG_BATCH, "id")],
+            },
+            "Tags": self.tags,
+        }
+
+    def _ensure_service_role(self) -> None:
+        iam = self.client("iam")
+        try:
+            iam.get_role(RoleName=SERVICE_ROLE)
+            return
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+        try:
+            iam.create_service_linked_role(AWSServiceName=SERVICE)
+        except Exception as exc:  # created meanwhile: AWS says InvalidInput ("has been taken")
+            if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):
+                raise
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        self._ensure_service_role()
+        self.settled()  # an environment of this name may still be deleting
+        created = self.batch.create_compute_environment(
+            computeEnvironmentName=self.physical,
+            type=desired["Type"],
+            state=desired["State"],
+            computeResources=desired["ComputeResources"],
+            serviceRole=desired["ServiceRole"],
+            tags=desired["Tags"],
+        )
+        self.valid()
+        return {"name": self.physical, "arn": created["computeEnvironmentArn"]}
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        params: dict[str, Any] = {}
+        if changes.touches("State"):
+            params["state"] = desired["State"]
+        resources = {
+            key: value
+            for key, value in desired["ComputeResources"].items()
+            if key != "type" and changes.touches(f"ComputeResources.{key}")
+        }
+        if resources:
+            params["computeResources"] = resources
+        if params:
+            self.settled()
+            self.batch.update_compute_environment(computeEnvironment=self.physical, **params)
+            self.valid()
+        if changes.touches("Tags"):
+            self.sync_tags(observed.outputs["arn"], observed.state["Tags"], desired["Tags"])
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        self._release(observed.outputs["arn"])
+        self.remove()
+
+    def _release(self, arn: str) -> None:
+        """Delete the pipeline's queue when it uses this environment (a replacement: the queue
+        is replaced too); refuse when a queue mlpipe does not manage uses it."""
+        pages = self.batch.get_paginator("describe_job_queues").paginate()
+        users = [
+            queue["jobQueueName"]
+            for page in pages
+            for queue in page["jobQueues"]
+            if queue["status"] != "DELETED"
+            and any(o["computeEnvironment"] == arn for o in queue["computeEnvironmentOrder"])
+        ]
+        foreign = [name for name in users if name != self.ctx.names.job_queue]
+        if foreign:
+            raise MlpipeError(
+                f"{self.key}: job queue(s) {', '.join(foreign)} use {self.physical} and are not "
+                f"mlpipe's: take {self.physical} out of them first"
+            )
+        if users:
+            self.ctx.progress(self.key, f"deleting job queue {users[0]}, which uses it")
+            JobQueue(self.ctx).remove()
+
+
+class JobQueue(BatchResource):
+    # The queue is replaced with the environment it uses (that environment's ARN is unknown
+    # until the replacement exists).
+    replace_on = ("ComputeEnvironmentOrder",)
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "queue", ctx.names.job_queue, depends_on=(COMPUTE,))
+
+    def describe(self) -> dict[str, Any] | None:
+        found = self.batch.describe_job_queues(jobQueues=[self.physical])["jobQueues"]
+        live = next((q for q in found if q["jobQueueName"] == self.physical), None)
+        return None if live is None or live["status"] == "DELETED" else live
+
+    def set_state(self, state: str) -> None:
+        self.batch.update_job_queue(jobQueue=self.physical, state=state)
+
+    def delete_call(self) -> None:
+        self.batch.delete_job_queue(jobQueue=self.physical)
+
+    def read(self) -> Observed | None:
+        live = self.describe()
+        if live is None or live["status"] == "DELETING":
+            return None
+        tags = without_aws_tags(live.get("tags"))
+        order = sorted(live["computeEnvironmentOrder"], key=lambda o: o["order"])
+        state = {
+            "State": live["state"],
+            "Priority": live["priority"],
+            "ComputeEnvironmentOrder": [
+                {"order": o["order"], "computeEnvironment": o["computeEnvironment"]} for o in order
+            ],
+            "Tags": tags,
+        }
+        outputs = {"name": self.physical, "arn": live["jobQueueArn"]}
+        return Observed(state, outputs, self.ctx.owns(tags))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {
+            "State": "ENABLED",
+            "Priority": 1,
+            "ComputeEnvironmentOrder": [{"order": 1, "computeEnvironment": refs(COMPUTE, "arn")}],
+            "Tags": self.tags,
+        }
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        self.settled()  # a queue of this name may still be deleting
+        created = self.batch.create_job_queue(
+            jobQueueName=self.physical,
+            state=desired["State"],
+            priority=desired["Priority"],
+            computeEnvironmentOrder=desired["ComputeEnvironmentOrder"],
+            tags=desired["Tags"],
+        )
+        self.valid()
+        return {"name": self.physical, "arn": created["jobQueueArn"]}
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        params = {
+            param: desired[prop]
+            for prop, param in (("State", "state"), ("Priority", "priority"))
+            if changes.touches(prop)
+        }
+        if params:
+            self.settled()
+            self.batch.update_job_queue(jobQueue=self.physical, **params)
+            self.valid()
+        if changes.touches("Tags"):
+            self.sync_tags(observed.outputs["arn"], observed.state["Tags"], desired["Tags"])
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        self.remove()
+
+
+def _exit_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.upper() if k == "action" else v) for k, v in rule.items()}
+
+
+def _content(definition: dict[str, Any]) -> dict[str, Any]:
+    """A described revision in desired's shape (lists of name/value pairs as maps)."""
+    props = definition.get("containerProperties") or {}
+    retry = definition.get("retryStrategy") or {}
+    logging = props.get("logConfiguration") or {}
+    return {
+        "Type": definition.get("type"),
+        "PlatformCapabilities": sorted(definition.get("platformCapabilities") or []),
+        "PropagateTags": definition.get("propagateTags", False),
+        "RetryStrategy": {
+            "attempts": retry.get("attempts"),
+            "evaluateOnExit": [_exit_rule(r) for r in retry.get("evaluateOnExit") or []],
+        },
+        "Timeout": {
+            "attemptDurationSeconds": (definition.get("timeout") or {}).get(
+                "attemptDurationSeconds"
+            )
+        },
+        "ContainerProperties": {
+            "image": props.get("image"),
+            "jobRoleArn": props.get("jobRoleArn"),
+            "executionRoleArn": props.get("executionRoleArn"),
+            "resourceRequirements": {
+                r["type"]: r["value"] for r in props.get("resourceRequirements") or []
+            },
+            "environment": {e["name"]: e["value"] for e in props.get("environment") or []},
+            "fargatePlatformConfiguration": {
+                "platformVersion": (props.get("fargatePlatformConfiguration") or {}).get(
+                    "platformVersion"
+                )
+            },
+            "networkConfiguration": {
+                "assignPublicIp": (props.get("networkConfiguration") or {}).get("assignPublicIp")
+            },
+            "logConfiguration": {
+                "logDriver": logging.get("logDriver"),
+                "options": logging.get("options") or {},
+            },
+        },
+        "Tags": without_aws_tags(definition.get("tags")),
+    }
+
+
+class JobDefinition(Resource):
+    kind = "batch"
+    exact = (
+        "Tags",
+        "ContainerProperties.environment",
+        "ContainerProperties.resourceRequirements",
+        "ContainerProperties.logConfiguration.options",
+    )
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(
+            ctx,
+            "job-definition",
+            ctx.names.job_definition,
+            depends_on=(role_key("batch-job"), role_key("batch-execution"), LOG_GROUP),
+        )
+
+    @property
+    def batch(self) -> Any:
+        return self.client("batch")
+
+    def _active(self) -> list[dict[str, Any]]:
+        """ACTIVE revisions, oldest first."""
+        pages = self.batch.get_paginator("describe_job_definitions").paginate(
+            jobDefinitionName=self.physical, status="ACTIVE"
+        )
+        found = [d for page in pages for d in page["jobDefinitions"] if d["status"] == "ACTIVE"]
+        return sorted(found, key=lambda d: d["revision"])
+
+    def _outputs(self, revision_arn: str, revision: int) -> Outputs:
+        """`arn` has no revision: Batch resolves it to the latest ACTIVE revision."""
+        return {
+            "name": self.physical,
+            "arn": revision_arn.rsplit(":", 1)[0],
+            "revision": revision,
+            "revision_arn": revision_arn,
+        }
+
+    def read(self) -> Observed | None:
+        active = self._active()
+        if not active:
+            return None
+        latest = active[-1]
+        state = _content(latest)
+        outputs = self._outputs(latest["jobDefinitionArn"], latest["revision"])
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        ctx, spec = self.ctx, self.ctx.spec.batch
+        return {
+            "Type": "container",
+            "PlatformCapabilities": ["FARGATE"],
+            "PropagateTags": True,
+            "RetryStrategy": {
+                "attempts": spec.job_attempts,
+                "evaluateOnExit": [{"onExitCode": BAD_CONFIG_EXIT_CODE, "action": "EXIT"}],
+            },
+            "Timeout": {"attemptDurationSeconds": attempt_timeout(ctx)},
+            # The root filesystem stays writable: the image runs as `nobody` and spools to
+            # /tmp, and a Fargate volume mounted there would belong to root.
+            "ContainerProperties": {
+                "image": image_uri(ctx, spec.image),
+                "jobRoleArn": refs(role_key("batch-job"), "arn"),
+                "executionRoleArn": refs(role_key("batch-execution"), "arn"),
+                "resourceRequirements": {
+                    "VCPU": _number(spec.vcpus),
+                    "MEMORY": str(spec.memory_mib),
+                },
+                "environment": environment(ctx),
+                "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+                "networkConfiguration": {"assignPublicIp": "DISABLED"},
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": ctx.names.batch_log_group,
+                        "awslogs-region": ctx.aws.region,
+                        "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                    },
+                },
+            },
+            "Tags": self.tags,
+        }
+
+    def _register(self, desired: dict[str, Any]) -> Outputs:
+        props = desired["ContainerProperties"]
+        container = {
+            **props,
+            "resourceRequirements": [
+                {"type": t, "value": v} for t, v in sorted(props["resourceRequirements"].items())
+            ],
+            "environment": [
+                {"name": n, "value": v} for n, v in sorted(props["environment"].items())
+            ],
+        }
+        registered = self.batch.register_job_definition(
+            jobDefinitionName=self.physical,
+            type=desired["Type"],
+            platformCapabilities=desired["PlatformCapabilities"],
+            containerProperties=container,
+            retryStrategy=desired["RetryStrategy"],
+            timeout=desired["Timeout"],
+            propagateTags=desired["PropagateTags"],
+            tags=desired["Tags"],
+        )
+        self._deregister(below=registered["revision"])
+        return self._outputs(registered["jobDefinitionArn"], registered["revision"])
+
+    def _deregister(self, below: int | None = None) -> None:
+        for revision in self._active():
+            if below is None or revision["revision"] < below:
+                self.batch.deregister_job_definition(jobDefinition=revision["jobDefinitionArn"])
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        return self._register(desired)
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        if any(path != "Tags" for path in changes.paths()):
+            return self._register(desired)
+        arn = observed.outputs["revision_arn"]
+        sync_tags(
+            observed.state["Tags"],
+            desired["Tags"],
+            lambda tags: self.batch.tag_resource(resourceArn=arn, tags=tags),
+            lambda keys: self.batch.untag_resource(resourceArn=arn, tagKeys=keys),
+        )
+        return observed.outputs
+
+    def delete(self, observed: Observed) -> None:
+        self._deregister()
+
+    def warnings(self) -> list[str]:
+        notes = []
+        missing = [e for e in JOB_ENDPOINTS if e not in self.ctx.spec.network.interface_endpoints]
+        if missing:
+            notes.append(
+                f"network.interface_endpoints has no {', '.join(missing)}: Fargate jobs in the "
+                "isolated subnets cannot pull their image from ECR or send their logs"
+            )
+        image = image_uri(self.ctx, self.ctx.spec.batch.image)
+        if ".dkr.ecr." not in image.split("/", 1)[0]:
+            notes.append(
+                f"batch.image {image} is not in ECR: the isolated subnets reach no other registry"
+            )
+        return notes
+
+
+def resources(ctx: Context) -> list[Resource]:
+    return [
+        LogGroup(ctx, "batch", ctx.names.batch_log_group, ctx.spec.monitoring.log_retention_days),
+        ComputeEnvironment(ctx),
+        JobQueue(ctx),
+        JobDefinition(ctx),
+    ]
