@@ -14,7 +14,7 @@ from botocore.exceptions import (
 )
 
 from mlpipe import __version__
-from mlpipe.cli import apply, local, models, operations, plan, status, validate
+from mlpipe.cli import apply, demo, local, models, operations, plan, status, validate
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
 from mlpipe.core.errors import ExitStatus, MlpipeError, SpecError, describe_error
@@ -57,6 +57,7 @@ app.command()(plan.plan)
 app.command()(apply.apply)
 app.command()(apply.destroy)
 app.command()(status.status)
+app.command()(demo.demo)
 app.command()(operations.traffic)
 app.command()(operations.promote)
 app.command()(operations.rollback)

@@ -430,7 +430,6 @@ class LocalApi:
     def start(self) -> LocalApi:
         if self._server is not None:
             return self
-        self.refresh()  # fails here, not on the first request, when the API is missing
         server = _Server((self.host, self._requested_port), _RequestHandler)
         server.api = self
         self._server = server
@@ -498,6 +497,9 @@ class LocalApi:
         request_id = str(uuid.uuid4())
         try:
             return self._handle(http_method.upper(), target, headers, body, source_ip, request_id)
+        except ApiNotFoundError:
+            # As API Gateway answers for an API id that does not exist (not deployed yet).
+            return ApiResponse.json(403, MISSING_TOKEN, request_id)
         except Exception:
             log.exception("local API failed on %s %s", http_method, target)
             return ApiResponse.json(500, INTERNAL_ERROR, request_id)

@@ -32,6 +32,7 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -269,6 +270,9 @@ class LocalFunction:
         self._handler: Callable[[Any, Any], Any] | None = None
         self._session: boto3.session.Session | None = None
         self._log_stream = f"local/[{config.version}]{uuid.uuid4().hex}"
+        # What the handler prints (its loggers bind to it at import): Lambda sends the
+        # function's output to CloudWatch Logs, and so does `LocalFunctions`.
+        self.output = io.StringIO()
 
     @property
     def environment(self) -> dict[str, str]:
@@ -340,7 +344,12 @@ class LocalFunction:
             if self._session is None:  # boto3 reads the profile variables at creation
                 with _environment(env, None):
                     self._session = boto3.session.Session()
-            with _environment(env, self._session):
+            with (
+                _environment(env, self._session),
+                contextlib.redirect_stdout(self.output),
+                contextlib.redirect_stderr(self.output),
+            ):
+                print(f"START RequestId: {request_id} Version: {config.version}")
                 payload, error = self._run(event, request_id, started)
             elapsed = self.clock() - started
             if error is None and elapsed > config.timeout:
@@ -356,7 +365,20 @@ class LocalFunction:
                         "stackTrace": [],
                     },
                 )
+            self.output.write(f"END RequestId: {request_id}\n")
+            self.output.write(
+                f"REPORT RequestId: {request_id}\tDuration: {elapsed * 1000:.2f} ms\t"
+                f"Memory Size: {config.memory_mb} MB\n"
+            )
         return Invocation(config.name, request_id, payload, error, round(elapsed * 1000, 3))
+
+    def take_output(self) -> tuple[str, list[str]]:
+        """The log stream name and the lines printed since the last call."""
+        with _ENVIRONMENT_LOCK:
+            lines = self.output.getvalue().splitlines()
+            self.output.seek(0)
+            self.output.truncate()
+        return self._log_stream, lines
 
     def _run(self, event: Any, request_id: str, started: float) -> tuple[Any, dict | None]:
         config = self.config
@@ -465,6 +487,7 @@ class LocalFunctions:
     def invoke(self, name_or_arn: str, event: Any) -> Invocation:
         function = self.get(name_or_arn)
         outcome = function.invoke(event)
+        self._ship_logs(function)
         if outcome.error is not None:
             log.warning(
                 "%s failed: %s: %s",
@@ -475,6 +498,25 @@ class LocalFunctions:
         if self.on_invoke is not None:
             self.on_invoke(function, event, outcome)
         return outcome
+
+    def _ship_logs(self, function: LocalFunction) -> None:
+        """The invocation's output to the function's log group, as Lambda writes it."""
+        stream, lines = function.take_output()
+        if not lines:
+            return
+        logs, group = self.clients("logs"), function.config.log_group
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in lines]
+        try:
+            try:
+                logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+            except logs.exceptions.ResourceNotFoundException:
+                logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+        except Exception:  # logging must never fail an invocation
+            log.warning(
+                "could not write %s's logs to %s", function.config.name, group, exc_info=True
+            )
 
     def close(self) -> None:
         with self._lock:

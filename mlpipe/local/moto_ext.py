@@ -41,13 +41,14 @@ from urllib.parse import unquote
 from moto.apigateway.responses import APIGatewayResponse
 from moto.athena.models import AthenaBackend
 from moto.athena.responses import AthenaResponse
-from moto.awslambda.models import LambdaFunction
+from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.batch.exceptions import ClientException as BatchClientException
 from moto.batch.exceptions import InvalidParameterValueException as BatchInvalidParameter
 from moto.batch.models import BatchBackend
 from moto.cloudwatch.exceptions import ResourceNotFoundException as CloudWatchNotFound
 from moto.cloudwatch.models import CloudWatchBackend
 from moto.cloudwatch.responses import CloudWatchResponse
+from moto.core.botocore_stubber import BotocoreStubber
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
@@ -58,6 +59,7 @@ from moto.glue.responses import GlueResponse
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.iam.models import IAMBackend
 from moto.kinesis.responses import KinesisResponse
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
@@ -101,6 +103,7 @@ def install_extensions() -> None:
     with _lock:
         if _installed:
             return
+        _install_serialized_requests()
         _install_policy_conditions()
         _install_sagemaker()
         _install_glue()
@@ -145,6 +148,27 @@ def _wrap(cls: type, name: str, make: Callable[[Callable[..., Any]], Callable[..
     original = getattr(cls, name)
     _changes.append((cls, name, vars(cls).get(name, _MISSING)))
     setattr(cls, name, functools.wraps(original)(make(original)))
+
+
+# --- One request at a time ---------------------------------------------------------------------
+
+# moto's backends are plain dicts and lists, not safe for concurrent requests (a parallel apply
+# can fail with "dictionary changed size during iteration"). AWS answers each request
+# consistently, so the emulator handles one request at a time.
+_requests = threading.RLock()
+
+
+def _serialized(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _requests:
+            return original(self, *args, **kwargs)
+
+    return call
+
+
+def _install_serialized_requests() -> None:
+    _wrap(BotocoreStubber, "__call__", _serialized)  # mock_aws
+    _wrap(DomainDispatcherApplication, "__call__", _serialized)  # moto's server
 
 
 # --- S3 bucket policy evaluation ------------------------------------------------------------------
@@ -761,7 +785,20 @@ def _put_integration(original: Callable[..., Any]) -> Callable[..., Any]:
     return put
 
 
+def _polled_by_the_stream_runtime(original: Callable[..., Any]) -> Callable[..., None]:
+    """Records reach a function through its event source mapping, polled by the stream
+    runtime (`mlpipe.local.stream`) with the mapping's batch size, window and retries, as the
+    Lambda service does. moto would instead run the function (in Docker) on every PutRecord."""
+
+    def send_kinesis_message(self: LambdaBackend, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    del original
+    return send_kinesis_message
+
+
 def _install_serving() -> None:
+    _wrap(LambdaBackend, "send_kinesis_message", _polled_by_the_stream_runtime)
     _wrap(LambdaFunction, "update_configuration", _function_configuration)
     _wrap(KinesisResponse, "create_stream", _create_stream)
     _wrap(APIGatewayResponse, "get_tags", lambda f: _api_tags(f, "get"))
@@ -888,7 +925,25 @@ def _delete_job_queue(original: Callable[..., Any]) -> Callable[..., Any]:
     return delete
 
 
+def _latest_active(original: Callable[..., Any]) -> Callable[..., Any]:
+    """SubmitJob takes a job definition ARN without a revision: AWS runs its latest ACTIVE
+    revision, moto finds nothing."""
+
+    def get_job_definition(self: BatchBackend, identifier: str) -> Any:
+        found = original(self, identifier)
+        prefix, _, name = identifier.partition(":job-definition/")
+        if found is None and prefix.startswith("arn:") and name and ":" not in name:
+            active = [
+                d for d in self._job_definitions.values() if d.name == name and d.status == "ACTIVE"
+            ]
+            found = max(active, key=lambda d: d.revision, default=None)
+        return found
+
+    return get_job_definition
+
+
 def _install_batch() -> None:
+    _wrap(BatchBackend, "get_job_definition", _latest_active)
     _wrap(IAMBackend, "create_service_linked_role", _service_linked_role)
     _wrap(BatchBackend, "update_compute_environment", _update_compute_environment)
     _wrap(BatchBackend, "delete_compute_environment", _delete_compute_environment)

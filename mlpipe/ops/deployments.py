@@ -19,7 +19,13 @@ from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
 from mlpipe.ops.lock import operation_lock
 from mlpipe.ops.registry import active_version, require_registered
-from mlpipe.resources.sagemaker import DeploymentState, deploy, load_state, save_state
+from mlpipe.resources.sagemaker import (
+    DeploymentState,
+    deploy,
+    load_state,
+    relative_weights,
+    save_state,
+)
 
 
 @dataclass
@@ -86,10 +92,7 @@ class Runner:
 
 def live_weights(ctx: Context) -> dict[str, float]:
     endpoint = ctx.aws.client("sagemaker").describe_endpoint(EndpointName=ctx.names.endpoint)
-    return {
-        v["VariantName"]: round(float(v.get("CurrentWeight", v.get("DesiredWeight", 0))), 4)
-        for v in endpoint["ProductionVariants"]
-    }
+    return relative_weights(endpoint)
 
 
 def changed(

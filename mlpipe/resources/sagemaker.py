@@ -58,6 +58,8 @@ ROLE = iam.role_key("sagemaker")
 
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 POLL_SECONDS = 15.0
+# Polls start quick and back off to POLL_SECONDS: short operations end without a long wait.
+FIRST_POLL_SECONDS = 0.25
 # Time source and sleep of the endpoint waits; tests replace them to drive time.
 clock: Callable[[], float] = time.monotonic
 sleep: Callable[[float], None] = time.sleep
@@ -507,7 +509,7 @@ class Endpoint(_Served):
     # Waiting --------------------------------------------------------------------------------
     def _poll(self, phase: str, done: Callable[[dict[str, Any] | None], bool]) -> Any:
         """Describe the endpoint until `done`, reporting progress, within the time budget."""
-        started = clock()
+        started, interval = clock(), FIRST_POLL_SECONDS
         while True:
             live = self._describe()
             if done(live):
@@ -526,7 +528,8 @@ class Endpoint(_Served):
                 f"{phase}: {status}, {_duration(elapsed)} elapsed of "
                 f"{_duration(self.timeout)} budget",
             )
-            sleep(min(POLL_SECONDS, self.timeout - elapsed))
+            sleep(min(interval, self.timeout - elapsed))
+            interval = min(interval * 2, POLL_SECONDS)
 
     def _stable(self, phase: str) -> dict[str, Any]:
         """The endpoint once no operation is in progress on it."""

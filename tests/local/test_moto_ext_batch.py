@@ -154,3 +154,40 @@ def test_uninstall_gives_batch_back_to_moto(batch: Any) -> None:
     batch.update_compute_environment(computeEnvironment="env", computeResources={"maxvCpus": 8})
     assert resources(batch)["maxvCpus"] == 256
     install_extensions()
+
+
+def register(client: Any, memory: str) -> str:
+    return client.register_job_definition(
+        jobDefinitionName="job",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "busybox",
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "1"},
+                {"type": "MEMORY", "value": memory},
+            ],
+        },
+    )["jobDefinitionArn"]
+
+
+def test_submit_job_runs_the_latest_active_revision_of_an_arn_without_revision(
+    batch: Any,
+) -> None:
+    first = register(batch, "2048")
+    second = register(batch, "4096")
+    register(batch, "8192")
+    batch.deregister_job_definition(jobDefinition=second.replace(":2", ":3"))
+    unrevised = first.rsplit(":", 1)[0]
+    job = batch.submit_job(jobName="shard-0", jobQueue="queue", jobDefinition=unrevised)
+    described = batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
+    assert described["jobDefinition"] == second
+
+
+def test_an_unknown_job_definition_is_still_refused(batch: Any) -> None:
+    with pytest.raises(ClientError, match="does not exist"):
+        batch.submit_job(
+            jobName="shard-0",
+            jobQueue="queue",
+            jobDefinition=f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/missing",
+        )

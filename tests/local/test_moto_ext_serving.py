@@ -147,3 +147,19 @@ def test_stage_tagging_is_still_moto_s_own() -> None:
     arn = f"arn:aws:apigateway:{REGION}::/restapis/{api['id']}/stages/s"
     apigw.tag_resource(resourceArn=arn, tags={"b": "2"})
     assert apigw.get_tags(resourceArn=arn)["tags"] == {"a": "1", "b": "2"}
+
+
+def test_kinesis_records_wait_for_the_stream_runtime(function: str) -> None:
+    kinesis = boto3.client("kinesis", region_name=REGION)
+    kinesis.create_stream(StreamName="records", ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName="records")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    lam().create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=function, StartingPosition="LATEST"
+    )
+    kinesis.put_record(StreamName="records", Data=b"{}", PartitionKey="k")
+    # moto would have run the function (and written its log stream) on PutRecord.
+    logs = boto3.client("logs", region_name=REGION)
+    groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function}")["logGroups"]
+    assert groups == []

@@ -94,7 +94,8 @@ def test_four_step_over_the_serving_set(ctx: Context, clock: FakeTime, progress:
     assert (
         creating[0] == f"{ENDPOINT}: creating the endpoint: Creating, 0s elapsed of 30m00s budget"
     )
-    assert creating[-1].endswith("Creating, 45s elapsed of 30m00s budget")
+    # Polls back off from 0.25 s: the last one before the 60 s transition is at 45.75 s.
+    assert creating[-1].endswith("Creating, 46s elapsed of 30m00s budget")
     assert endpoint(ctx)["EndpointStatus"] == "InService"
 
 
@@ -568,7 +569,7 @@ def test_create_polls_creating_until_in_service(
         {"EndpointArn": described(ctx, "Creating", name)["EndpointArn"]},
         {"EndpointName": ctx.names.endpoint, "EndpointConfigName": name, "Tags": ANY},
     )
-    for _ in range(3):
+    for _ in range(7):
         stubbed.add_response("describe_endpoint", described(ctx, "Creating", name))
     stubbed.add_response(
         "describe_endpoint", described(ctx, "InService", name, **serving_variants(0.8, 0.2))
@@ -579,7 +580,8 @@ def test_create_polls_creating_until_in_service(
     assert outputs["config"] == name
     assert progress == [
         f"{ENDPOINT}: creating the endpoint: Creating, {t} elapsed of 30m00s budget"
-        for t in ("0s", "15s", "30s")
+        # Polls back off: 0.25 s, doubling up to 15 s.
+        for t in ("0s", "0s", "1s", "2s", "4s", "8s", "16s")
     ]
 
 
@@ -588,7 +590,8 @@ def test_a_wait_beyond_its_budget_fails_clearly_and_never_updates_in_progress(
 ):
     resource, desired = endpoint_resource(ctx, timeout=60)
     observed = Observed({**desired, "EndpointConfigName": "old", "Weights": {}})
-    for _ in range(5):  # at 0, 15, 30, 45 and 60 seconds
+    # At 0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 30.75, 45.75 and 60 seconds.
+    for _ in range(10):
         stubbed.add_response("describe_endpoint", described(ctx, "Updating", "old"))
 
     with pytest.raises(MlpipeError) as failure:
@@ -599,7 +602,7 @@ def test_a_wait_beyond_its_budget_fails_clearly_and_never_updates_in_progress(
         "endpoint's current operation to finish); endpoint.wait_timeout_seconds allows 1m00s"
     )
     assert clock.now == 60
-    assert len(progress) == 4 and progress[-1].endswith("Updating, 45s elapsed of 1m00s budget")
+    assert len(progress) == 9 and progress[-1].endswith("Updating, 46s elapsed of 1m00s budget")
 
 
 def test_an_update_sagemaker_could_not_deploy_reports_its_failure_reason(

@@ -1,0 +1,357 @@
+"""`mlpipe demo`: the whole pipeline on the embedded AWS, with real models and real handlers.
+
+Starts the embedded AWS and its runtimes in this process, applies the spec, registers two real
+model versions, sends predictions through the deployed API to the real preprocess handler and
+the A/B endpoint, streams records through Kinesis to the stream handler, promotes and rolls
+back, runs the batch workflow's shard jobs, destroys, and returns the numbers it measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlpipe.core.clients import AwsTarget
+from mlpipe.core.errors import MlpipeError
+from mlpipe.core.executor import Report
+from mlpipe.core.pipeline import Pipeline
+from mlpipe.local import moto_ext
+from mlpipe.local.server import LocalAws
+from mlpipe.local.services import LocalServices
+from mlpipe.local.workflow import LocalWorkflow
+from mlpipe.ops import deployments, registry
+from mlpipe.resources.iam import Arns
+from mlpipe.spec import Spec
+
+# How long the embedded endpoints stay Creating/Updating: long enough to be seen, short
+# enough for a demo.
+ENDPOINT_TRANSITION_SECONDS = 0.5
+BATCH_INPUT_PARTS = 6
+
+
+Inspect = Callable[[Pipeline, LocalServices], None]
+
+
+class Reporter(Protocol):
+    def step(self, title: str) -> AbstractContextManager[None]: ...
+
+    def note(self, key: str, message: str) -> None: ...
+
+
+@dataclass
+class DemoSettings:
+    requests: int = 300
+    stream_records: int = 200
+    batch_shards_timeout: float = 300.0
+    seed: int = 0
+
+
+@dataclass
+class Prediction:
+    variant: str
+    version: str
+    label: int | None
+    truth: int
+    latency_ms: float
+    prediction_id: str
+
+
+@dataclass
+class DemoResult:
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, what: str, result: str, **numbers: Any) -> None:
+        self.rows.append((what, result))
+        self.numbers.update(numbers)
+
+
+def _apply_summary(report: Report, seconds: float, calls: int) -> str:
+    done = sum(1 for o in report.outcomes.values() if o.status.value == "done")
+    return f"{done} resources in {seconds:.1f}s, {calls} API calls"
+
+
+class Demo:
+    def __init__(self, spec: Spec, settings: DemoSettings, reporter: Reporter) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.reporter = reporter
+        self.result = DemoResult()
+
+    def run(self, before_destroy: Inspect | None = None) -> DemoResult:
+        """Run every step; `before_destroy` sees the live pipeline before it is destroyed."""
+        before = moto_ext.ENDPOINT_TRANSITION_SECONDS
+        moto_ext.ENDPOINT_TRANSITION_SECONDS = ENDPOINT_TRANSITION_SECONDS
+        try:
+            with LocalAws(port=0) as local, tempfile.TemporaryDirectory() as work:
+                target = AwsTarget(endpoint_url=local.endpoint_url, local=True)
+                pipeline = Pipeline.connect(self.spec, target, self.reporter.note)
+                self._run(pipeline, Path(work), before_destroy)
+        finally:
+            moto_ext.ENDPOINT_TRANSITION_SECONDS = before
+        return self.result
+
+    # --- the steps --------------------------------------------------------------------------
+    def _run(self, pipeline: Pipeline, work: Path, before_destroy: Inspect | None) -> None:
+        from mlpipe.examples.models import HELDOUT_FILE, build_examples, read_heldout
+
+        step, ctx = self.reporter.step, pipeline.ctx
+        with step("build the example models"):
+            examples = build_examples(work / "models", seed=self.settings.seed)
+        for example in examples:
+            self.result.add(
+                f"model {example.version}",
+                f"held-out accuracy {example.accuracy:.3f}, {example.description}",
+                **{f"accuracy_{example.version}": example.accuracy},
+            )
+        heldout = read_heldout(work / "models" / HELDOUT_FILE)
+        self._apply(pipeline)
+        with step("register v1.0.0 and v2.0.0 in the model registry"):
+            for example in examples:
+                registry.register(ctx, example.version, example.path, baseline=example.baseline)
+        with LocalServices(pipeline.aws, ctx.names, self.spec.api.stage) as services:
+            client = ApiClient(services.api_url, self._api_key(pipeline))
+            self._predict(client, heldout)
+            self._stream(pipeline, services, heldout)
+            runner = deployments.Runner(ctx)
+            with step("promote v2.0.0"):
+                promoted = deployments.promote(runner, "v2.0.0")
+            self.result.add("promote v2.0.0", f"{promoted.seconds:.2f}s; " + promoted.steps[-1])
+            self._rollback(runner, client, heldout)
+            self._batch(pipeline, services, heldout)
+            if before_destroy is not None:
+                before_destroy(pipeline, services)
+        with step("destroy"):
+            started = time.monotonic()
+            report = pipeline.execute(pipeline.destroy_plan(force=True))
+        self._require(report, "destroy")
+        self.result.add(
+            "destroy", f"{len(report.outcomes)} resources in {time.monotonic() - started:.1f}s"
+        )
+
+    def _require(self, report: Report, what: str) -> None:
+        if not report.ok:
+            failed = {k: o.error for k, o in report.outcomes.items() if o.error}
+            raise MlpipeError(f"{what} failed: {failed}")
+
+    def _apply(self, pipeline: Pipeline) -> None:
+        log = pipeline.aws.log
+        with self.reporter.step(f"apply {self.spec.pipeline}-{self.spec.environment}"):
+            started, calls = time.monotonic(), len(log.calls)
+            report = pipeline.execute(pipeline.plan())
+            seconds = time.monotonic() - started
+        self._require(report, "apply")
+        summary = _apply_summary(report, seconds, len(log.calls) - calls)
+        self.result.add("first apply", summary, first_apply_seconds=seconds)
+        with self.reporter.step("apply again (nothing to change)"):
+            writes = len(log.writes())
+            again = pipeline.plan()
+            pipeline.execute(again)
+        self.result.add(
+            "second apply",
+            f"{len(again.changes)} changes, {len(log.writes()) - writes} write calls",
+            second_apply_writes=len(log.writes()) - writes,
+        )
+
+    def _api_key(self, pipeline: Pipeline) -> str | None:
+        if self.spec.api.auth != "api_key":
+            return None
+        keys = pipeline.aws.client("apigateway").get_api_keys(
+            nameQuery=pipeline.ctx.names.api_key, includeValues=True
+        )["items"]
+        return str(keys[0]["value"])
+
+    def _predict(self, client: ApiClient, heldout: tuple[list[list[float]], list[int]]) -> None:
+        rows, labels = heldout
+        count = self.settings.requests
+        answers: list[Prediction] = []
+        with self.reporter.step(f"send {count} predictions through the API"):
+            for index in range(count):
+                answers.append(client.predict(rows[index % len(rows)], labels[index % len(rows)]))
+        # Repeated features are answered from the API cache: count each prediction once.
+        served = list({a.prediction_id: a for a in answers}.values())
+        split = Counter(a.variant for a in served)
+        total = len(served)
+        shares = {v: split[v] / total for v in sorted(split)}
+        expected = {v.name: v.weight / 100 for v in self.spec.endpoint.variants}
+        self.result.add(
+            "A/B split",
+            ", ".join(f"{v} {shares.get(v, 0):.0%} (weight {w:.0%})" for v, w in expected.items())
+            + f" over {total} served, {count - total} from the API cache",
+            split=shares,
+            served=total,
+            cached=count - total,
+        )
+        by_variant: dict[str, list[Prediction]] = defaultdict(list)
+        for answer in served:
+            by_variant[answer.variant].append(answer)
+        for variant, group in sorted(by_variant.items()):
+            accuracy = sum(a.label == a.truth for a in group) / len(group)
+            latency = statistics.median(a.latency_ms for a in group)
+            self.result.add(
+                f"variant {variant} ({group[0].version})",
+                f"accuracy {accuracy:.3f} on {len(group)} held-out rows, "
+                f"median latency {latency:.1f} ms",
+                **{f"accuracy_{variant}": accuracy},
+            )
+
+    def _stream(
+        self,
+        pipeline: Pipeline,
+        services: LocalServices,
+        heldout: tuple[list[list[float]], list[int]],
+    ) -> None:
+        names, count = pipeline.ctx.names, self.settings.stream_records
+        kinesis, ddb = pipeline.aws.client("kinesis"), pipeline.aws.client("dynamodb")
+        rows = heldout[0]
+        with self.reporter.step(f"stream {count} records through Kinesis"):
+            self._wait(lambda: services.poller is not None, "the stream poller to attach")
+            records = [
+                {
+                    "Data": json.dumps({"requestId": f"demo-{i}", "features": rows[i % len(rows)]}),
+                    "PartitionKey": f"demo-{i}",
+                }
+                for i in range(count)
+            ]
+            for start in range(0, count, 500):
+                kinesis.put_records(StreamName=names.stream, Records=records[start : start + 500])
+
+            def stored() -> int:
+                pages = ddb.get_paginator("scan").paginate(
+                    TableName=names.predictions_table,
+                    FilterExpression="#s = :s",
+                    ExpressionAttributeNames={"#s": "source"},
+                    ExpressionAttributeValues={":s": {"S": "stream"}},
+                    Select="COUNT",
+                )
+                return sum(page["Count"] for page in pages)
+
+            self._wait(lambda: stored() >= count, f"{count} stream predictions in DynamoDB")
+        poller = services.poller
+        self.result.add(
+            "stream",
+            f"{stored()} of {count} records stored once, in {poller.invocations if poller else 0} "
+            "handler invocations",
+            stream_stored=stored(),
+        )
+
+    def _rollback(
+        self,
+        runner: deployments.Runner,
+        client: ApiClient,
+        heldout: tuple[list[list[float]], list[int]],
+    ) -> None:
+        rows, labels = heldout
+        with self.reporter.step("roll back to v1.0.0"):
+            started = time.monotonic()
+            outcome = deployments.rollback(runner)
+            probes = 0
+            streak = 0
+            while streak < 20:  # twenty answers in a row from the old version
+                answer = client.predict(rows[probes % len(rows)], labels[0], probe=probes)
+                probes += 1
+                streak = streak + 1 if answer.version == outcome.active_after else 0
+                if time.monotonic() - started > 60:
+                    raise MlpipeError("requests were still served by the new version after 60s")
+            until = time.monotonic() - started
+        self.result.add(
+            "rollback",
+            f"{outcome.seconds:.2f}s ({outcome.steps[0]}); every request served by "
+            f"{outcome.active_after} {until:.2f}s after it started",
+            rollback_seconds=outcome.seconds,
+            rollback_served_seconds=until,
+        )
+
+    def _batch(
+        self,
+        pipeline: Pipeline,
+        services: LocalServices,
+        heldout: tuple[list[list[float]], list[int]],
+    ) -> None:
+        names, aws = pipeline.ctx.names, pipeline.aws
+        run_id = f"demo-{int(time.time())}"
+        rows = [json.dumps({"id": f"row-{i}", "features": r}) for i, r in enumerate(heldout[0])]
+        parts = BATCH_INPUT_PARTS
+        for part in range(parts):  # input arrives in parts; the shards split the parts' chunks
+            body = "\n".join(rows[part::parts]).encode()
+            aws.client("s3").put_object(
+                Bucket=names.data_bucket, Key=f"input/{run_id}/part-{part}.jsonl", Body=body
+            )
+        workflow = LocalWorkflow(
+            aws, Arns(pipeline.ctx).state_machine, services.runtime.endpoint_url
+        )
+        with self.reporter.step(f"run the batch workflow ({self.spec.batch.shards} shards)"):
+            run = workflow.run(run_id, timeout=self.settings.batch_shards_timeout)
+        if not run.ok:
+            raise MlpipeError(f"batch workflow failed: {[s.log_tail for s in run.shards]}")
+        objects = (
+            aws.client("s3")
+            .list_objects_v2(Bucket=names.data_bucket, Prefix="predictions/")
+            .get("Contents", [])
+        )
+        outputs = [o for o in objects if f"run={run_id}" in o["Key"]]
+        scored = 0
+        for obj in outputs:
+            body = aws.client("s3").get_object(Bucket=names.data_bucket, Key=obj["Key"])["Body"]
+            scored += sum(1 for line in body.read().splitlines() if line.strip())
+        per_shard = ", ".join(f"{s.branch} {s.summary.get('scored', '?')}" for s in run.shards)
+        self.result.add(
+            "batch",
+            f"{scored} of {len(heldout[0])} records scored ({per_shard}) into {len(outputs)} "
+            "objects under predictions/",
+            batch_scored=scored,
+        )
+
+    def _wait(self, done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise MlpipeError(f"gave up waiting for {what} after {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+class ApiClient:
+    """Sends predictions to the deployed API as a client would."""
+
+    def __init__(self, url: str, api_key: str | None, header: str = "X-Features-Hash") -> None:
+        self.url = url.rstrip("/") + "/predict"
+        self.api_key = api_key
+        self.header = header
+
+    def predict(self, features: list[float], truth: int, probe: int | None = None) -> Prediction:
+        body = json.dumps({"features": features}).encode()
+        key = hashlib.sha256(body).hexdigest()
+        if probe is not None:
+            # A probe asks for a fresh answer: its own cache key.
+            key = f"{key}-probe-{probe}"
+        headers = {"Content-Type": "application/json", self.header: key}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise MlpipeError(f"POST {self.url}: {exc.code} {exc.read().decode()}") from exc
+        latency = (time.monotonic() - started) * 1000
+        prediction = answer.get("predictions") or {}
+        return Prediction(
+            variant=answer["invokedVariant"],
+            version=answer["modelVersion"],
+            label=prediction.get("label") if isinstance(prediction, dict) else None,
+            truth=truth,
+            latency_ms=latency,
+            prediction_id=answer["predictionId"],
+        )

@@ -1,0 +1,172 @@
+"""Runs the batch workflow's shard jobs locally, as its Parallel state would on AWS.
+
+moto keeps Step Functions executions RUNNING and cannot run Batch jobs. This runner reads the
+deployed state machine's definition, and for each branch of its Parallel state submits the Batch
+job (so the embedded AWS records it) and runs the job's container command, `python -m
+batch_job`, in a process of its own with the job definition's environment, the branch's
+container overrides and the embedded AWS's endpoints. Branches run in parallel; a failed branch
+fails the run, and the Catch path's alert is published to the SNS topic as the state machine
+would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlpipe.core.clients import Aws
+from mlpipe.local.functions import runtime_environment
+
+SUBMIT_JOB = "batch:submitJob"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    branch: str
+    job_id: str
+    exit_code: int
+    summary: dict[str, Any]
+    log_tail: str
+
+
+@dataclass
+class WorkflowRun:
+    execution: str
+    shards: list[ShardRun] = field(default_factory=list)
+    alert: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.exit_code == 0 for s in self.shards)
+
+
+def _tasks(definition: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """The Batch submit tasks of the Parallel state's branches, and the Parallel state."""
+    parallel = next(s for s in definition["States"].values() if s["Type"] == "Parallel")
+    tasks = []
+    for branch in parallel["Branches"]:
+        for name, state in branch["States"].items():
+            if state.get("Type") == "Task" and SUBMIT_JOB in state.get("Resource", ""):
+                tasks.append((name, state["Parameters"]))
+    return tasks, parallel
+
+
+def _job_definition(batch: Any, reference: str) -> dict[str, Any]:
+    """The job definition a submit would run: a reference without a revision is the latest
+    ACTIVE revision, as Batch resolves it."""
+    name = reference.rsplit("/", 1)[-1]
+    if ":" in name:
+        found = batch.describe_job_definitions(jobDefinitions=[reference])["jobDefinitions"]
+    else:
+        found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
+            "jobDefinitions"
+        ]
+    if not found:
+        raise LookupError(f"no ACTIVE job definition {reference}")
+    return dict(max(found, key=lambda d: d["revision"]))
+
+
+def _resolve(entries: list[dict[str, str]], execution: str) -> dict[str, str]:
+    """Container override entries; `Value.$` paths resolve against the execution context."""
+    context = {"$$.Execution.Name": execution}
+    resolved = {}
+    for entry in entries:
+        if "Value.$" in entry:
+            resolved[entry["Name"]] = context[entry["Value.$"]]
+        else:
+            resolved[entry["Name"]] = entry["Value"]
+    return resolved
+
+
+class LocalWorkflow:
+    def __init__(self, aws: Aws, state_machine_arn: str, sagemaker_runtime_url: str) -> None:
+        self.aws = aws
+        self.state_machine_arn = state_machine_arn
+        self.sagemaker_runtime_url = sagemaker_runtime_url
+
+    def run(self, execution: str, timeout: float = 600.0) -> WorkflowRun:
+        machine = self.aws.client("stepfunctions").describe_state_machine(
+            stateMachineArn=self.state_machine_arn
+        )
+        definition = json.loads(machine["definition"])
+        tasks, parallel = _tasks(definition)
+        with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
+            shards = list(
+                pool.map(lambda task: self._shard(execution, *task, timeout=timeout), tasks)
+            )
+        run = WorkflowRun(execution, shards)
+        if not run.ok:
+            run.alert = self._alert(alert_topic(definition, parallel), machine, run)
+        return run
+
+    def _shard(
+        self, execution: str, branch: str, params: dict[str, Any], *, timeout: float
+    ) -> ShardRun:
+        batch = self.aws.client("batch")
+        container = _job_definition(batch, params["JobDefinition"])["containerProperties"]
+        overrides = _resolve(params["ContainerOverrides"]["Environment"], execution)
+        job_id = batch.submit_job(
+            jobName=params["JobName"],
+            jobQueue=params["JobQueue"],
+            jobDefinition=params["JobDefinition"],
+            containerOverrides={
+                "environment": [{"name": k, "value": v} for k, v in overrides.items()]
+            },
+        )["jobId"]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            **{e["name"]: e["value"] for e in container.get("environment", [])},
+            **overrides,
+            **runtime_environment(
+                str(self.aws.endpoint_url), self.aws.region, self.sagemaker_runtime_url
+            ),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "batch_job"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        tail = "\n".join(proc.stderr.splitlines()[-5:])
+        return ShardRun(branch, job_id, proc.returncode, _summary(proc.stderr + proc.stdout), tail)
+
+    def _alert(
+        self, topic_arn: str | None, machine: dict[str, Any], run: WorkflowRun
+    ) -> str | None:
+        if topic_arn is None:
+            return None
+        failed = ", ".join(f"{s.branch} exit {s.exit_code}" for s in run.shards if s.exit_code)
+        message = f"Batch inference run {run.execution} failed: {failed}"
+        subject = f"{machine['name']}: batch inference failed"
+        self.aws.client("sns").publish(TopicArn=topic_arn, Subject=subject, Message=message)
+        return message
+
+
+def alert_topic(definition: dict[str, Any], parallel: dict[str, Any]) -> str | None:
+    """The SNS topic the Parallel state's Catch path publishes to, if it has one."""
+    for catch in parallel.get("Catch", []):
+        state = definition["States"].get(catch["Next"], {})
+        if state.get("Type") == "Task" and state.get("Resource", "").endswith(":sns:publish"):
+            return str(state["Parameters"]["TopicArn"])
+    return None
+
+
+def _summary(output: str) -> dict[str, Any]:
+    """The job's summary: its last JSON log line whose message is "summary"."""
+    for line in reversed(output.splitlines()):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("message") == "summary":
+            return record
+    return {}
