@@ -8,13 +8,10 @@ back, runs the batch workflow's shard jobs, destroys, and returns the numbers it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -31,6 +28,7 @@ from mlpipe.local.server import LocalAws
 from mlpipe.local.services import LocalServices
 from mlpipe.local.workflow import LocalWorkflow
 from mlpipe.ops import deployments, registry
+from mlpipe.ops.client import ApiClient, Prediction, api_client
 from mlpipe.resources.iam import Arns
 from mlpipe.spec import Spec
 
@@ -55,16 +53,6 @@ class DemoSettings:
     stream_records: int = 200
     batch_shards_timeout: float = 300.0
     seed: int = 0
-
-
-@dataclass
-class Prediction:
-    variant: str
-    version: str
-    label: int | None
-    truth: int
-    latency_ms: float
-    prediction_id: str
 
 
 @dataclass
@@ -121,7 +109,7 @@ class Demo:
             for example in examples:
                 registry.register(ctx, example.version, example.path, baseline=example.baseline)
         with LocalServices(pipeline.aws, ctx.names, self.spec.api.stage) as services:
-            client = ApiClient(services.api_url, self._api_key(pipeline))
+            client = api_client(ctx, services.api_url)
             self._predict(client, heldout)
             self._stream(pipeline, services, heldout)
             runner = deployments.Runner(ctx)
@@ -164,24 +152,17 @@ class Demo:
             second_apply_writes=len(log.writes()) - writes,
         )
 
-    def _api_key(self, pipeline: Pipeline) -> str | None:
-        if self.spec.api.auth != "api_key":
-            return None
-        keys = pipeline.aws.client("apigateway").get_api_keys(
-            nameQuery=pipeline.ctx.names.api_key, includeValues=True
-        )["items"]
-        return str(keys[0]["value"])
-
     def _predict(self, client: ApiClient, heldout: tuple[list[list[float]], list[int]]) -> None:
         rows, labels = heldout
         count = self.settings.requests
-        answers: list[Prediction] = []
+        answers: list[tuple[Prediction, int]] = []
         with self.reporter.step(f"send {count} predictions through the API"):
             for index in range(count):
-                answers.append(client.predict(rows[index % len(rows)], labels[index % len(rows)]))
+                row = index % len(rows)
+                answers.append((client.predict(rows[row]), labels[row]))
         # Repeated features are answered from the API cache: count each prediction once.
-        served = list({a.prediction_id: a for a in answers}.values())
-        split = Counter(a.variant for a in served)
+        served = list({a.prediction_id: (a, truth) for a, truth in answers}.values())
+        split = Counter(a.variant for a, _ in served)
         total = len(served)
         shares = {v: split[v] / total for v in sorted(split)}
         expected = {v.name: v.weight / 100 for v in self.spec.endpoint.variants}
@@ -193,14 +174,14 @@ class Demo:
             served=total,
             cached=count - total,
         )
-        by_variant: dict[str, list[Prediction]] = defaultdict(list)
-        for answer in served:
-            by_variant[answer.variant].append(answer)
+        by_variant: dict[str, list[tuple[Prediction, int]]] = defaultdict(list)
+        for answer, truth in served:
+            by_variant[answer.variant].append((answer, truth))
         for variant, group in sorted(by_variant.items()):
-            accuracy = sum(a.label == a.truth for a in group) / len(group)
-            latency = statistics.median(a.latency_ms for a in group)
+            accuracy = sum(a.label == truth for a, truth in group) / len(group)
+            latency = statistics.median(a.latency_ms for a, _ in group)
             self.result.add(
-                f"variant {variant} ({group[0].version})",
+                f"variant {variant} ({group[0][0].version})",
                 f"accuracy {accuracy:.3f} on {len(group)} held-out rows, "
                 f"median latency {latency:.1f} ms",
                 **{f"accuracy_{variant}": accuracy},
@@ -252,14 +233,14 @@ class Demo:
         client: ApiClient,
         heldout: tuple[list[list[float]], list[int]],
     ) -> None:
-        rows, labels = heldout
+        rows = heldout[0]
         with self.reporter.step("roll back to v1.0.0"):
             started = time.monotonic()
             outcome = deployments.rollback(runner)
             probes = 0
             streak = 0
             while streak < 20:  # twenty answers in a row from the old version
-                answer = client.predict(rows[probes % len(rows)], labels[0], probe=probes)
+                answer = client.predict(rows[probes % len(rows)], fresh=f"-probe-{probes}")
                 probes += 1
                 streak = streak + 1 if answer.version == outcome.active_after else 0
                 if time.monotonic() - started > 60:
@@ -319,39 +300,3 @@ class Demo:
             if time.monotonic() > deadline:
                 raise MlpipeError(f"gave up waiting for {what} after {timeout:.0f}s")
             time.sleep(0.1)
-
-
-class ApiClient:
-    """Sends predictions to the deployed API as a client would."""
-
-    def __init__(self, url: str, api_key: str | None, header: str = "X-Features-Hash") -> None:
-        self.url = url.rstrip("/") + "/predict"
-        self.api_key = api_key
-        self.header = header
-
-    def predict(self, features: list[float], truth: int, probe: int | None = None) -> Prediction:
-        body = json.dumps({"features": features}).encode()
-        key = hashlib.sha256(body).hexdigest()
-        if probe is not None:
-            # A probe asks for a fresh answer: its own cache key.
-            key = f"{key}-probe-{probe}"
-        headers = {"Content-Type": "application/json", self.header: key}
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise MlpipeError(f"POST {self.url}: {exc.code} {exc.read().decode()}") from exc
-        latency = (time.monotonic() - started) * 1000
-        prediction = answer.get("predictions") or {}
-        return Prediction(
-            variant=answer["invokedVariant"],
-            version=answer["modelVersion"],
-            label=prediction.get("label") if isinstance(prediction, dict) else None,
-            truth=truth,
-            latency_ms=latency,
-            prediction_id=answer["predictionId"],
-        )

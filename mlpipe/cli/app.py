@@ -14,7 +14,17 @@ from botocore.exceptions import (
 )
 
 from mlpipe import __version__
-from mlpipe.cli import apply, demo, local, models, operations, plan, status, validate
+from mlpipe.cli import (
+    apply,
+    demo,
+    local,
+    models,
+    operations,
+    plan,
+    serving,
+    status,
+    validate,
+)
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
 from mlpipe.core.errors import ExitStatus, MlpipeError, SpecError, describe_error
@@ -62,6 +72,8 @@ app.command()(operations.traffic)
 app.command()(operations.promote)
 app.command()(operations.rollback)
 app.command("history")(operations.history_command)
+app.command()(serving.predict)
+app.add_typer(serving.stream_app, name="stream")
 app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")
 

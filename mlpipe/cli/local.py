@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import MlpipeError
 from mlpipe.local import server
+from mlpipe.local.services import LocalServices
 
 app = typer.Typer(help="Run the embedded AWS on 127.0.0.1.", no_args_is_help=True)
 
 
+def _spec(ctx: typer.Context) -> Path | None:
+    """The spec, when there is one: its pipeline's runtimes run beside the embedded AWS."""
+    path = options(ctx).spec
+    return path if path.is_file() else None
+
+
 @app.command()
 def up(
-    port: int = typer.Option(server.DEFAULT_PORT, help="Port to listen on (0: any free port)."),
+    ctx: typer.Context,
+    port: int = typer.Option(
+        server.DEFAULT_PORT,
+        help="Port of the embedded AWS (0: any free one); the SageMaker runtime and the API "
+        "take the next two.",
+    ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),
 ) -> None:
     """Start the embedded AWS (foreground unless --detach)."""
     try:
         if detach:
-            info = server.start_detached(server.DEFAULT_HOST, port, timeout)
+            info = server.start_detached(server.DEFAULT_HOST, port, timeout, _spec(ctx))
             out.print(info.endpoint_url, markup=False)
             err(f"Embedded AWS running (pid {info.pid}); stop it with `mlpipe local down`.")
+            if info.api_url:
+                err(f"The pipeline's API answers on {info.api_url} once applied.")
             return
-        server.serve(
-            server.DEFAULT_HOST,
-            port,
-            lambda aws: err(f"Embedded AWS at {aws.endpoint_url}; Ctrl-C stops it."),
-        )
+
+        def ready(aws: server.LocalAws, services: LocalServices | None) -> None:
+            err(f"Embedded AWS at {aws.endpoint_url}; Ctrl-C stops it.")
+            if services is not None:
+                err(f"The pipeline's API answers on {services.api_url} once applied.")
+
+        server.serve(server.DEFAULT_HOST, port, ready, spec=_spec(ctx))
     except server.LocalAwsError as exc:
         raise MlpipeError(str(exc)) from exc
 

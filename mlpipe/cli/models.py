@@ -61,6 +61,28 @@ def list_versions(
 
 
 @app.command()
+def example(
+    out_dir: Path = typer.Option(Path("examples"), "--out", help="Where to write them."),
+    seed: int = typer.Option(0, help="Seed of the split and the training."),
+) -> None:
+    """Build the two example model versions (scikit-learn, breast cancer data)."""
+    try:
+        from mlpipe.examples.models import build_examples
+    except ImportError as exc:  # pragma: no cover - the demo extra is missing
+        raise registry.UsageError(
+            "the examples need scikit-learn: pip install 'mlpipe[demo]'"
+        ) from exc
+    built = build_examples(out_dir, seed)
+    for model in built:
+        out.print(
+            f"{model.version}: {model.path} accuracy {model.accuracy:.3f} "
+            f"(mlpipe models register {model.version} {model.path} "
+            f"--baseline accuracy={model.accuracy:.4f},latency={model.latency_ms:.1f})",
+            markup=False,
+        )
+
+
+@app.command()
 def show(ctx: typer.Context, version: str = typer.Argument(...)) -> None:
     """One version's metadata."""
     registry.check_version(version)

@@ -34,7 +34,7 @@ class Options:
         if local and endpoint is None:
             if not self.local:
                 err("No AWS credentials found: using the embedded AWS (--local).")
-            endpoint = embedded_aws()
+            endpoint = embedded_aws(self.spec if self.spec.is_file() else None)
         return AwsTarget(self.profile, self.region, endpoint, local=local)
 
     def pipeline(self, progress: Progress | None = None) -> Pipeline:
@@ -46,12 +46,12 @@ def _no_credentials() -> bool:
     return boto3.session.Session().get_credentials() is None
 
 
-def embedded_aws() -> str:
+def embedded_aws(spec: Path | None = None) -> str:
     """The running embedded AWS's URL; starts one in the background if none is running."""
     info = server.detached_status()
     if info is None:
         try:
-            info = server.start_detached()
+            info = server.start_detached(spec=spec)
         except server.LocalAwsError as exc:
             raise MlpipeError(str(exc)) from exc
         err(

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -37,6 +37,9 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from mlpipe.local.moto_ext import install_extensions
+
+if TYPE_CHECKING:
+    from mlpipe.local.services import LocalServices
 
 __all__ = [
     "DEFAULT_HOST",
@@ -100,6 +103,14 @@ class ServerInfo:
     endpoint_url: str
     started_at: str
     log_file: str
+    # The runtimes (SageMaker runtime, deployed API) listen on the two ports after `port`.
+    runtime_url: str | None = None
+    api_url: str | None = None
+
+
+def runtime_ports(port: int) -> tuple[int, int]:
+    """The SageMaker runtime's and the API's ports next to the embedded AWS's."""
+    return port + 1, port + 2
 
 
 def state_dir() -> Path:
@@ -253,13 +264,16 @@ class LocalAws:
 def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    on_ready: Callable[[LocalAws], None] | None = None,
+    on_ready: Callable[[LocalAws, LocalServices | None], None] | None = None,
     *,
     log_requests: bool = False,
+    spec: Path | None = None,
 ) -> None:
     """Run the local AWS in the foreground until SIGINT or SIGTERM. Call from the main thread.
 
-    ``on_ready`` is called once it answers (e.g. to show its address); nothing is printed here.
+    With a spec, the pipeline's runtimes run too (SageMaker runtime, API, stream poller), on
+    the ports after ``port``. ``on_ready`` is called once it answers (e.g. to show its
+    address); nothing is printed here.
     """
     stop = threading.Event()
 
@@ -269,12 +283,29 @@ def serve(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with LocalAws(host, port, log_requests=log_requests) as aws:
-            if on_ready is not None:
-                on_ready(aws)
-            stop.wait()
+            services = _services(aws, spec) if spec is not None else None
+            try:
+                if on_ready is not None:
+                    on_ready(aws, services)
+                stop.wait()
+            finally:
+                if services is not None:
+                    services.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _services(aws: LocalAws, spec_path: Path) -> LocalServices:
+    from mlpipe.core.clients import Aws, AwsTarget
+    from mlpipe.local.services import LocalServices
+    from mlpipe.spec import Names, load_spec
+
+    spec = load_spec(spec_path)
+    client = Aws(AwsTarget(endpoint_url=aws.endpoint_url, local=True))
+    names = Names(spec.pipeline, spec.environment, client.account, client.region)
+    runtime_port, api_port = runtime_ports(aws.port)
+    return LocalServices(client, names, spec.api.stage, aws.host, runtime_port, api_port).start()
 
 
 # --- detached server ----------------------------------------------------------------------------
@@ -321,6 +352,8 @@ def _read_state(directory: Path) -> ServerInfo | None:
             endpoint_url=str(data["endpoint_url"]),
             started_at=str(data["started_at"]),
             log_file=str(data.get("log_file", directory / LOG_FILE)),
+            runtime_url=data.get("runtime_url"),
+            api_url=data.get("api_url"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -378,9 +411,13 @@ def _poll(interval: float, deadline: float) -> Iterator[None]:
 
 
 def start_detached(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 30.0
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    timeout: float = 30.0,
+    spec: Path | None = None,
 ) -> ServerInfo:
-    """Start the local AWS in a background process and wait until it answers."""
+    """Start the local AWS in a background process and wait until it answers; with a spec,
+    the pipeline's runtimes too."""
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     running = detached_status()
@@ -392,7 +429,16 @@ def start_detached(
     log_path = directory / LOG_FILE
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlpipe.local.server", "--host", host, "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "mlpipe.local.server",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                *(["--spec", str(spec)] if spec is not None else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -408,6 +454,7 @@ def start_detached(
         endpoint_url=_url(host, port),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         log_file=str(log_path),
+        **_runtime_urls(host, port, spec),
     )
     (directory / PID_FILE).write_text(f"{process.pid}\n")
     (directory / INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
@@ -425,6 +472,13 @@ def start_detached(
     raise ServerStartError(
         f"The local AWS on {info.endpoint_url} {problem}. Log {log_path}:\n{_log_tail(log_path)}"
     )
+
+
+def _runtime_urls(host: str, port: int, spec: Path | None) -> dict[str, str]:
+    if spec is None:
+        return {}
+    runtime, api = runtime_ports(port)
+    return {"runtime_url": _url(host, runtime), "api_url": _url(host, api)}
 
 
 def _terminate(pid: int, grace: float = 10.0) -> None:
@@ -457,13 +511,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--spec", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    def announce(aws: LocalAws) -> None:
+    def announce(aws: LocalAws, services: LocalServices | None) -> None:
         print(f"mlpipe local AWS listening on {aws.endpoint_url}", file=sys.stderr, flush=True)
+        if services is not None:
+            print(f"API on {services.api_url}", file=sys.stderr, flush=True)
 
     try:
-        serve(args.host, args.port, on_ready=announce, log_requests=True)
+        serve(args.host, args.port, on_ready=announce, log_requests=True, spec=args.spec)
     except LocalAwsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

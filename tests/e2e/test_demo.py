@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from mlpipe.core.pipeline import Pipeline
-from mlpipe.demo import ApiClient, Demo, DemoSettings
+from mlpipe.demo import Demo, DemoSettings
 from mlpipe.local.services import LocalServices
+from mlpipe.ops.client import api_client
 from mlpipe.spec import Spec
 
 pytest.importorskip("sklearn")
@@ -40,10 +41,9 @@ def test_the_demo_end_to_end(spec: Spec, fake_credentials: None) -> None:
         ddb = pipeline.aws.client("dynamodb")
         pages = ddb.get_paginator("scan").paginate(TableName=pipeline.ctx.names.predictions_table)
         seen["items"] = [item for page in pages for item in page["Items"]]
-        key = pipeline.aws.client("apigateway").get_api_keys(includeValues=True)["items"][0]
-        client = ApiClient(services.api_url, key["value"])
+        client = api_client(pipeline.ctx, services.api_url)
         seen["after_rollback"] = [
-            client.predict([10.0] * 30, 0, probe=1000 + i).version for i in range(30)
+            client.predict([10.0] * 30, fresh=f"-check-{i}").version for i in range(30)
         ]
 
     reporter = Quiet()
