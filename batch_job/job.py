@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 DYNAMODB_BATCH_SIZE = 25
 _PREDICTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mlpipe:batch-job:prediction")
 _SERIALIZER = TypeSerializer()
-_ENCRYPTION = {"ServerSideEncryption": "aws:kms"}
 _DAY_SECONDS = 86_400
 
 
@@ -207,7 +206,6 @@ def resolve_run_clock(s3: Any, config: JobConfig, clock: Callable[[], float]) ->
                     Body=json.dumps(manifest).encode("utf-8"),
                     ContentType="application/json",
                     IfNoneMatch="*",
-                    **_ENCRYPTION,
                 )
             except ClientError as exc:
                 if _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -456,7 +454,6 @@ class _Job:
             Key=key,
             Body=body.encode("utf-8"),
             ContentType=content_type,
-            **_ENCRYPTION,
         )
 
 
