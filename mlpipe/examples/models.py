@@ -16,12 +16,10 @@ Layout of ``out``::
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
 import statistics
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from typing import Any
 
 from mlpipe.core.errors import MlpipeError
 from mlpipe.local.runtime import load_model
+from mlpipe.ops import registry
 
 __all__ = [
     "DATASET",
@@ -47,7 +46,6 @@ HELDOUT_FILE = "heldout.jsonl"
 MANIFEST_FILE = "manifest.json"
 TEST_SIZE = 0.25
 PICKLE_PROTOCOL = 4
-ARCHIVE_MTIME = 0
 # Features v1.0.0 sees: mean radius, mean texture, mean perimeter, mean area.
 V1_FEATURES = (0, 1, 2, 3)
 # Single-row requests timed for the latency baseline (the first held-out rows).
@@ -116,36 +114,6 @@ VERSIONS: dict[str, tuple[Callable[[], Any], str]] = {
 
 def _inference_script() -> bytes:
     return (resources.files("mlpipe.examples") / "inference.py").read_bytes()
-
-
-def _tar_entry(name: str, size: int | None) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mtime = ARCHIVE_MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if size is None:
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-    else:
-        info.size = size
-        info.mode = 0o644
-    return info
-
-
-def _archive(files: dict[str, bytes]) -> bytes:
-    """A gzipped tar of ``files`` whose bytes depend on nothing but the files."""
-    directories = {str(Path(name).parent) for name in files} - {"."}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in sorted(directories | set(files)):
-            if name in directories:
-                tar.addfile(_tar_entry(name, None))
-            else:
-                tar.addfile(_tar_entry(name, len(files[name])), io.BytesIO(files[name]))
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
 
 
 def _pickled(estimator: Any) -> bytes:
@@ -220,7 +188,7 @@ def build_examples(out: Path, seed: int = 0) -> list[ExampleModel]:
     models = []
     for version, (make, description) in VERSIONS.items():
         estimator = make().fit(x_train, y_train)
-        archive = _archive({**code, "model.joblib": _pickled(estimator)})
+        archive = registry.archive({**code, "model.joblib": _pickled(estimator)})
         path = out / version / "model.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(archive)

@@ -60,7 +60,6 @@ __all__ = [
     "FunctionNotFoundError",
     "Invocation",
     "LambdaContext",
-    "LocalClients",
     "LocalFunction",
     "LocalFunctions",
     "pipeline_sources",
@@ -102,29 +101,6 @@ def pipeline_sources(names: Names) -> dict[str, Path]:
     from mlpipe.resources.lambdas import PURPOSES, SOURCES
 
     return {names.function(p): SOURCES / p.replace("-", "_") for p in PURPOSES}
-
-
-class LocalClients:
-    """boto3 clients of the embedded AWS (fake credentials), one per service, thread-safe."""
-
-    def __init__(self, endpoint_url: str, region: str) -> None:
-        self.endpoint_url = endpoint_url
-        self.region = region
-        self._session = boto3.session.Session(
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=region,
-        )
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, service: str) -> Any:
-        with self._lock:
-            client = self._clients.get(service)
-            if client is None:
-                client = self._session.client(service, endpoint_url=self.endpoint_url)
-                self._clients[service] = client
-            return client
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,32 @@ def parse_baseline(text: str | None) -> dict[str, float]:
         raise UsageError(f"--baseline: every value must be a number ({exc})") from exc
 
 
+def _entry(name: str, size: int | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    if size is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    else:
+        info.size, info.mode = size, 0o644
+    return info
+
+
+def archive(files: dict[str, bytes]) -> bytes:
+    """A model.tar.gz of `files` (path → bytes) whose bytes depend on nothing but the files."""
+    directories = {str(Path(name).parent) for name in files} - {"."}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(directories | set(files)):
+            if name in directories:
+                tar.addfile(_entry(name, None))
+            else:
+                tar.addfile(_entry(name, len(files[name])), io.BytesIO(files[name]))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
 def pack(path: Path) -> bytes:
     """A model directory as a reproducible model.tar.gz; an existing archive as it is."""
     if path.is_file():
@@ -64,17 +90,14 @@ def pack(path: Path) -> bytes:
         return data
     if not path.is_dir():
         raise UsageError(f"{path} is neither a model directory nor a model.tar.gz")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = {
+        file.relative_to(path).as_posix(): file.read_bytes()
+        for file in path.rglob("*")
+        if file.is_file() and "__pycache__" not in file.parts
+    }
     if not files:
         raise UsageError(f"{path} is empty: nothing to register")
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for file in files:
-            info = tarfile.TarInfo(file.relative_to(path).as_posix())
-            data = file.read_bytes()
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return archive(files)
 
 
 def metadata(ctx: Context, version: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,7 +18,7 @@ from tenacity import wait_none
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.local import LocalAws, moto_ext
-from mlpipe.local.functions import LocalClients, LocalFunctions, pipeline_sources
+from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.resources import api, api_access, dynamodb, iam, kinesis, kms, lambdas, network, ssm
 from mlpipe.spec import Names, load_spec
 from tests.conftest import SPEC_PATH
@@ -46,7 +46,7 @@ class Pipeline:
 
     aws: LocalAws
     ctx: Context
-    clients: LocalClients
+    clients: Callable[[str], Any]
 
     @property
     def names(self) -> Names:
@@ -80,7 +80,7 @@ def converged_pipeline() -> Iterator[Pipeline]:
             ctx = Context(aws, spec, names, wait=wait_none(), consistency_timeout=5)
             modules = (kms, iam, dynamodb, ssm, network, lambdas, kinesis, api, api_access)
             converge([r for m in modules for r in m.resources(ctx)])
-            yield Pipeline(local, ctx, LocalClients(local.endpoint_url, REGION))
+            yield Pipeline(local, ctx, aws.client)
     if not installed_before:
         moto_ext.uninstall_extensions()
 
