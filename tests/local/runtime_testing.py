@@ -17,8 +17,9 @@ from tenacity import wait_none
 
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
-from mlpipe.local import LocalAws, moto_ext
+from mlpipe.local import moto_ext
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
+from mlpipe.local.server import LocalAws
 from mlpipe.resources import api, api_access, dynamodb, iam, kinesis, kms, lambdas, network, ssm
 from mlpipe.spec import Names, load_spec
 from tests.conftest import SPEC_PATH

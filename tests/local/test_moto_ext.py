@@ -13,8 +13,7 @@ from moto.glue.models import FakeCrawler
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
-from mlpipe.local import install_extensions
-from mlpipe.local.moto_ext import uninstall_extensions
+from mlpipe.local.moto_ext import install_extensions, uninstall_extensions
 
 pytestmark = pytest.mark.usefixtures("mocked")
 

@@ -10,8 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from localaws_testing import ACCOUNT, REGION
 
-from mlpipe.local import install_extensions
-from mlpipe.local.moto_ext import uninstall_extensions
+from mlpipe.local.moto_ext import install_extensions, uninstall_extensions
 
 pytestmark = pytest.mark.usefixtures("mocked")
 

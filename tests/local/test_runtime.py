@@ -27,8 +27,9 @@ from batch_job.scoring import EndpointScorer, VersionMap
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.examples import ExampleModel, build_examples, read_heldout
-from mlpipe.local import LocalAws, moto_ext
+from mlpipe.local import moto_ext
 from mlpipe.local.runtime import ENDPOINT_URL_VARIABLE, LocalRuntime, VariantStats
+from mlpipe.local.server import LocalAws
 
 BUCKET = "mlpipe-test-models"
 ENDPOINT = "mlpipe-test-endpoint"

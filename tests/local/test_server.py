@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +20,19 @@ import pytest
 from botocore.config import Config
 from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock
 
-from mlpipe.local import (
+from mlpipe.local.server import (
     LocalAws,
     PortInUseError,
     ServerAlreadyRunningError,
     ServerStartError,
     detached_status,
+    main,
     serve,
     start_detached,
     state_dir,
     stop_detached,
 )
-from mlpipe.local.server import main
+from tests.conftest import SPEC_PATH
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 
@@ -123,7 +125,8 @@ def test_serve_returns_on_sigterm_and_restores_handlers():
     seen: list[int] = []
     before = signal.getsignal(signal.SIGTERM)
 
-    def ready(aws: LocalAws) -> None:
+    def ready(aws: LocalAws, services: object) -> None:
+        assert services is None  # no spec: the embedded AWS alone
         seen.append(aws.port)
         assert get_json(f"{aws.endpoint_url}/moto-api/config")["lambda"] == {"use_docker": False}
         os.kill(os.getpid(), signal.SIGTERM)
@@ -135,6 +138,23 @@ def test_serve_returns_on_sigterm_and_restores_handlers():
     with socket.socket() as probe:  # the port was released
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", seen[0]))
+
+
+def test_serve_with_a_spec_runs_the_pipelines_runtimes_beside_it():
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def ready(aws: LocalAws, services: Any) -> None:
+        assert services.api_url == f"http://127.0.0.1:{aws.port + 2}/prod"
+        request = urllib.request.Request(f"{services.api_url}/predict", data=b"{}", method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as exc:  # nothing is deployed yet
+            answers.append((exc.code, json.loads(exc.read())))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    serve("127.0.0.1", 0, on_ready=ready, spec=SPEC_PATH)
+
+    assert answers == [(403, {"message": "Missing Authentication Token"})]
 
 
 def test_main_reports_a_port_in_use(listener: int, capsys: pytest.CaptureFixture[str]):
