@@ -160,8 +160,12 @@ class Demo:
             for index in range(count):
                 row = index % len(rows)
                 answers.append((client.predict(rows[row]), labels[row]))
-        # Repeated features are answered from the API cache: count each prediction once.
-        served = list({a.prediction_id: (a, truth) for a, truth in answers}.values())
+        # Repeated features are answered from the API cache: count each prediction once, as
+        # first served by the model.
+        first: dict[str, tuple[Prediction, int]] = {}
+        for answer, truth in answers:
+            first.setdefault(answer.prediction_id, (answer, truth))
+        served = list(first.values())
         split = Counter(a.variant for a, _ in served)
         total = len(served)
         shares = {v: split[v] / total for v in sorted(split)}
