@@ -27,7 +27,7 @@ def up(
     port: int = typer.Option(
         server.DEFAULT_PORT,
         help="Port of the embedded AWS (0: any free one); the SageMaker runtime and the API "
-        "take the next two.",
+        "take the next two (free ones with 0).",
     ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),

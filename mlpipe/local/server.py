@@ -108,8 +108,11 @@ class ServerInfo:
     api_url: str | None = None
 
 
-def runtime_ports(port: int) -> tuple[int, int]:
-    """The SageMaker runtime's and the API's ports next to the embedded AWS's."""
+def runtime_ports(host: str, port: int) -> tuple[int, int]:
+    """The SageMaker runtime's and the API's ports: the two after a chosen port, free ones
+    for any port (0)."""
+    if port == 0:
+        return _free_port(host), _free_port(host)
     return port + 1, port + 2
 
 
@@ -268,6 +271,7 @@ def serve(
     *,
     log_requests: bool = False,
     spec: Path | None = None,
+    ports: tuple[int, int] | None = None,
 ) -> None:
     """Run the local AWS in the foreground until SIGINT or SIGTERM. Call from the main thread.
 
@@ -283,7 +287,10 @@ def serve(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with LocalAws(host, port, log_requests=log_requests) as aws:
-            services = _services(aws, spec) if spec is not None else None
+            services = None
+            if spec is not None:
+                chosen = ports or ((port + 1, port + 2) if port else (0, 0))
+                services = _services(aws, spec, chosen)
             try:
                 if on_ready is not None:
                     on_ready(aws, services)
@@ -296,7 +303,7 @@ def serve(
             signal.signal(sig, handler)
 
 
-def _services(aws: LocalAws, spec_path: Path) -> LocalServices:
+def _services(aws: LocalAws, spec_path: Path, ports: tuple[int, int]) -> LocalServices:
     from mlpipe.core.clients import Aws, AwsTarget
     from mlpipe.local.services import LocalServices
     from mlpipe.spec import Names, load_spec
@@ -304,7 +311,7 @@ def _services(aws: LocalAws, spec_path: Path) -> LocalServices:
     spec = load_spec(spec_path)
     client = Aws(AwsTarget(endpoint_url=aws.endpoint_url, local=True))
     names = Names(spec.pipeline, spec.environment, client.account, client.region)
-    runtime_port, api_port = runtime_ports(aws.port)
+    runtime_port, api_port = ports
     return LocalServices(client, names, spec.api.stage, aws.host, runtime_port, api_port).start()
 
 
@@ -393,6 +400,12 @@ def _answers(url: str) -> bool:
     return True
 
 
+def _listens(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
 def _child_env() -> dict[str, str]:
     """Environment for the child, able to import mlpipe however this process found it."""
     env = dict(os.environ)
@@ -423,6 +436,7 @@ def start_detached(
     running = detached_status()
     if running is not None:
         raise ServerAlreadyRunningError(running, directory / PID_FILE)
+    extra = runtime_ports(host, port) if spec is not None else None
     port = port or _free_port(host)
     _check_port_free(host, port)
 
@@ -437,7 +451,11 @@ def start_detached(
                 host,
                 "--port",
                 str(port),
-                *(["--spec", str(spec)] if spec is not None else []),
+                *(
+                    ["--spec", str(spec), "--runtime-ports", f"{extra[0]},{extra[1]}"]
+                    if spec is not None and extra is not None
+                    else []
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -454,7 +472,7 @@ def start_detached(
         endpoint_url=_url(host, port),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         log_file=str(log_path),
-        **_runtime_urls(host, port, spec),
+        **_runtime_urls(host, extra),
     )
     (directory / PID_FILE).write_text(f"{process.pid}\n")
     (directory / INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
@@ -463,7 +481,7 @@ def start_detached(
         if process.poll() is not None:
             problem = f"exited with code {process.returncode}"
             break
-        if _answers(info.endpoint_url):
+        if _answers(info.endpoint_url) and (extra is None or _listens(host, extra[1])):
             return info
     else:
         problem = f"did not answer within {timeout:g} s"
@@ -474,11 +492,10 @@ def start_detached(
     )
 
 
-def _runtime_urls(host: str, port: int, spec: Path | None) -> dict[str, str]:
-    if spec is None:
+def _runtime_urls(host: str, ports: tuple[int, int] | None) -> dict[str, str]:
+    if ports is None:
         return {}
-    runtime, api = runtime_ports(port)
-    return {"runtime_url": _url(host, runtime), "api_url": _url(host, api)}
+    return {"runtime_url": _url(host, ports[0]), "api_url": _url(host, ports[1])}
 
 
 def _terminate(pid: int, grace: float = 10.0) -> None:
@@ -512,7 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--spec", type=Path, default=None)
+    parser.add_argument("--runtime-ports", default=None, help="SageMaker runtime,API ports")
     args = parser.parse_args(argv)
+    ports = None
+    if args.runtime_ports:
+        runtime, api = (int(p) for p in args.runtime_ports.split(","))
+        ports = (runtime, api)
 
     def announce(aws: LocalAws, services: LocalServices | None) -> None:
         print(f"mlpipe local AWS listening on {aws.endpoint_url}", file=sys.stderr, flush=True)
@@ -520,7 +542,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"API on {services.api_url}", file=sys.stderr, flush=True)
 
     try:
-        serve(args.host, args.port, on_ready=announce, log_requests=True, spec=args.spec)
+        serve(
+            args.host,
+            args.port,
+            on_ready=announce,
+            log_requests=True,
+            spec=args.spec,
+            ports=ports,
+        )
     except LocalAwsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

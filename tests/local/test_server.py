@@ -144,7 +144,8 @@ def test_serve_with_a_spec_runs_the_pipelines_runtimes_beside_it():
     answers: list[tuple[int, dict[str, Any]]] = []
 
     def ready(aws: LocalAws, services: Any) -> None:
-        assert services.api_url == f"http://127.0.0.1:{aws.port + 2}/prod"
+        assert services.api_url.startswith("http://127.0.0.1:")
+        assert services.api_url.endswith("/prod")
         request = urllib.request.Request(f"{services.api_url}/predict", data=b"{}", method="POST")
         try:
             urllib.request.urlopen(request, timeout=10)
