@@ -124,9 +124,9 @@ class Aws:
         return record
 
     @cached_property
-    def account(self) -> str:
+    def _identity(self) -> dict[str, Any]:
         try:
-            return str(self.client("sts").get_caller_identity()["Account"])
+            return dict(self.client("sts").get_caller_identity())
         except NoCredentialsError as exc:
             raise MlpipeError(
                 "no AWS credentials found: configure a profile (`aws configure`), pass "
@@ -134,9 +134,14 @@ class Aws:
                 "embedded AWS with --local."
             ) from exc
 
-    @cached_property
+    @property
+    def account(self) -> str:
+        return str(self._identity["Account"])
+
+    @property
     def caller_arn(self) -> str:
-        return str(self.client("sts").get_caller_identity()["Arn"])
+        """Who runs mlpipe: recorded with every model operation."""
+        return str(self._identity["Arn"])
 
     @property
     def partition(self) -> str:
