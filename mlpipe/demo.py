@@ -83,6 +83,7 @@ class Demo:
         moto_ext.ENDPOINT_TRANSITION_SECONDS = ENDPOINT_TRANSITION_SECONDS
         try:
             with LocalAws(port=0) as local, tempfile.TemporaryDirectory() as work:
+                local.reset()  # an embedded AWS of its own, whatever this process ran before
                 target = AwsTarget(endpoint_url=local.endpoint_url, local=True)
                 pipeline = Pipeline.connect(self.spec, target, self.reporter.note)
                 self._run(pipeline, Path(work), before_destroy)

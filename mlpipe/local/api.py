@@ -45,12 +45,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mlpipe.local.functions import ClientFactory, FunctionNotFoundError, LocalFunctions
+from mlpipe.local.service import BackgroundHttpServer
 
 __all__ = [
     "ApiConfig",
@@ -379,8 +379,10 @@ def _proxy_response(payload: Any, request_id: str) -> ApiResponse | None:
 # --- the server ------------------------------------------------------------------------------
 
 
-class LocalApi:
+class LocalApi(BackgroundHttpServer):
     """Serves the REST API ``api_name`` of the embedded AWS on ``http://host:port/<stage>/``."""
+
+    thread_name = "mlpipe-local-api"
 
     def __init__(
         self,
@@ -394,11 +396,10 @@ class LocalApi:
         wall: Clock = time.time,
         config_ttl: float = 5.0,
     ) -> None:
+        super().__init__(host, port)
         self.clients = clients
         self.functions = functions
         self.api_name = api_name
-        self.host = host
-        self._requested_port = port
         self.clock = clock
         self.wall = wall
         self.config_ttl = config_ttl
@@ -409,57 +410,14 @@ class LocalApi:
         self._cache: dict[tuple[Any, ...], tuple[float, ApiResponse]] = {}
         self._buckets: dict[tuple[Any, ...], _TokenBucket] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # lifecycle
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the local API is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _RequestHandler
 
     def stage_url(self, stage: str) -> str:
         return f"{self.url}/{stage}"
-
-    def start(self) -> LocalApi:
-        if self._server is not None:
-            return self
-        server = _Server((self.host, self._requested_port), _RequestHandler)
-        server.api = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.name = f"mlpipe-local-api-{self.port}"
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> LocalApi:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # configuration
 
@@ -705,7 +663,7 @@ class LocalApi:
                     "apiKey": key.value if key is not None else None,
                     "apiKeyId": key.id if key is not None else None,
                 },
-                "domainName": f"{self.host}:{self.port}" if self._server else self.host,
+                "domainName": f"{self.host}:{self.port}" if self.running else self.host,
                 "apiId": config.api_id,
             },
             "body": base64.b64encode(body).decode() if encoded else text,
@@ -713,19 +671,13 @@ class LocalApi:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    api: LocalApi
-
-
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        response = self.server.api.handle(
+        response = self.server.owner.handle(  # type: ignore[attr-defined]
             self.command, self.path, list(self.headers.items()), body, self.client_address[0]
         )
         self.send_response(response.status)

@@ -49,15 +49,16 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path, PurePosixPath
-from types import ModuleType, TracebackType
-from typing import Any
+from types import ModuleType
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
 from mlpipe.core.clients import Aws
+from mlpipe.local.service import BackgroundHttpServer
 
 __all__ = [
     "DEFAULT_HOST",
@@ -88,7 +89,6 @@ CSV = "text/csv"
 NPY = "application/x-npy"
 RECENT_LATENCIES = 1000
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
-POLL_SECONDS = 0.05  # how often the server loop checks for stop()
 
 # Endpoint statuses in which a deployed configuration answers requests; during an update the
 # previous configuration serves until the new one is in place.
@@ -377,8 +377,10 @@ def _model_data_url(model: Mapping[str, Any]) -> str | None:
 # --- the runtime --------------------------------------------------------------------------------
 
 
-class LocalRuntime:
+class LocalRuntime(BackgroundHttpServer):
     """InvokeEndpoint over HTTP, in a thread of this process. Port 0 picks a free port."""
+
+    thread_name = "mlpipe-sagemaker-runtime"
 
     def __init__(
         self,
@@ -390,9 +392,8 @@ class LocalRuntime:
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(host, port)
         self.aws = aws
-        self.host = host
-        self._requested_port = port
         self.refresh_seconds = refresh_seconds
         self._rng = rng or random.Random()
         self._clock = clock
@@ -403,57 +404,28 @@ class LocalRuntime:
         self._models: dict[_Artifact, LoadedModel | ModelCodeError] = {}
         self._model_locks: dict[_Artifact, threading.Lock] = {}
         self._stats: dict[tuple[str, str], VariantStats] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._workdir: Path | None = None
         self._model_numbers = itertools.count(1)
 
     # --- lifecycle ---
 
     @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("The local SageMaker runtime is not running.")
-        return int(self._server.server_address[1])
-
-    @property
     def endpoint_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
+        return self.url
 
     def environment(self) -> dict[str, str]:
         """The environment that points boto3's sagemaker-runtime clients at this runtime."""
         return {ENDPOINT_URL_VARIABLE: self.endpoint_url}
 
-    def start(self) -> LocalRuntime:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((self.host, self._requested_port), _handler_for(self))
-        server.daemon_threads = True
-        self._workdir = Path(tempfile.mkdtemp(prefix="mlpipe-runtime-"))
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": POLL_SECONDS},
-            name="mlpipe-sagemaker-runtime",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _InvocationHandler
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def start(self) -> Self:
+        if not self.running:
+            self._workdir = Path(tempfile.mkdtemp(prefix="mlpipe-runtime-"))
+        return super().start()
+
+    def stopped(self) -> None:
         with self._lock:
             self._endpoints.clear()
             self._models.clear()
@@ -461,17 +433,6 @@ class LocalRuntime:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-
-    def __enter__(self) -> LocalRuntime:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- figures ---
 
@@ -694,16 +655,8 @@ class LocalRuntime:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _handler_for(runtime: LocalRuntime) -> type[BaseHTTPRequestHandler]:
-    class Handler(_InvocationHandler):
-        pass
-
-    Handler.runtime = runtime
-    return Handler
-
-
 class _InvocationHandler(BaseHTTPRequestHandler):
-    runtime: LocalRuntime
+    server: Any  # the ThreadingHTTPServer, whose `owner` is the LocalRuntime
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "mlpipe-sagemaker-runtime"
@@ -722,7 +675,7 @@ class _InvocationHandler(BaseHTTPRequestHandler):
                     f"Request payload is {length} bytes, more than the maximum of "
                     f"{MAX_PAYLOAD_BYTES} bytes."
                 )
-            result = self.runtime.invoke(
+            result = self.server.owner.invoke(
                 name,
                 body,
                 content_type=self.headers.get("Content-Type"),

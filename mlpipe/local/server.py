@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from moto.moto_server.werkzeug_app import (
@@ -37,6 +36,7 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from mlpipe.local.moto_ext import install_extensions
+from mlpipe.local.service import Service
 
 if TYPE_CHECKING:
     from mlpipe.local.services import LocalServices
@@ -188,7 +188,7 @@ def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0)
         return json.loads(response.read() or b"null")
 
 
-class LocalAws:
+class LocalAws(Service):
     """moto's server in this process, with mlpipe's extensions. Port 0 picks a free port."""
 
     def __init__(
@@ -214,6 +214,11 @@ class LocalAws:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def reset(self) -> None:
+        """Empty every service. moto keeps its state per process, not per server: a process
+        that ran other embedded AWSs (or moto mocks) before would otherwise see their state."""
+        _request(f"{self.endpoint_url}/moto-api/reset", {})
 
     def start(self) -> LocalAws:
         if self._server is not None:
@@ -251,17 +256,6 @@ class LocalAws:
                 _request(f"{_url(self.host, self.port)}/moto-api/config", previous)
         server.stop()
         self._port = None
-
-    def __enter__(self) -> LocalAws:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve(

@@ -14,6 +14,7 @@ from mlpipe.core.clients import Aws
 from mlpipe.local.api import LocalApi
 from mlpipe.local.functions import FunctionNotFoundError, LocalFunctions, pipeline_sources
 from mlpipe.local.runtime import LocalRuntime
+from mlpipe.local.service import Service
 from mlpipe.local.stream import MappingNotFoundError, StreamPoller
 from mlpipe.spec import Names
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class LocalServices:
+class LocalServices(Service):
     aws: Aws
     names: Names
     stage: str
@@ -79,9 +80,3 @@ class LocalServices:
         self.api.stop()
         self.runtime.stop()
         self.functions.close()
-
-    def __enter__(self) -> LocalServices:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

@@ -42,12 +42,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from mlpipe.local.functions import ClientFactory, Invocation, LocalFunctions
+from mlpipe.local.service import Service
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -183,7 +183,7 @@ def _iso(epoch: float) -> str:
     )
 
 
-class StreamPoller:
+class StreamPoller(Service):
     """Feeds the function ``function_name`` from its Kinesis event source mapping."""
 
     def __init__(
@@ -241,17 +241,6 @@ class StreamPoller:
             return
         self._stop.set()
         thread.join()
-
-    def __enter__(self) -> StreamPoller:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -261,3 +261,13 @@ def test_stop_gives_back_the_moto_settings_it_changed():
     with LocalAws(port=0):
         assert default_user_config["lambda"] == {"use_docker": False}
     assert {key: default_user_config[key] for key in ("batch", "lambda")} == before
+
+
+def test_reset_empties_every_service():
+    with LocalAws(port=0) as aws:
+        s3 = boto3.client(
+            "s3", endpoint_url=aws.endpoint_url, region_name=REGION, config=NO_RETRIES
+        )
+        s3.create_bucket(Bucket="left-over")
+        aws.reset()
+        assert s3.list_buckets()["Buckets"] == []
