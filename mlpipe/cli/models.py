@@ -9,6 +9,7 @@ from rich.table import Table
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
+from mlpipe.core.errors import UsageError
 from mlpipe.ops import registry
 
 app = typer.Typer(help="Register and inspect model versions.", no_args_is_help=True)
@@ -69,9 +70,7 @@ def example(
     try:
         from mlpipe.examples.models import build_examples
     except ImportError as exc:  # pragma: no cover - the demo extra is missing
-        raise registry.UsageError(
-            "the examples need scikit-learn: pip install 'mlpipe[demo]'"
-        ) from exc
+        raise UsageError("the examples need scikit-learn: pip install 'mlpipe[demo]'") from exc
     built = build_examples(out_dir, seed)
     for model in built:
         out.print(
@@ -88,5 +87,5 @@ def show(ctx: typer.Context, version: str = typer.Argument(...)) -> None:
     registry.check_version(version)
     meta = registry.metadata(options(ctx).pipeline().ctx, version)
     if meta is None:
-        raise registry.UsageError(f"{version} is not in the registry")
+        raise UsageError(f"{version} is not in the registry")
     emit_json(meta)

@@ -199,7 +199,7 @@ def versions(ctx: Context) -> list[dict[str, Any]]:
         if p["Name"].endswith("/metadata")
     ]
     state = load_state(ctx)
-    active = _active(ctx)
+    active = active_version(ctx)
     rows = []
     for meta in metas:
         served = [v for v in (state.variants if state else ()) if v.version == meta["version"]]
@@ -218,7 +218,7 @@ def versions(ctx: Context) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["registeredAt"] or "", r["version"]), reverse=True)
 
 
-def _active(ctx: Context) -> str | None:
+def active_version(ctx: Context) -> str | None:
     try:
         param = ctx.aws.client("ssm").get_parameter(Name=ctx.names.active_version_param)
     except ClientError as exc:
@@ -226,6 +226,3 @@ def _active(ctx: Context) -> str | None:
             return None
         raise
     return str(param["Parameter"]["Value"])
-
-
-active_version = _active

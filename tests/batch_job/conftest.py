@@ -2,21 +2,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from batch_job_support import (  # noqa: E402
+from batch_job_support import (
     ACTIVE_PARAM,
     BUCKET,
     DEPLOYMENT,
@@ -25,6 +17,7 @@ from batch_job_support import (  # noqa: E402
     TABLE,
     Pipeline,
 )
+from moto import mock_aws
 
 
 @pytest.fixture

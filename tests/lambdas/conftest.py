@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,10 +11,6 @@ import pytest
 import requests
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
 
 REGION = "us-east-1"
 ENDPOINT = "mlpipe-endpoint"

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock
+from moto import mock_aws
 
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock  # noqa: E402
-from moto import mock_aws  # noqa: E402
-
-from mlpipe.local import moto_ext  # noqa: E402
+from mlpipe.local import moto_ext
 
 
 @pytest.fixture(autouse=True)
