@@ -6,12 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from mlpipe import __version__
 from mlpipe.cli import (
@@ -27,7 +23,13 @@ from mlpipe.cli import (
 )
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
-from mlpipe.core.errors import ExitStatus, MlpipeError, SpecError, describe_error
+from mlpipe.core.errors import (
+    NO_CREDENTIALS,
+    ExitStatus,
+    MlpipeError,
+    SpecError,
+    describe_error,
+)
 
 app = typer.Typer(
     help="Provision and operate an AWS ML inference pipeline from one declarative spec.",
@@ -55,11 +57,17 @@ def global_options(
     local_aws: bool = typer.Option(
         False, "--local", help="Use the embedded AWS, starting it if needed."
     ),
+    max_attempts: int | None = typer.Option(
+        None,
+        min=1,
+        help="Attempts per AWS call for throttling and transient errors (default 10); also "
+        "retries connection errors, which otherwise fail at once (for slow networks).",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
 ) -> None:
-    ctx.obj = Options(spec, profile, region, endpoint_url, local_aws)
+    ctx.obj = Options(spec, profile, region, endpoint_url, local_aws, max_attempts)
 
 
 app.command()(validate.validate)
@@ -78,6 +86,16 @@ app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")
 
 
+def _reason(exc: BotoConnectionError) -> str:
+    """Why a connection failed, in the socket's words (refused, name not known, timeout)."""
+    if isinstance(exc, ConnectTimeoutError):
+        return "no answer to the connection (timed out)"
+    cause = getattr(exc.kwargs.get("error"), "__cause__", None)
+    if isinstance(cause, OSError) and cause.strerror:
+        return str(cause.strerror)
+    return "is the endpoint up?"
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and map every error to one exit status and one clear message."""
     try:
@@ -92,13 +110,10 @@ def run(argv: list[str] | None = None) -> int:
         err(f"Error: {exc}")
         return exc.exit_status
     except NoCredentialsError:
-        err(
-            "Error: no AWS credentials found: configure a profile, pass --profile, or use the "
-            "embedded AWS with --local."
-        )
+        err(f"Error: {NO_CREDENTIALS}")
         return ExitStatus.ERROR
-    except EndpointConnectionError as exc:
-        err(f"Error: cannot reach {exc.kwargs.get('endpoint_url')}: is the endpoint up?")
+    except BotoConnectionError as exc:
+        err(f"Error: cannot reach {exc.kwargs.get('endpoint_url')}: {_reason(exc)}")
         return ExitStatus.ERROR
     except (ClientError, BotoCoreError) as exc:
         err(f"AWS error: {describe_error(exc)}")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import err, out, stderr
-from mlpipe.cli.render import plan_lines, progress_line, summary_table
 from mlpipe.core.errors import ExitStatus, UsageError
-from mlpipe.core.executor import Outcome
-from mlpipe.core.pipeline import Pipeline
-from mlpipe.core.plan import Plan, Step
+
+if TYPE_CHECKING:
+    from mlpipe.core.executor import Outcome
+    from mlpipe.core.pipeline import Pipeline
+    from mlpipe.core.plan import Plan, Step
 
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 PARALLELISM = typer.Option(8, min=1, max=64, help="Resources worked on at once.")
@@ -28,6 +30,8 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: int) -> None:
+    from mlpipe.cli.render import plan_lines, progress_line, summary_table
+
     for line in plan_lines(the_plan):
         out.print(line)
     if not the_plan.changes:

@@ -6,16 +6,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from mlpipe.cli.options import options
+from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import err, out, stderr
-from mlpipe.core.pipeline import Pipeline
-from mlpipe.demo import Demo, DemoSettings
-from mlpipe.local.services import LocalServices
-from mlpipe.spec import load_spec
+
+if TYPE_CHECKING:
+    from mlpipe.core.pipeline import Pipeline
+    from mlpipe.local.services import LocalServices
 
 
 class RichReporter:
@@ -50,6 +50,12 @@ def demo(
     keep: bool = typer.Option(False, "--keep", help="Leave it all running until Ctrl-C."),
 ) -> None:
     """Provision the pipeline on the embedded AWS and watch it work, end to end."""
+    local_server()  # the embedded AWS is installed, or one line says how
+    from rich.table import Table
+
+    from mlpipe.demo import Demo, DemoSettings
+    from mlpipe.spec import load_spec
+
     spec = load_spec(options(ctx).spec)
     reporter = RichReporter()
     settings = DemoSettings(requests=requests, stream_records=records)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mlpipe.cli.options import options
+from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import MlpipeError
-from mlpipe.local import server
-from mlpipe.local.services import LocalServices
+from mlpipe.local import DEFAULT_HOST, DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from mlpipe.local.server import LocalAws
+    from mlpipe.local.services import LocalServices
 
 app = typer.Typer(help="Run the embedded AWS on 127.0.0.1.", no_args_is_help=True)
 
@@ -25,7 +29,7 @@ def _spec(ctx: typer.Context) -> Path | None:
 def up(
     ctx: typer.Context,
     port: int = typer.Option(
-        server.DEFAULT_PORT,
+        DEFAULT_PORT,
         help="Port of the embedded AWS (0: any free one); the SageMaker runtime and the API "
         "take the next two (free ones with 0).",
     ),
@@ -33,21 +37,22 @@ def up(
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),
 ) -> None:
     """Start the embedded AWS (foreground unless --detach)."""
+    server = local_server()
     try:
         if detach:
-            info = server.start_detached(server.DEFAULT_HOST, port, timeout, _spec(ctx))
+            info = server.start_detached(DEFAULT_HOST, port, timeout, _spec(ctx))
             out.print(info.endpoint_url, markup=False)
             err(f"Embedded AWS running (pid {info.pid}); stop it with `mlpipe local down`.")
             if info.api_url:
                 err(f"The pipeline's API answers on {info.api_url} once applied.")
             return
 
-        def ready(aws: server.LocalAws, services: LocalServices | None) -> None:
+        def ready(aws: LocalAws, services: LocalServices | None) -> None:
             err(f"Embedded AWS at {aws.endpoint_url}; Ctrl-C stops it.")
             if services is not None:
                 err(f"The pipeline's API answers on {services.api_url} once applied.")
 
-        server.serve(server.DEFAULT_HOST, port, ready, spec=_spec(ctx))
+        server.serve(DEFAULT_HOST, port, ready, spec=_spec(ctx))
     except server.LocalAwsError as exc:
         raise MlpipeError(str(exc)) from exc
 
@@ -55,7 +60,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the background embedded AWS."""
-    if server.stop_detached():
+    if local_server().stop_detached():
         err("Embedded AWS stopped.")
     else:
         err("No embedded AWS was running.")
@@ -66,7 +71,7 @@ def local_status(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Say whether the background embedded AWS runs, and where."""
-    info = server.detached_status()
+    info = local_server().detached_status()
     if json_output:
         emit_json(info.__dict__ if info else None)
     elif info:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import UsageError
-from mlpipe.ops import registry
 
 app = typer.Typer(help="Register and inspect model versions.", no_args_is_help=True)
 
@@ -27,6 +25,8 @@ def register(
     force: bool = typer.Option(False, "--force", help="Replace a registered version."),
 ) -> None:
     """Upload a model version (SSE-KMS) and record its metadata in Parameter Store."""
+    from mlpipe.ops import registry
+
     registry.check_version(version)
     parsed = registry.parse_baseline(baseline)
     pipeline = options(ctx).pipeline()
@@ -41,6 +41,10 @@ def list_versions(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Every version: where it is served, its weight, whether it is active."""
+    from rich.table import Table
+
+    from mlpipe.ops import registry
+
     rows = registry.versions(options(ctx).pipeline().ctx)
     if json_output:
         emit_json(rows)
@@ -84,6 +88,8 @@ def example(
 @app.command()
 def show(ctx: typer.Context, version: str = typer.Argument(...)) -> None:
     """One version's metadata."""
+    from mlpipe.ops import registry
+
     registry.check_version(version)
     meta = registry.metadata(options(ctx).pipeline().ctx, version)
     if meta is None:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.table import Table
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out, stderr
 from mlpipe.core.errors import UsageError
-from mlpipe.ops import deployments, history
-from mlpipe.ops.deployments import Outcome, Runner
+
+if TYPE_CHECKING:
+    from mlpipe.ops.deployments import Outcome, Runner
 
 TIMEOUT = typer.Option(None, help="Seconds to wait for the endpoint (default: the spec's).")
 FORCE_UNLOCK = typer.Option(False, "--force-unlock", help="Break a stale operation lock.")
 
 
 def _runner(ctx: typer.Context, timeout: float | None, force_unlock: bool) -> Runner:
+    from mlpipe.ops.deployments import Runner
+
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
     return Runner(pipeline.ctx, timeout=timeout, force_unlock=force_unlock)
 
@@ -54,6 +58,8 @@ def traffic(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Shift traffic between variants: integers 0-100 that add up to 100."""
+    from mlpipe.ops import deployments
+
     requested = _pairs(set_)
     runner = _runner(ctx, timeout, force_unlock)
     variants = [v.name for v in runner.current().variants]
@@ -77,6 +83,8 @@ def promote(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Make a registered version active, deploying it to the challenger variant first."""
+    from mlpipe.ops import deployments
+
     plan = deployments.parse_canary(canary, interval)
     outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
     if dry_run:
@@ -94,6 +102,8 @@ def rollback(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Go back to the previous active version: a weight shift when it is still served."""
+    from mlpipe.ops import deployments
+
     _report(deployments.rollback(_runner(ctx, timeout, force_unlock), to))
 
 
@@ -102,6 +112,10 @@ def history_command(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Registrations, promotions, traffic shifts and rollbacks, newest first."""
+    from rich.table import Table
+
+    from mlpipe.ops import history
+
     events = history.events(options(ctx).pipeline().ctx)
     if json_output:
         emit_json(events)

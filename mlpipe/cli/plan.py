@@ -6,7 +6,6 @@ import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, out
-from mlpipe.cli.render import plan_lines
 from mlpipe.core.errors import ExitStatus
 
 
@@ -20,6 +19,8 @@ def plan(
     parallelism: int = typer.Option(8, min=1, max=64, help="Concurrent reads."),
 ) -> None:
     """Show the changes apply would make, property by property."""
+    from mlpipe.cli.render import plan_lines
+
     the_plan = options(ctx).pipeline().plan(parallelism)
     if json_output:
         emit_json(the_plan.as_json())

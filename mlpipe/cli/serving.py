@@ -8,11 +8,9 @@ from pathlib import Path
 
 import typer
 
-from mlpipe.cli.options import options
+from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import emit_json, err
 from mlpipe.core.errors import MlpipeError, UsageError
-from mlpipe.local import server
-from mlpipe.ops.client import api_client
 
 stream_app = typer.Typer(help="Send records to the inference stream.", no_args_is_help=True)
 
@@ -32,10 +30,12 @@ def predict(
     url: str | None = typer.Option(None, help="The API's stage URL (default: found)."),
 ) -> None:
     """Send one prediction request through the deployed API and print the answer."""
+    from mlpipe.ops.client import api_client
+
     values = _features(features)
     pipeline = options(ctx).pipeline()
     if url is None and pipeline.aws.target.local:
-        info = server.detached_status()
+        info = local_server().detached_status()
         if info is None or info.api_url is None:
             raise MlpipeError(
                 "the embedded AWS is not serving the pipeline's API: start it with "

@@ -6,7 +6,6 @@ import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, out
-from mlpipe.cli.render import alarm_table, status_table
 
 
 def status(
@@ -14,6 +13,8 @@ def status(
     json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show whether each resource exists and matches the spec."""
+    from mlpipe.cli.render import alarm_table, status_table
+
     pipeline = options(ctx).pipeline()
     rows, alarms = pipeline.status(), pipeline.alarms()
     if json_output:

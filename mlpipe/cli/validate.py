@@ -6,11 +6,12 @@ import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import out
-from mlpipe.spec import Names, load_spec
 
 
 def validate(ctx: typer.Context) -> None:
     """Validate the spec file and show the names it derives."""
+    from mlpipe.spec import Names, load_spec
+
     spec = load_spec(options(ctx).spec)
     names = Names(spec.pipeline, spec.environment)
     out.print(

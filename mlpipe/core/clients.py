@@ -11,14 +11,19 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
 
 from mlpipe import __version__
-from mlpipe.core.errors import MlpipeError
+from mlpipe.core.errors import NO_CREDENTIALS, MlpipeError
 
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Lookup", "Search", "BatchGet")
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DEFAULT_MAX_ATTEMPTS = 10
+# Seconds to open a TCP connection (botocore's default is 60): an unreachable endpoint is
+# reported within seconds, not minutes.
+CONNECT_TIMEOUT = 2.0
 
 
 def is_write(operation: str) -> bool:
@@ -59,7 +64,9 @@ class AwsTarget:
     region: str | None = None
     endpoint_url: str | None = None
     local: bool = False
-    max_attempts: int = 10
+    # Attempts per call for throttling and transient errors (botocore's adaptive mode); when
+    # given, connection errors are retried as many times even before a first answer.
+    max_attempts: int | None = None
 
 
 class Aws:
@@ -79,9 +86,16 @@ class Aws:
             ) from exc
         self.endpoint_url = self.target.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         self.config = Config(
-            retries={"mode": "adaptive", "max_attempts": self.target.max_attempts},
+            retries={
+                "mode": "adaptive",
+                # Attempts, the first included (botocore's "max_attempts" counts retries).
+                "total_max_attempts": self.target.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            },
+            connect_timeout=CONNECT_TIMEOUT,
             user_agent_extra=f"mlpipe/{__version__}",
         )
+        # Set once any call got an answer: the endpoint exists and the network works.
+        self._answered = threading.Event()
 
     def _session(self) -> boto3.session.Session:
         region = self.target.region
@@ -114,8 +128,29 @@ class Aws:
                 except NoRegionError as exc:  # pragma: no cover - region checked above
                     raise MlpipeError(str(exc)) from exc
                 client.meta.events.register("before-call", self._recorder(service))
+                event = client.meta.service_model.service_id.hyphenize()
+                # First: the first non-None answer to needs-retry decides (botocore.endpoint).
+                client.meta.events.register_first(f"needs-retry.{event}", self._fail_fast)
                 self._clients[service] = client
             return client
+
+    def _fail_fast(
+        self, response: Any = None, caught_exception: Exception | None = None, **_: Any
+    ) -> bool | None:
+        """No retry for a connection error (refused, DNS, connect timeout) until the endpoint
+        has answered once, unless max_attempts was chosen: botocore retries them as transient,
+        which takes 10-30 s to report a wrong or unreachable endpoint. After an answer they
+        are transient again and retried by the adaptive mode, as throttling always is."""
+        if response is not None:
+            self._answered.set()
+            return None
+        if (
+            isinstance(caught_exception, BotoConnectionError)
+            and self.target.max_attempts is None
+            and not self._answered.is_set()
+        ):
+            return False
+        return None
 
     def _recorder(self, service: str) -> Any:
         def record(model: Any, **_: Any) -> None:
@@ -128,11 +163,7 @@ class Aws:
         try:
             return dict(self.client("sts").get_caller_identity())
         except NoCredentialsError as exc:
-            raise MlpipeError(
-                "no AWS credentials found: configure a profile (`aws configure`), pass "
-                "--profile, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run against the "
-                "embedded AWS with --local."
-            ) from exc
+            raise MlpipeError(NO_CREDENTIALS) from exc
 
     @property
     def account(self) -> str:

@@ -6,6 +6,11 @@ from enum import IntEnum
 
 from botocore.exceptions import ClientError
 
+NO_CREDENTIALS = (
+    "no AWS credentials found: configure a profile (`aws configure`) or pass --profile, set "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use the embedded AWS with --local."
+)
+
 
 class ExitStatus(IntEnum):
     OK = 0

@@ -27,18 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
-
-from mlpipe.local.moto_ext import install_extensions
+from mlpipe.local import DEFAULT_HOST, DEFAULT_PORT
 from mlpipe.local.service import Service
 
 if TYPE_CHECKING:
+    from mlpipe.local.moto_server import MotoServer
     from mlpipe.local.services import LocalServices
 
 __all__ = [
@@ -57,8 +50,6 @@ __all__ = [
     "stop_detached",
 ]
 
-DEFAULT_PORT = 4599
-DEFAULT_HOST = "127.0.0.1"
 
 # Keys of moto's /moto-api/config that moto 5.2 reads: batch, lambda, stepfunctions.
 MOTO_CONFIG: dict[str, Any] = {"batch": {"use_docker": False}, "lambda": {"use_docker": False}}
@@ -128,40 +119,8 @@ def _url(host: str, port: int) -> str:
 
 
 # --- in-process server --------------------------------------------------------------------------
-
-
-class _QuietRequestHandler(MotoRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-class _PlainRequestHandler(MotoRequestHandler):
-    """Logs each request as plain text (werkzeug colours it, which a log file does not want)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        self.log("info", '"%s" %s %s', self.requestline, code, size)
-
-
-class _MotoServer(ThreadedMotoServer):
-    """``ThreadedMotoServer`` that reports a failed bind instead of leaving ``start()`` hanging."""
-
-    def __init__(self, ip_address: str, port: int, log_requests: bool):
-        super().__init__(ip_address=ip_address, port=port, verbose=False)
-        self._handler = _PlainRequestHandler if log_requests else _QuietRequestHandler
-        self.startup_error: BaseException | None = None
-
-    def _server_entry(self) -> None:
-        try:
-            app = DomainDispatcherApplication(create_backend_app)
-            self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=self._handler
-            )
-        except BaseException as exc:  # werkzeug exits (SystemExit) when the port is taken
-            self.startup_error = exc
-            self._server_ready_event.set()
-            return
-        self._server_ready_event.set()
-        self._server.serve_forever(poll_interval=0.1)  # how long stop() waits at most
+# moto is imported only where the server runs: finding, starting and stopping a detached one
+# (what the CLI's --local does) does not load it.
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -197,7 +156,7 @@ class LocalAws(Service):
         self.host = host
         self._requested_port = port
         self._log_requests = log_requests
-        self._server: _MotoServer | None = None
+        self._server: MotoServer | None = None
         self._port: int | None = None
         self._previous_config: dict[str, Any] | None = None
 
@@ -223,10 +182,13 @@ class LocalAws(Service):
     def start(self) -> LocalAws:
         if self._server is not None:
             return self
+        from mlpipe.local.moto_ext import install_extensions
+        from mlpipe.local.moto_server import MotoServer
+
         install_extensions()
         if self._requested_port:
             _check_port_free(self.host, self._requested_port)
-        server = _MotoServer(self.host, self._requested_port, self._log_requests)
+        server = MotoServer(self.host, self._requested_port, self._log_requests)
         server.start()
         if server.startup_error is not None:
             error = server.startup_error
