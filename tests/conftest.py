@@ -1,4 +1,24 @@
-"""Shared fixtures: fake credentials, moto (with mlpipe's extensions), a run context."""
+"""Shared fixtures: fake credentials, moto (with mlpipe's extensions), a run context.
+
+The suite runs in parallel (pytest-xdist, `-n auto`): every test must be able to run beside any
+other, in another process, in any order. What keeps them apart:
+
+- `MLPIPE_HOME` is a fresh directory per test (``isolated_home``, autouse): a detached
+  embedded AWS, its pid file and its log never meet another test's.
+- Servers listen on port 0 (a free port the OS picks): ``LocalAws(port=0)``,
+  ``mlpipe local up --port 0``; never a fixed port.
+- moto's state is per process: ``ctx`` (and every ``mock_aws()``) starts from an empty account.
+- Time that mlpipe waits (retries, eventual consistency, endpoint transitions) is injected:
+  ``ctx`` has ``wait=wait_none()``; see ``tests/resources/endpoint_support.py`` for a clock.
+
+- moto's EC2 backends load no public AMIs and endpoints change state at once unless a test
+  sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
+
+Speed: a resource module runs the four-step idempotency check (``tests.support.four_step``) in
+one test; its other tests start from ``applied``, one ``converge``. A CLI test that runs the
+real command in a subprocess pays Python's start-up, not the emulator's: moto is imported by
+the embedded AWS's own process, never by a ``--local`` command talking to it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +36,14 @@ from mlpipe.spec import Names, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "config" / "pipeline.yaml"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every test gets its own MLPIPE_HOME: no shared ~/.mlpipe between parallel workers."""
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path_factory.mktemp("mlpipe-home")))
 
 
 @pytest.fixture

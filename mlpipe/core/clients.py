@@ -6,13 +6,15 @@ import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
+from botocore.loaders import Loader, create_loader
 
 from mlpipe import __version__
 from mlpipe.core.errors import NO_CREDENTIALS, MlpipeError
@@ -69,6 +71,13 @@ class AwsTarget:
     max_attempts: int | None = None
 
 
+@cache
+def _loader(data_path: str | None) -> Loader:
+    """One botocore loader per process: botocore parses a service's JSON model (megabytes for
+    EC2 or SageMaker) once per loader, and would make a loader for every session."""
+    return create_loader(data_path)
+
+
 class Aws:
     """The client factory: one session, one client per service, shared across threads."""
 
@@ -98,11 +107,22 @@ class Aws:
         self._answered = threading.Event()
 
     def _session(self) -> boto3.session.Session:
+        core = botocore.session.get_session()
+        if self.target.profile is not None and not self.target.local:
+            core.set_config_variable("profile", self.target.profile)
+        loader = _loader(core.get_config_variable("data_path"))  # reads the profile
+        core.register_component("data_loader", loader)
         region = self.target.region
         if self.target.local:
             region = region or LOCAL_REGION
-            return boto3.session.Session(region_name=region, **LOCAL_CREDENTIALS)
-        return boto3.session.Session(profile_name=self.target.profile, region_name=region)
+            session = boto3.session.Session(
+                botocore_session=core, region_name=region, **LOCAL_CREDENTIALS
+            )
+        else:
+            session = boto3.session.Session(botocore_session=core, region_name=region)
+        # boto3 appends its data directory to the loader's search path for every session.
+        loader.search_paths[:] = dict.fromkeys(loader.search_paths)
+        return session
 
     @property
     def region(self) -> str:

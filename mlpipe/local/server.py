@@ -185,6 +185,9 @@ class LocalAws(Service):
         from mlpipe.local.moto_ext import install_extensions
         from mlpipe.local.moto_server import MotoServer
 
+        # moto loads ~1,300 public AMIs into each EC2 backend (about a second); mlpipe runs no
+        # instance. Read when a backend is made, so it holds for this process's moto.
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         install_extensions()
         if self._requested_port:
             _check_port_free(self.host, self._requested_port)

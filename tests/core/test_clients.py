@@ -11,6 +11,7 @@ from botocore.retries.adaptive import ClientRateLimiter
 from botocore.retries.standard import ExponentialBackoff
 
 from mlpipe.core.clients import CONNECT_TIMEOUT, Aws, AwsTarget
+from mlpipe.core.errors import MlpipeError
 from tests.stub_endpoint import ACCOUNT, StubEndpoint, closed_port
 
 
@@ -76,3 +77,17 @@ def test_throttling_is_still_retried(fake_credentials: None, no_backoff: None) -
 def test_connect_timeout_is_short(fake_credentials: None) -> None:
     aws = Aws(AwsTarget(region="us-east-1"))
     assert aws.client("sts").meta.config.connect_timeout == CONNECT_TIMEOUT <= 3
+
+
+def test_sessions_share_one_parsed_copy_of_the_service_models(fake_credentials: None) -> None:
+    first, second = Aws(AwsTarget(region="us-east-1")), Aws(AwsTarget(region="us-east-1"))
+    first_model = first.client("sts").meta.service_model
+    second_model = second.client("sts").meta.service_model
+    assert first_model._service_description is second_model._service_description
+    loader = second.session._session.get_component("data_loader")
+    assert len(loader.search_paths) == len(set(loader.search_paths))
+
+
+def test_an_unknown_profile_is_named(fake_credentials: None) -> None:
+    with pytest.raises(MlpipeError, match="AWS profile not found"):
+        Aws(AwsTarget(profile="no-such-profile", region="us-east-1"))

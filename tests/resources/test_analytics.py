@@ -26,8 +26,13 @@ def stack(ctx: Context) -> list[Resource]:
 
 @pytest.fixture
 def applied(ctx: Context) -> Context:
-    four_step(ctx, stack(ctx))
+    converge(stack(ctx))
     return ctx
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, stack(ctx))
 
 
 def client(service: str) -> Any:

@@ -27,7 +27,7 @@ from tests.resources.serving import (
     step_paths,
     with_spec,
 )
-from tests.support import four_step
+from tests.support import converge, four_step
 
 HEADER = "method.request.header.X-Features-Hash"
 EXPECTED_SETTINGS = {
@@ -44,7 +44,12 @@ EXPECTED_SETTINGS = {
 
 @pytest.fixture
 def applied(ctx: Context) -> Report:
-    return four_step(ctx, everything(ctx))
+    return converge(everything(ctx))
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, everything(ctx))
 
 
 def predict(api_id: str) -> dict[str, Any]:

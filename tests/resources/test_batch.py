@@ -34,7 +34,12 @@ def with_batch(ctx: Context, **changes: Any) -> Context:
 
 @pytest.fixture
 def applied(ctx: Context) -> tuple[Context, Report]:
-    return ctx, four_step(ctx, batch_stack(ctx))
+    return ctx, converge(batch_stack(ctx))
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, batch_stack(ctx))
 
 
 def client() -> Any:

@@ -22,8 +22,13 @@ def foundation(ctx: Context) -> list:
 
 @pytest.fixture
 def applied(ctx: Context) -> Context:
-    four_step(ctx, foundation(ctx))
+    converge(foundation(ctx))
     return ctx
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, foundation(ctx))
 
 
 def key_arn(ctx: Context) -> str:

@@ -24,7 +24,7 @@ from tests.resources.serving import (
     step_paths,
     with_spec,
 )
-from tests.support import four_step
+from tests.support import converge, four_step
 
 
 def stream_set(ctx: Context) -> list:
@@ -33,7 +33,12 @@ def stream_set(ctx: Context) -> list:
 
 @pytest.fixture
 def applied(ctx: Context) -> Report:
-    return four_step(ctx, stream_set(ctx))
+    return converge(stream_set(ctx))
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, stream_set(ctx))
 
 
 def mapping(ctx: Context) -> dict:

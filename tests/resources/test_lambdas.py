@@ -46,7 +46,12 @@ ROLE_MESSAGE = "The role defined for the function cannot be assumed by Lambda."
 
 @pytest.fixture
 def applied(ctx: Context) -> Report:
-    return four_step(ctx, [*foundation(ctx), *lambdas.resources(ctx)])
+    return converge([*foundation(ctx), *lambdas.resources(ctx)])
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, [*foundation(ctx), *lambdas.resources(ctx)])
 
 
 def test_zip_is_reproducible_flat_and_free_of_bytecode(tmp_path: Path) -> None:

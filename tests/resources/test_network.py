@@ -36,7 +36,12 @@ def ec2() -> Any:
 
 @pytest.fixture
 def applied(ctx: Context) -> dict[str, dict[str, Any]]:
-    return four_step(ctx, network.resources(ctx)).outputs
+    return converge(network.resources(ctx)).outputs
+
+
+def test_four_step(ctx: Context) -> None:
+    """The idempotency check, once: the other tests start from `applied` (one converge)."""
+    four_step(ctx, network.resources(ctx))
 
 
 def in_vpc(vpc_id: str) -> list[dict[str, Any]]:
