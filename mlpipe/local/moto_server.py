@@ -10,6 +10,8 @@ from moto.moto_server.werkzeug_app import (
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from mlpipe.local import latency
+
 
 class _QuietRequestHandler(MotoRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -33,7 +35,7 @@ class MotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         try:
-            app = DomainDispatcherApplication(create_backend_app)
+            app = latency.middleware(DomainDispatcherApplication(create_backend_app))
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=self._handler
             )
