@@ -318,7 +318,7 @@ class Models(_Served):
 
     def _create(self, name: str, model: Mapping[str, Any]) -> str:
         sm = self.client("sagemaker")
-        created = self.ctx.eventually(  # a new role is not assumable by SageMaker at once
+        created = self.ctx.eventually(
             lambda: sm.create_model(
                 ModelName=name,
                 PrimaryContainer={"Image": model["Image"], "ModelDataUrl": model["ModelDataUrl"]},
@@ -326,8 +326,8 @@ class Models(_Served):
                 EnableNetworkIsolation=True,
                 Tags=tags_to_list(model["Tags"]),
             ),
-            "ValidationException",
-            message="Could not assume role",
+            "sagemaker-role-not-assumable",
+            "sagemaker-model-data-not-accessible",
         )
         return str(created["ModelArn"])
 
@@ -599,11 +599,14 @@ class Endpoint(_Served):
         displaced = [name for name, kind in before.items() if after.get(name) != kind]
         released = autoscaling.release(self.ctx, self.physical, displaced)
         try:
-            self.sm.update_endpoint(
-                EndpointName=self.physical,
-                EndpointConfigName=target,
-                RetainAllVariantProperties=True,
-                ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+            self.ctx.eventually(
+                lambda: self.sm.update_endpoint(
+                    EndpointName=self.physical,
+                    EndpointConfigName=target,
+                    RetainAllVariantProperties=True,
+                    ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+                ),
+                "sagemaker-endpoint-config-not-visible",
             )
         except ClientError:
             self._restore(released)
@@ -665,10 +668,13 @@ class Endpoint(_Served):
         if self._describe() is not None:  # still being deleted (read treats it as absent)
             self._poll("waiting for the previous endpoint to be deleted", lambda d: d is None)
         self._ensure_config(desired)
-        self.sm.create_endpoint(
-            EndpointName=self.physical,
-            EndpointConfigName=desired["EndpointConfigName"],
-            Tags=tags_to_list(desired["Tags"]),
+        self.ctx.eventually(
+            lambda: self.sm.create_endpoint(
+                EndpointName=self.physical,
+                EndpointConfigName=desired["EndpointConfigName"],
+                Tags=tags_to_list(desired["Tags"]),
+            ),
+            "sagemaker-endpoint-config-not-visible",
         )
         live = self._stable("creating the endpoint")
         if live["EndpointStatus"] == "Failed":
