@@ -110,7 +110,9 @@ def test_registry_parameters_are_seeded_from_the_spec(applied: Context) -> None:
         client.get_parameter(Name=names.metadata_param("v2.0.0"))["Parameter"]["Value"]
     )
     # Registered from the spec's artifact, uploaded by content.
-    assert meta["s3Path"] == f"s3://{names.model_bucket}/models/sha256/{meta['sha256']}/model.tar.gz"
+    assert (
+        meta["s3Path"] == f"s3://{names.model_bucket}/models/sha256/{meta['sha256']}/model.tar.gz"
+    )
     assert meta["performanceBaseline"] == {"accuracy": 0.96, "latency": 110}
 
 
