@@ -1,9 +1,10 @@
 """`mlpipe demo`: the whole pipeline on the embedded AWS, with real models and real handlers.
 
-Starts the embedded AWS and its runtimes in this process, applies the spec, registers two real
-model versions, sends predictions through the deployed API to the real preprocess handler and
-the A/B endpoint, streams records through Kinesis to the stream handler, promotes and rolls
-back, runs the batch workflow's shard jobs, destroys, and returns the numbers it measured.
+Starts the embedded AWS and its runtimes in this process, builds two real model versions and
+applies the spec with them as its artifacts (the apply uploads and registers them), sends
+predictions through the deployed API to the real preprocess handler and the A/B endpoint,
+streams records through Kinesis to the stream handler, promotes and rolls back, runs the batch
+workflow's shard jobs, destroys, and returns the numbers it measured.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mlpipe.local import moto_ext
 from mlpipe.local.server import LocalAws
 from mlpipe.local.services import LocalServices
 from mlpipe.local.workflow import LocalWorkflow
-from mlpipe.ops import deployments, registry
+from mlpipe.ops import deployments
 from mlpipe.ops.client import ApiClient, Prediction, api_client
 from mlpipe.resources.iam import Arns
 from mlpipe.spec import Spec
@@ -85,17 +86,16 @@ class Demo:
             with LocalAws(port=0) as local, tempfile.TemporaryDirectory() as work:
                 local.reset()  # an embedded AWS of its own, whatever this process ran before
                 target = AwsTarget(endpoint_url=local.endpoint_url, local=True)
-                pipeline = Pipeline.connect(self.spec, target, self.reporter.note)
-                self._run(pipeline, Path(work), before_destroy)
+                self._run(target, Path(work), before_destroy)
         finally:
             moto_ext.ENDPOINT_TRANSITION_SECONDS = before
         return self.result
 
     # --- the steps --------------------------------------------------------------------------
-    def _run(self, pipeline: Pipeline, work: Path, before_destroy: Inspect | None) -> None:
+    def _run(self, target: AwsTarget, work: Path, before_destroy: Inspect | None) -> None:
         from mlpipe.examples.models import HELDOUT_FILE, build_examples, read_heldout
 
-        step, ctx = self.reporter.step, pipeline.ctx
+        step = self.reporter.step
         with step("build the example models"):
             examples = build_examples(work / "models", seed=self.settings.seed)
         for example in examples:
@@ -105,10 +105,18 @@ class Demo:
                 **{f"accuracy_{example.version}": example.accuracy},
             )
         heldout = read_heldout(work / "models" / HELDOUT_FILE)
+        # The versions' artifacts are the models just built: the apply uploads and registers them.
+        data = self.spec.model_dump()
+        for example in examples:
+            data["models"]["versions"][example.version] = {
+                **data["models"]["versions"].get(example.version, {}),
+                "artifact": str(example.path),
+                "baseline": example.baseline,
+            }
+        self.spec = Spec.model_validate(data)
+        pipeline = Pipeline.connect(self.spec, target, self.reporter.note)
+        ctx = pipeline.ctx
         self._apply(pipeline)
-        with step("register v1.0.0 and v2.0.0 in the model registry"):
-            for example in examples:
-                registry.register(ctx, example.version, example.path, baseline=example.baseline)
         with LocalServices(pipeline.aws, ctx.names, self.spec.api.stage) as services:
             client = api_client(ctx, services.api_url)
             self._predict(client, heldout)

@@ -69,7 +69,25 @@ class Baseline(Strict):
 
 class ModelVersionSpec(Strict):
     image: str | None = None
+    # A model directory or model.tar.gz (relative to the working directory, as the spec's own
+    # path is), or an s3:// URI: apply uploads it and registers the version before creating
+    # its SageMaker Model.
+    artifact: str | None = None
     baseline: Baseline | None = None
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith("s3://"):
+            if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", value):
+                raise ValueError(f"{value!r} is not an S3 URI like s3://bucket/key")
+        elif not Path(value).exists():
+            raise ValueError(
+                f"{value} does not exist: name a model directory, a model.tar.gz or an s3:// URI"
+            )
+        return value
 
 
 class ModelsSpec(Strict):

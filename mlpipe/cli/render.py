@@ -41,6 +41,8 @@ def plan_lines(plan: Plan, verbose: bool = False) -> list[str]:
                 f"{escape(show(change.after, 60))}"
             )
         lines += [f"        [cyan]note: {escape(note)}[/]" for note in step.notes]
+        if step.blocked:
+            lines.append(f"        [yellow]blocked: {escape(step.blocked)}[/]")
     counts = plan.counts()
     if plan.changes:
         lines.append(
@@ -60,7 +62,8 @@ def progress_line(step: Step, outcome: Outcome | None) -> str:
     if outcome.status is Status.FAILED:
         return f"[red]  ✗ {escape(step.key)}: {escape(outcome.error or '')}[/]"
     if outcome.status is Status.SKIPPED:
-        return f"[yellow]  ↷ {escape(step.key)}: skipped (a dependency failed)[/]"
+        why = outcome.error or "skipped (a dependency failed)"
+        return f"[yellow]  ↷ {escape(step.key)}: {escape(why)}[/]"
     return f"[green]  ✓[/] {escape(step.key)}: {step.action} done ({outcome.seconds:.1f}s)"
 
 

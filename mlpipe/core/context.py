@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from mlpipe.core.clients import Aws
-from mlpipe.core.errors import error_code
+from mlpipe.core.transient import named
 from mlpipe.spec import Names, Spec
 
 T = TypeVar("T")
@@ -40,13 +40,13 @@ class Context:
     def owns(self, tags: Mapping[str, str] | None) -> bool:
         return (tags or {}).get(OWNER_TAG) == self.names.pipeline_id
 
-    def eventually(self, fn: Callable[[], T], *codes: str, message: str = "") -> T:
-        """Call fn, retrying while AWS answers one of `codes` (eventual consistency)."""
+    def eventually(self, fn: Callable[[], T], *transient: str) -> T:
+        """Call fn, retrying while it fails with one of the named entries of the table of
+        transient errors (`mlpipe.core.transient`), within `consistency_timeout`."""
+        entries = named(transient)
 
         def retryable(exc: BaseException) -> bool:
-            if error_code(exc) not in codes:
-                return False
-            return not message or message in str(exc)
+            return any(entry.matches(exc) for entry in entries)
 
         retrying = Retrying(
             retry=retry_if_exception(retryable),

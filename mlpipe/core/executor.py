@@ -108,6 +108,14 @@ def execute(plan: Plan, parallelism: int = 8, on_event: Event | None = None) -> 
         while sorter.is_active():
             for key in sorter.get_ready():
                 step = steps[key]
+                if step.blocked:
+                    blocked |= dependents_of(key)
+                    report.outcomes[key] = Outcome(
+                        key, step.action, Status.SKIPPED, error=f"blocked: {step.blocked}"
+                    )
+                    notify(step, report.outcomes[key])
+                    sorter.done(key)
+                    continue
                 if key in blocked:
                     report.outcomes[key] = Outcome(key, step.action, Status.SKIPPED)
                     notify(step, report.outcomes[key])

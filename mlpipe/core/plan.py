@@ -32,6 +32,8 @@ class Step:
     desired: dict[str, Any] | None = None
     diff: Diff = field(default_factory=Diff)
     notes: list[str] = field(default_factory=list)
+    # Why the step cannot run (its resource's, or a dependency's reason); it is skipped.
+    blocked: str | None = None
 
     @property
     def key(self) -> str:
@@ -52,6 +54,7 @@ class Step:
                 for c in self.diff.changes
             ],
             "notes": self.notes,
+            "blocked": self.blocked,
         }
 
 
@@ -98,6 +101,7 @@ def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
     order = ordered(resources)
     live = _read_all(order, parallelism)
     outputs: dict[str, dict[str, Any] | None] = {}
+    blocked: dict[str, str] = {}
     steps: list[Step] = []
     for resource in order:
         observed = live[resource.key]
@@ -113,6 +117,10 @@ def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
             if not observed.owned:
                 notes = [*notes, "exists without mlpipe's ownership tags: apply adopts it"]
             step = Step(resource, action, observed, desired, changes, notes)
+        inherited = next((blocked[d] for d in resource.depends_on if d in blocked), None)
+        step.blocked = resource.blocked() or (inherited if step.action in CHANGING else None)
+        if step.blocked:
+            blocked[resource.key] = step.blocked
         outputs[resource.key] = (
             observed.outputs if observed and step.action is not Action.REPLACE else None
         )

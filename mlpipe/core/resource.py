@@ -97,6 +97,12 @@ class Resource:
         """Security defaults the spec weakens for this resource, said at plan time."""
         return []
 
+    def blocked(self) -> str | None:
+        """Why this resource cannot be applied yet (asked after `read`); None when it can.
+
+        A blocked resource and its dependents are skipped; the rest of the plan applies."""
+        return None
+
 
 class AspectResource(Resource):
     """A resource whose update is one setter per changed top-level property (an "aspect").

@@ -30,7 +30,7 @@ from typing import Any
 
 from mlpipe.core.errors import MlpipeError
 from mlpipe.local.runtime import load_model
-from mlpipe.ops import registry
+from mlpipe.resources import artifacts
 
 __all__ = [
     "DATASET",
@@ -188,7 +188,7 @@ def build_examples(out: Path, seed: int = 0) -> list[ExampleModel]:
     models = []
     for version, (make, description) in VERSIONS.items():
         estimator = make().fit(x_train, y_train)
-        archive = registry.archive({**code, "model.joblib": _pickled(estimator)})
+        archive = artifacts.archive({**code, "model.joblib": _pickled(estimator)})
         path = out / version / "model.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(archive)

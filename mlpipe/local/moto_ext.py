@@ -111,7 +111,16 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
+        _install_modules()
         _installed = True
+
+
+def _install_modules() -> None:
+    """The extensions that live in modules of their own (``mlpipe/local/ext_*.py``)."""
+    from mlpipe.local import ext_models
+
+    for module in (ext_models,):
+        module.install()
 
 
 def uninstall_extensions() -> None:

@@ -2,7 +2,8 @@
 
 moto keeps Step Functions executions RUNNING and cannot run Batch jobs. This runner reads the
 deployed state machine's definition, and for each branch of its Parallel state submits the Batch
-job (so the embedded AWS records it) and runs the job's container command, `python -m
+job (so the embedded AWS records it; the state machine's role must allow it, as IAM evaluates
+the submission: see `batch_auth`) and runs the job's container command, `python -m
 batch_job`, in a process of its own with the job definition's environment, the branch's
 container overrides and the embedded AWS's endpoints. Branches run in parallel; a failed branch
 fails the run, and the Catch path's alert is published to the SNS topic as the state machine
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.core.clients import Aws
+from mlpipe.local.batch_auth import SubmitDenied, authorize_submit_job
 from mlpipe.local.functions import runtime_environment
 
 SUBMIT_JOB = "batch:submitJob"
@@ -98,7 +100,12 @@ class LocalWorkflow:
         tasks, parallel = _tasks(definition)
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             shards = list(
-                pool.map(lambda task: self._shard(execution, *task, timeout=timeout), tasks)
+                pool.map(
+                    lambda task: self._shard(
+                        execution, *task, role_arn=machine["roleArn"], timeout=timeout
+                    ),
+                    tasks,
+                )
             )
         run = WorkflowRun(execution, shards)
         if not run.ok:
@@ -106,9 +113,20 @@ class LocalWorkflow:
         return run
 
     def _shard(
-        self, execution: str, branch: str, params: dict[str, Any], *, timeout: float
+        self, execution: str, branch: str, params: dict[str, Any], *, role_arn: str, timeout: float
     ) -> ShardRun:
         batch = self.aws.client("batch")
+        try:  # Step Functions submits with the state machine's role
+            authorize_submit_job(
+                self.aws.client("iam"),
+                role_arn,
+                params["JobQueue"],
+                params["JobDefinition"],
+                self.aws.region,
+                self.aws.account,
+            )
+        except SubmitDenied as exc:
+            return ShardRun(branch, "", 1, {}, str(exc))
         container = _job_definition(batch, params["JobDefinition"])["containerProperties"]
         overrides = _resolve(params["ContainerOverrides"]["Environment"], execution)
         job_id = batch.submit_job(

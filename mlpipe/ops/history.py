@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import is_not_found
+from mlpipe.resources.ssm import is_registered
 
 
 def _history(ctx: Context, name: str) -> Iterator[dict[str, Any]]:
@@ -43,7 +44,7 @@ def events(ctx: Context) -> list[dict[str, Any]]:
     for param in (p for page in pages for p in page["Parameters"]):
         for entry in _history(ctx, param["Name"]):
             meta = json.loads(entry["Value"])
-            if not meta.get("sha256"):
+            if not is_registered(meta):
                 continue  # the spec's declaration, not an upload
             found.append(
                 {
@@ -52,7 +53,7 @@ def events(ctx: Context) -> list[dict[str, Any]]:
                     "what": "register",
                     "from": None,
                     "to": meta["version"],
-                    "detail": f"{meta.get('s3Path')} sha256 {meta['sha256'][:12]}",
+                    "detail": f"{meta.get('s3Path')} sha256 {(meta.get('sha256') or '-')[:12]}",
                 }
             )
     previous: dict[str, Any] | None = None

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
-import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +14,10 @@ from botocore.exceptions import ClientError
 from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
+from mlpipe.resources.artifacts import content_key, pack
 from mlpipe.resources.sagemaker import load_state
+from mlpipe.resources.ssm import is_registered
 from mlpipe.spec import VERSION_RE
-
-ARTIFACT = "model.tar.gz"
 
 
 def check_version(version: str) -> str:
@@ -52,54 +49,6 @@ def parse_baseline(text: str | None) -> dict[str, float]:
         raise UsageError(f"--baseline: every value must be a number ({exc})") from exc
 
 
-def _entry(name: str, size: int | None) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-    if size is None:
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-    else:
-        info.size, info.mode = size, 0o644
-    return info
-
-
-def archive(files: dict[str, bytes]) -> bytes:
-    """A model.tar.gz of `files` (path → bytes) whose bytes depend on nothing but the files."""
-    directories = {str(Path(name).parent) for name in files} - {"."}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in sorted(directories | set(files)):
-            if name in directories:
-                tar.addfile(_entry(name, None))
-            else:
-                tar.addfile(_entry(name, len(files[name])), io.BytesIO(files[name]))
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
-
-
-def pack(path: Path) -> bytes:
-    """A model directory as a reproducible model.tar.gz; an existing archive as it is."""
-    if path.is_file():
-        data = path.read_bytes()
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UsageError(f"{path} is not a gzip tar archive (model.tar.gz)") from exc
-        return data
-    if not path.is_dir():
-        raise UsageError(f"{path} is neither a model directory nor a model.tar.gz")
-    files = {
-        file.relative_to(path).as_posix(): file.read_bytes()
-        for file in path.rglob("*")
-        if file.is_file() and "__pycache__" not in file.parts
-    }
-    if not files:
-        raise UsageError(f"{path} is empty: nothing to register")
-    return archive(files)
-
-
 def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
     try:
         value = ctx.aws.client("ssm").get_parameter(Name=ctx.names.metadata_param(version))
@@ -108,11 +57,6 @@ def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
             return None
         raise
     return dict(json.loads(value["Parameter"]["Value"]))
-
-
-def is_registered(meta: dict[str, Any] | None) -> bool:
-    """Registered means an artifact was uploaded; the spec's seed only declares where."""
-    return bool(meta and meta.get("sha256"))
 
 
 def require_registered(ctx: Context, version: str) -> dict[str, Any]:
@@ -143,7 +87,8 @@ def register(
     if is_registered(existing) and not force:
         raise UsageError(f"{version} is already registered; pass --force to replace it")
     names = ctx.names
-    key = f"models/{version}/{ARTIFACT}"
+    digest = hashlib.sha256(body).hexdigest()
+    key = content_key(digest)  # the same content-addressed place apply uploads artifacts to
     s3 = ctx.aws.client("s3")
     key_arn = ctx.aws.client("kms").describe_key(KeyId=names.kms_alias)["KeyMetadata"]["Arn"]
     try:
@@ -163,7 +108,7 @@ def register(
     meta: dict[str, Any] = {
         "version": version,
         "s3Path": f"s3://{names.model_bucket}/{key}",
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "sha256": digest,
         "size": len(body),
         "registeredAt": (now or datetime.now(UTC)).isoformat(),
         "registeredBy": ctx.aws.caller_arn,

@@ -8,6 +8,7 @@ from mlpipe.resources import (
     analytics,
     api,
     api_access,
+    artifacts,
     batch,
     dynamodb,
     iam,
@@ -25,6 +26,7 @@ from mlpipe.resources import (
 MODULES = (
     kms,
     s3,
+    artifacts,
     dynamodb,
     ssm,
     iam,

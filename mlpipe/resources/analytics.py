@@ -158,11 +158,17 @@ CRAWLER_FIELDS = (
 )
 
 
+DATA_BUCKET = "s3:data"
+
+
 class Crawler(GlueResource):
     exact = ("Tags", "Targets", "Configuration")
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, "crawler", ctx.names.crawler, depends_on=(DATABASE, CRAWLER_ROLE))
+        # It crawls the data bucket: created after it, deleted before it.
+        super().__init__(
+            ctx, "crawler", ctx.names.crawler, depends_on=(DATABASE, CRAWLER_ROLE, DATA_BUCKET)
+        )
 
     @property
     def arn(self) -> str:
@@ -226,8 +232,7 @@ class Crawler(GlueResource):
         # Glue checks that it can assume the role, which IAM may not have propagated yet.
         self.ctx.eventually(
             lambda: glue.create_crawler(Name=self.physical, Tags=desired["Tags"], **params),
-            "InvalidInputException",
-            message="assume",
+            "glue-role-not-assumable",
         )
         return self._outputs()
 
@@ -238,7 +243,7 @@ class Crawler(GlueResource):
             # A running crawl refuses updates until it finishes.
             self.ctx.eventually(
                 lambda: glue.update_crawler(Name=self.physical, **params),
-                "CrawlerRunningException",
+                "glue-crawler-running",
             )
         if changes.touches("Tags"):
             self._sync_tags(observed, desired)
@@ -256,7 +261,7 @@ class Crawler(GlueResource):
             self.ctx.progress(self.key, "stopping the running crawl")
             glue.stop_crawler(Name=self.physical)
             self.ctx.eventually(
-                lambda: glue.delete_crawler(Name=self.physical), "CrawlerRunningException"
+                lambda: glue.delete_crawler(Name=self.physical), "glue-crawler-running"
             )
 
 

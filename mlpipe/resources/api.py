@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mlpipe.core.context import Context
@@ -37,6 +37,8 @@ ROUTE = "/predict"
 METHOD = "POST"
 # API Gateway's maximum integration timeout for REST APIs.
 INTEGRATION_TIMEOUT_MS = 29_000
+# What API Gateway answers while another change to the same API is in progress.
+BUSY = ("apigateway-conflict", "apigateway-too-many-requests")
 
 # Method setting fields mlpipe manages, and their paths in UpdateStage patch operations.
 SETTING_PATHS = {
@@ -364,8 +366,7 @@ class ApiAccount(Resource):
             lambda: self.client("apigateway").update_account(
                 patchOperations=[replace("/cloudwatchRoleArn", arn)]
             ),
-            "BadRequestException",
-            message="role",
+            "apigateway-account-role-not-ready",
         )
 
     def create(self, desired: dict[str, Any]) -> Outputs:
@@ -454,12 +455,16 @@ class Stage(Resource):
             "Tags": self.tags,
         }
 
+    def _busy(self, call: Callable[[], Any]) -> Any:
+        """A stage or deployment call, retried while API Gateway is busy with the API."""
+        return self.ctx.eventually(call, *BUSY)
+
     def _deploy(self, api_id: str, description: str) -> str:
-        return str(
-            self.client("apigateway").create_deployment(restApiId=api_id, description=description)[
-                "id"
-            ]
+        apigw = self.client("apigateway")
+        deployment = self._busy(
+            lambda: apigw.create_deployment(restApiId=api_id, description=description)
         )
+        return str(deployment["id"])
 
     def _setting_ops(self, desired: dict[str, Any], changes: Diff | None) -> list[dict[str, str]]:
         ops = []
@@ -475,18 +480,22 @@ class Stage(Resource):
         cache = {"cacheClusterEnabled": desired["CacheClusterEnabled"]}
         if desired["CacheClusterEnabled"]:
             cache["cacheClusterSize"] = desired["CacheClusterSize"]
-        apigw.create_stage(
-            restApiId=api_id,
-            stageName=self.physical,
-            deploymentId=deployment_id,
-            tracingEnabled=desired["TracingEnabled"],
-            tags=desired["Tags"],
-            **cache,
+        self._busy(
+            lambda: apigw.create_stage(
+                restApiId=api_id,
+                stageName=self.physical,
+                deploymentId=deployment_id,
+                tracingEnabled=desired["TracingEnabled"],
+                tags=desired["Tags"],
+                **cache,
+            )
         )
-        apigw.update_stage(
-            restApiId=api_id,
-            stageName=self.physical,
-            patchOperations=self._setting_ops(desired, None),
+        self._busy(
+            lambda: apigw.update_stage(
+                restApiId=api_id,
+                stageName=self.physical,
+                patchOperations=self._setting_ops(desired, None),
+            )
         )
         return {
             "name": self.physical,
@@ -510,7 +519,11 @@ class Stage(Resource):
             ops.append(replace("/tracingEnabled", desired["TracingEnabled"]))
         ops += self._setting_ops(desired, changes)
         if ops:
-            apigw.update_stage(restApiId=api_id, stageName=self.physical, patchOperations=ops)
+            self._busy(
+                lambda: apigw.update_stage(
+                    restApiId=api_id, stageName=self.physical, patchOperations=ops
+                )
+            )
         if changes.touches("Tags"):
             sync_api_tags(self.ctx, self._path(api_id), observed.state["Tags"], desired["Tags"])
         return outputs

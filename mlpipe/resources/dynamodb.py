@@ -142,9 +142,13 @@ class Table(Resource):
         )
 
     def _set_pitr(self, enabled: bool) -> None:
-        self.client("dynamodb").update_continuous_backups(
-            TableName=self.physical,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
+        ddb = self.client("dynamodb")
+        self.ctx.eventually(
+            lambda: ddb.update_continuous_backups(
+                TableName=self.physical,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
+            ),
+            "dynamodb-backups-unavailable",
         )
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:

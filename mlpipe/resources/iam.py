@@ -236,6 +236,11 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
         "stepfunctions": (
             "states.amazonaws.com",
             [
+                # Any revision of the pipeline's job definition, which the state machine names
+                # with its revision: a policy naming `job-definition/<name>` does not match a
+                # request with a revision, nor `<name>:*` one without. See "Accounting for job
+                # definition revisions", https://docs.aws.amazon.com/batch/latest/userguide/
+                # iam-example-restrict-job-submission.html
                 allow(
                     "SubmitJobs", ["batch:SubmitJob"], [arns.job_queue, arns.job_definition + ":*"]
                 ),

@@ -18,7 +18,6 @@ from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam import Arns
 from mlpipe.resources.kms import KEY
 from mlpipe.resources.lambdas import (
-    ROLE_NOT_READY,
     STREAM_PROCESSOR,
     function_arn,
     function_key,
@@ -216,8 +215,8 @@ class FailureQueue(Resource):
             lambda: sqs.create_queue(
                 QueueName=self.physical, Attributes=attributes, tags=desired["Tags"]
             )["QueueUrl"],
-            "AWS.SimpleQueueService.QueueDeletedRecently",
-            "QueueDeletedRecently",
+            "sqs-queue-deleted-recently",
+            "sqs-queue-deleted-recently-json",
         )
         return {"name": self.physical, "url": url, "arn": Arns(self.ctx).stream_dlq}
 
@@ -334,8 +333,7 @@ class StreamMapping(Resource):
                 Tags=desired["Tags"],
                 **settings,
             ),
-            "InvalidParameterValueException",
-            message=ROLE_NOT_READY,
+            "lambda-mapping-role-not-ready",
         )
         return {"uuid": mapping["UUID"], "arn": mapping.get("EventSourceMappingArn")}
 
@@ -348,7 +346,7 @@ class StreamMapping(Resource):
             # A mapping that is still being created or updated refuses changes for a while.
             self.ctx.eventually(
                 lambda: lam.update_event_source_mapping(UUID=observed.outputs["uuid"], **changed),
-                "ResourceInUseException",
+                "lambda-mapping-in-use",
             )
         if changes.touches("Tags"):
             arn = observed.outputs["arn"]
@@ -366,7 +364,7 @@ class StreamMapping(Resource):
                 lambda: self.client("lambda").delete_event_source_mapping(
                     UUID=observed.outputs["uuid"]
                 ),
-                "ResourceInUseException",
+                "lambda-mapping-in-use",
             )
         except Exception as exc:
             if not is_not_found(exc):

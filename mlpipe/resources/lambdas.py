@@ -43,7 +43,6 @@ MAX_PAYLOAD_BYTES = 5_000_000
 # InvalidParameterValueException while a new role propagates: "The role defined for the
 # function cannot be assumed by Lambda", "The provided execution role does not have
 # permissions to call CreateNetworkInterface on EC2", "... SendMessage on SQS".
-ROLE_NOT_READY = "role"
 
 # Properties UpdateFunctionConfiguration sets (the rest have their own calls).
 CONFIGURATION = (
@@ -228,8 +227,7 @@ class Function(Resource):
                 Tags=desired["Tags"],
                 **params,
             ),
-            "InvalidParameterValueException",
-            message=ROLE_NOT_READY,
+            "lambda-role-not-assumable",
         )
         self._wait("function_active_v2")
         self._set_concurrency(desired["ReservedConcurrentExecutions"])
@@ -247,8 +245,7 @@ class Function(Resource):
         if changed:
             self.ctx.eventually(
                 lambda: lam.update_function_configuration(FunctionName=self.physical, **changed),
-                "InvalidParameterValueException",
-                message=ROLE_NOT_READY,
+                "lambda-role-not-assumable",
             )
             self._wait("function_updated_v2")
         if changes.touches("CodeSha256"):

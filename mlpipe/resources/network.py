@@ -508,7 +508,7 @@ class SecurityGroup(Ec2):
         )["GroupId"]
         created = self.ctx.eventually(
             lambda: self.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0],
-            "InvalidGroup.NotFound",
+            "ec2-group-not-visible",
         )
         self._sync_rules(group_id, rules(created["IpPermissions"]), desired["Ingress"], False)
         self._sync_rules(group_id, rules(created["IpPermissionsEgress"]), desired["Egress"], True)

@@ -181,7 +181,7 @@ class Bucket(AspectResource):
         if region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**params)
-        self.ctx.eventually(lambda: s3.head_bucket(Bucket=self.physical), "404", "NoSuchBucket")
+        self.ctx.eventually(lambda: s3.head_bucket(Bucket=self.physical), "s3-bucket-not-visible")
         # Tags first, so the bucket is recognisably mlpipe's even if a later call fails.
         order = ["Tags", *(a for a in self.aspects() if a != "Tags")]
         setters = self.aspects()

@@ -47,7 +47,7 @@ from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.executor import Report, Status, execute
 from mlpipe.core.plan import Action, Plan, plan_apply
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources import autoscaling, iam, kms, s3, ssm
+from mlpipe.resources import artifacts, autoscaling, iam, kms, s3, ssm
 from mlpipe.spec import EndpointSpec, VariantSpec
 
 MODELS = "sagemaker:models"
@@ -164,7 +164,9 @@ class Serving:
         return self.given or load_state(self.ctx) or DeploymentState.from_spec(self.ctx)
 
     def metadata(self, versions: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """version → its metadata parameter (JSON: version, s3Path, image, ...)."""
+        """version → its metadata parameter (JSON: version, s3Path, image, ...), for the versions
+        that are registered or that this apply registers (the spec declares their artifact: the
+        s3Path is then the artifact's output). A version that is neither is left out."""
         names = {self.ctx.names.metadata_param(v): v for v in versions}
         found: dict[str, dict[str, Any]] = {}
         if names:
@@ -174,17 +176,21 @@ class Serving:
                     found[names[param["Name"]]] = json.loads(param["Value"])
                 except ValueError as exc:
                     raise MlpipeError(f"parameter {param['Name']} is not JSON: {exc}") from exc
-        for name, version in names.items():
-            if version not in found and version in self.ctx.spec.models.versions:
-                # Declared in the spec: its parameter is written by this same apply.
+        for version in names.values():
+            if ssm.is_registered(found.get(version)):
+                continue
+            if version in artifacts.declared(self.ctx):
                 found[version] = ssm.version_metadata(self.ctx, version)
-            meta = found.get(version, {})
-            if not meta.get("image") or not meta.get("s3Path"):
-                raise MlpipeError(
-                    f"the deployment state serves {version}, but parameter {name} does not "
-                    "exist or lacks image/s3Path: register the version first"
-                )
+            else:
+                found.pop(version, None)
         return found
+
+
+def unavailable(version: str) -> str:
+    return (
+        f"{version} has no artifact (set models.versions.{version}.artifact or run "
+        f"mlpipe models register {version} PATH)"
+    )
 
 
 class _Served(Resource):
@@ -223,18 +229,24 @@ class Models(_Served):
 
     def __init__(self, ctx: Context, serving: Serving) -> None:
         metadata = tuple(f"{ssm.Parameter.kind}:metadata-{v}" for v in ctx.spec.models.versions)
+        uploads = tuple(artifacts.artifact_key(v) for v in artifacts.declared(ctx))
         super().__init__(
             ctx,
             "models",
             f"{ctx.names.model_prefix}*",
             serving,
-            depends_on=(ROLE, DEPLOYMENT, *metadata),
+            depends_on=(ROLE, DEPLOYMENT, *metadata, *uploads),
         )
         self._metadata: dict[str, dict[str, Any]] = {}
+        self._unavailable: list[str] = []
+
+    def blocked(self) -> str | None:
+        return "; ".join(unavailable(v) for v in self._unavailable) or None
 
     def read(self) -> Observed | None:
         state = self.deployment(fresh=True)
         self._metadata = self.serving.metadata(state.versions)
+        self._unavailable = [v for v in state.versions if v not in self._metadata]
         sm = self.client("sagemaker")
         models: dict[str, Any] = {}
         arns: dict[str, str] = {}
@@ -264,9 +276,13 @@ class Models(_Served):
             self._metadata = self.serving.metadata(self.deployment().versions)
         models = {}
         for version, meta in sorted(self._metadata.items()):
+            registered = ssm.is_registered(meta)
             models[self.ctx.names.model(version)] = {
                 "Image": meta["image"],
-                "ModelDataUrl": meta["s3Path"],
+                # Registered by this apply: the artifact's location once it is uploaded.
+                "ModelDataUrl": meta["s3Path"]
+                if registered
+                else refs(artifacts.artifact_key(version), "s3Path"),
                 "ExecutionRoleArn": refs(ROLE, "arn"),
                 "Tags": self.tags,
             }
@@ -302,7 +318,7 @@ class Models(_Served):
 
     def _create(self, name: str, model: Mapping[str, Any]) -> str:
         sm = self.client("sagemaker")
-        created = self.ctx.eventually(  # a new role is not assumable by SageMaker at once
+        created = self.ctx.eventually(
             lambda: sm.create_model(
                 ModelName=name,
                 PrimaryContainer={"Image": model["Image"], "ModelDataUrl": model["ModelDataUrl"]},
@@ -310,8 +326,8 @@ class Models(_Served):
                 EnableNetworkIsolation=True,
                 Tags=tags_to_list(model["Tags"]),
             ),
-            "ValidationException",
-            message="Could not assume role",
+            "sagemaker-role-not-assumable",
+            "sagemaker-model-data-not-accessible",
         )
         return str(created["ModelArn"])
 
@@ -583,11 +599,14 @@ class Endpoint(_Served):
         displaced = [name for name, kind in before.items() if after.get(name) != kind]
         released = autoscaling.release(self.ctx, self.physical, displaced)
         try:
-            self.sm.update_endpoint(
-                EndpointName=self.physical,
-                EndpointConfigName=target,
-                RetainAllVariantProperties=True,
-                ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+            self.ctx.eventually(
+                lambda: self.sm.update_endpoint(
+                    EndpointName=self.physical,
+                    EndpointConfigName=target,
+                    RetainAllVariantProperties=True,
+                    ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
+                ),
+                "sagemaker-endpoint-config-not-visible",
             )
         except ClientError:
             self._restore(released)
@@ -649,10 +668,13 @@ class Endpoint(_Served):
         if self._describe() is not None:  # still being deleted (read treats it as absent)
             self._poll("waiting for the previous endpoint to be deleted", lambda d: d is None)
         self._ensure_config(desired)
-        self.sm.create_endpoint(
-            EndpointName=self.physical,
-            EndpointConfigName=desired["EndpointConfigName"],
-            Tags=tags_to_list(desired["Tags"]),
+        self.ctx.eventually(
+            lambda: self.sm.create_endpoint(
+                EndpointName=self.physical,
+                EndpointConfigName=desired["EndpointConfigName"],
+                Tags=tags_to_list(desired["Tags"]),
+            ),
+            "sagemaker-endpoint-config-not-visible",
         )
         live = self._stable("creating the endpoint")
         if live["EndpointStatus"] == "Failed":

@@ -8,12 +8,21 @@ Description and tags stay managed.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.diff import (
+    Diff,
+    Unknown,
+    contains_unknown,
+    sync_tags,
+    tags_from_list,
+    tags_to_list,
+)
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources.artifacts import artifact_key, declared
 
 
 class Parameter(Resource):
@@ -116,17 +125,78 @@ def deployment_state(ctx: Context) -> dict[str, Any]:
     }
 
 
-def version_metadata(ctx: Context, version: str) -> dict[str, Any]:
+def is_registered(meta: dict[str, Any] | None) -> bool:
+    """Registered means an artifact was uploaded (or named) and recorded; a seed only declares."""
+    return bool(meta and meta.get("registeredAt"))
+
+
+def version_metadata(ctx: Context, version: str, refs: Refs | None = None) -> dict[str, Any]:
+    """A declared version's metadata; registered from its artifact's outputs when it has one."""
     spec = ctx.spec.models
-    declared = spec.versions[version]
+    version_spec = spec.versions[version]
     meta: dict[str, Any] = {
         "version": version,
         "s3Path": f"s3://{ctx.names.model_bucket}/models/{version}/model.tar.gz",
-        "image": declared.image or spec.image,
+        "image": version_spec.image or spec.image,
     }
-    if declared.baseline:
-        meta["performanceBaseline"] = declared.baseline.model_dump(exclude_none=True)
+    if version_spec.baseline:
+        meta["performanceBaseline"] = version_spec.baseline.model_dump(exclude_none=True)
+    if refs is not None and version in declared(ctx):
+        key = artifact_key(version)
+        meta.update(
+            s3Path=refs(key, "s3Path"),
+            sha256=refs(key, "sha256"),
+            size=refs(key, "size"),
+            registeredAt=datetime.now(UTC).isoformat(),
+            registeredBy=ctx.aws.caller_arn,
+        )
     return meta
+
+
+class VersionMetadata(Parameter):
+    """A version's metadata. With an artifact in the spec the apply registers the version: the
+    value records the uploaded artifact, and a seed written before the artifact was declared is
+    completed once (`Registered`); a registered value is never rewritten."""
+
+    def __init__(self, ctx: Context, version: str) -> None:
+        super().__init__(
+            ctx,
+            f"metadata-{version}",
+            ctx.names.metadata_param(version),
+            "",
+            f"Model {version}: artifact, image and performance baseline",
+        )
+        self.version = version
+        self.from_artifact = version in declared(ctx)
+        if self.from_artifact:
+            self.depends_on = (artifact_key(version),)
+
+    def read(self) -> Observed | None:
+        observed = super().read()
+        if observed is not None:
+            try:
+                live = json.loads(observed.state["Value"])
+            except ValueError:
+                live = None
+            registered = is_registered(live if isinstance(live, dict) else None)
+            observed.state["Registered"] = registered
+        return observed
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        meta = version_metadata(self.ctx, self.version, refs)
+        value = Unknown(f"{self.key}.Value") if contains_unknown(meta) else meta
+        return {
+            **super().desired(refs),
+            "Value": value if isinstance(value, Unknown) else json.dumps(meta, sort_keys=True),
+            "Registered": True if self.from_artifact else None,
+        }
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        if changes.touches("Registered"):
+            self.client("ssm").put_parameter(
+                Name=self.physical, Value=desired["Value"], Type=desired["Type"], Overwrite=True
+            )
+        return super().update(observed, desired, changes)
 
 
 def resources(ctx: Context) -> list[Resource]:
@@ -147,14 +217,5 @@ def resources(ctx: Context) -> list[Resource]:
             "Which model version each endpoint variant serves, and its traffic weight",
         ),
     ]
-    params += [
-        Parameter(
-            ctx,
-            f"metadata-{version}",
-            names.metadata_param(version),
-            json.dumps(version_metadata(ctx, version), sort_keys=True),
-            f"Model {version}: artifact, image and performance baseline",
-        )
-        for version in ctx.spec.models.versions
-    ]
+    params += [VersionMetadata(ctx, version) for version in ctx.spec.models.versions]
     return params

@@ -43,7 +43,7 @@ BATCH_ERRORS = [
 # Time kept after the shard tasks' timeout for the failure alert, at most.
 ALERT_SECONDS = 300
 # Errors while the new execution role is not yet usable by Step Functions.
-ROLE_NOT_READY = ("AccessDeniedException", "InvalidLoggingConfiguration")
+ROLE_NOT_READY = ("states-role-not-assumable", "states-logging-role-not-ready")
 
 
 def shard_branch(
@@ -186,7 +186,12 @@ class StateMachine(Resource):
         return {
             "Type": "STANDARD",
             "Definition": definition(
-                self.ctx, refs(QUEUE, "arn"), refs(JOB_DEFINITION, "arn"), Arns(self.ctx).topic
+                self.ctx,
+                refs(QUEUE, "arn"),
+                # With its revision: IAM authorizes SubmitJob on the ARN the request names, and
+                # the role's `job-definition/<name>:*` matches only an ARN with a revision.
+                refs(JOB_DEFINITION, "revision_arn"),
+                Arns(self.ctx).topic,
             ),
             "RoleArn": refs(role_key("stepfunctions"), "arn"),
             "LoggingConfiguration": {

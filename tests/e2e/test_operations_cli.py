@@ -13,13 +13,13 @@ from tests.e2e.conftest import mlpipe
 def test_register_traffic_promote_rollback_history(
     env: dict[str, str], server: str, tmp_path: Path
 ) -> None:
+    # The spec names v1.0.0's and v2.0.0's artifacts: the apply registers and serves them.
     mlpipe(env, "--local", "apply", "--yes")
-    for version in ("v1.0.0", "v2.0.0"):
-        model = tmp_path / version
-        model.mkdir()
-        (model / "model.json").write_text(json.dumps({"version": version}))
-        registered = mlpipe(env, "--local", "models", "register", version, str(model))
-        assert json.loads(registered.stdout)["version"] == version
+    model = tmp_path / "v3.1.4"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"version": "v3.1.4"}))
+    registered = mlpipe(env, "--local", "models", "register", "v3.1.4", str(model))
+    assert json.loads(registered.stdout)["version"] == "v3.1.4"
 
     aws = {
         "endpoint_url": server,
@@ -48,17 +48,24 @@ def test_register_traffic_promote_rollback_history(
     unknown = mlpipe(env, "--local", "promote", "v9.0.0", check=2)
     assert "v9.0.0 is not registered" in unknown.stderr
 
-    promoted = mlpipe(env, "--local", "promote", "v2.0.0")
-    assert "active: v1.0.0 → v2.0.0" in promoted.stdout
-    assert active() == "v2.0.0" and weights() == {"ModelA": 0.0, "ModelB": 1.0}
+    promoted = mlpipe(env, "--local", "promote", "v3.1.4")
+    assert "active: v1.0.0 → v3.1.4" in promoted.stdout
+    assert active() == "v3.1.4" and weights() == {"ModelA": 0.0, "ModelB": 1.0}
 
+    # Back to the version the first apply served, registered by that apply.
     rolled = mlpipe(env, "--local", "rollback")
-    assert "active: v2.0.0 → v1.0.0" in rolled.stdout
+    assert "active: v3.1.4 → v1.0.0" in rolled.stdout
     assert "rollback took" in rolled.stderr
     assert active() == "v1.0.0" and weights() == {"ModelA": 1.0, "ModelB": 0.0}
 
     trail = json.loads(mlpipe(env, "--local", "history", "--json").stdout)
-    assert [e["what"] for e in trail][:3] == ["rollback", "promote", "traffic"]
+    whats = [e["what"] for e in trail]
+    # A version no variant serves is deployed on the challenger first, then promoted.
+    assert whats[:4] == ["rollback", "promote", "promote", "traffic"], whats
 
     listed = json.loads(mlpipe(env, "--local", "models", "list", "--json").stdout)
-    assert {r["version"]: r["active"] for r in listed} == {"v1.0.0": True, "v2.0.0": False}
+    assert {r["version"]: (r["active"], r["registered"]) for r in listed} == {
+        "v1.0.0": (True, True),
+        "v2.0.0": (False, True),
+        "v3.1.4": (False, True),
+    }

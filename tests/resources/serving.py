@@ -11,7 +11,19 @@ from mlpipe.core.context import Context
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, Plan, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
-from mlpipe.resources import api, api_access, dynamodb, iam, kinesis, kms, lambdas, network, ssm
+from mlpipe.resources import (
+    api,
+    api_access,
+    artifacts,
+    dynamodb,
+    iam,
+    kinesis,
+    kms,
+    lambdas,
+    network,
+    s3,
+    ssm,
+)
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -23,7 +35,7 @@ def client(service: str) -> Any:
 
 
 def foundation(ctx: Context) -> list[Resource]:
-    return [r for m in (kms, iam, dynamodb, ssm, network) for r in m.resources(ctx)]
+    return [r for m in (kms, s3, artifacts, iam, dynamodb, ssm, network) for r in m.resources(ctx)]
 
 
 def serving(ctx: Context) -> list[Resource]:

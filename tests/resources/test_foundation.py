@@ -10,14 +10,14 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
-from mlpipe.resources import dynamodb, iam, kms, s3, ssm
+from mlpipe.resources import artifacts, dynamodb, iam, kms, s3, ssm
 from tests.support import converge, four_step
 
 REGION = "us-east-1"
 
 
 def foundation(ctx: Context) -> list:
-    return [r for m in (kms, s3, dynamodb, ssm, iam) for r in m.resources(ctx)]
+    return [r for m in (kms, s3, artifacts, dynamodb, ssm, iam) for r in m.resources(ctx)]
 
 
 @pytest.fixture
@@ -114,7 +114,10 @@ def test_registry_parameters_are_seeded_from_the_spec(applied: Context) -> None:
     meta = json.loads(
         client.get_parameter(Name=names.metadata_param("v2.0.0"))["Parameter"]["Value"]
     )
-    assert meta["s3Path"] == f"s3://{names.model_bucket}/models/v2.0.0/model.tar.gz"
+    # Registered from the spec's artifact, uploaded by content.
+    assert (
+        meta["s3Path"] == f"s3://{names.model_bucket}/models/sha256/{meta['sha256']}/model.tar.gz"
+    )
     assert meta["performanceBaseline"] == {"accuracy": 0.96, "latency": 110}
 
 
@@ -232,7 +235,8 @@ def test_spec_change_updates_in_place(ctx: Context, spec) -> None:
     changed = {s.key: s.diff.paths() for s in plan.changes}
     assert changed["s3:data"] == ["Lifecycle", "Tags"]
     assert all(paths == ["Tags"] for key, paths in changed.items() if key != "s3:data")
-    assert len(changed) == len(plan.steps)
+    # Every resource but the artifacts (S3 objects carry at most 10 tags: none are set).
+    assert len(changed) == len([s for s in plan.steps if s.resource.kind != "artifact"])
     assert execute(plan).ok
     rules = boto3.client("s3", region_name=REGION).get_bucket_lifecycle_configuration(
         Bucket=ctx.names.data_bucket
@@ -250,7 +254,8 @@ def test_destroy_removes_all_but_the_retained_model_bucket(applied: Context) -> 
     resources = foundation(applied)
     arn = key_arn(applied)
     plan = plan_destroy(resources)
-    assert {s.key for s in plan.steps if s.action is Action.NOOP} == {"s3:models"}
+    retained = {"s3:models", "artifact:v1.0.0", "artifact:v2.0.0"}  # the artifacts live in it
+    assert {s.key for s in plan.steps if s.action is Action.NOOP} == retained
     assert execute(plan).ok
     buckets = {b["Name"] for b in s3c.list_buckets()["Buckets"]}
     assert buckets == {names.model_bucket}

@@ -151,7 +151,8 @@ def test_one_model_per_version_from_its_metadata(applied: Context):
         )
         model = sm.describe_model(ModelName=ctx.names.model(version))
         assert model["PrimaryContainer"] == {"Image": meta["image"], "ModelDataUrl": meta["s3Path"]}
-        assert meta["s3Path"] == f"s3://{ctx.names.model_bucket}/models/{version}/model.tar.gz"
+        key = f"models/sha256/{meta['sha256']}/model.tar.gz"  # the spec's artifact, uploaded
+        assert meta["s3Path"] == f"s3://{ctx.names.model_bucket}/{key}"
         assert model["ExecutionRoleArn"] == role
         tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=model["ModelArn"])["Tags"]}
         assert tags["mlpipe:resource"] == MODELS
@@ -259,10 +260,20 @@ def test_an_apply_after_a_promotion_deploys_it_and_never_undoes_it(applied: Cont
     assert load_state(ctx) == PROMOTED
 
 
-def test_a_version_without_metadata_is_refused(applied: Context):
+def test_a_served_version_without_an_artifact_blocks_what_serves_it(applied: Context):
     save_state(applied, state(("ModelA", "v9.0.0", 80), ("ModelB", "v2.0.0", 20)))
-    with pytest.raises(MlpipeError, match=r"serves v9\.0\.0.*register the version first"):
-        plan_apply(resources(applied))
+    plan = plan_apply(resources(applied))
+    blocked = {s.key: s.blocked for s in plan.steps if s.blocked}
+    reason = (
+        "v9.0.0 has no artifact (set models.versions.v9.0.0.artifact or run "
+        "mlpipe models register v9.0.0 PATH)"
+    )
+    assert blocked == {"sagemaker:models": reason, "sagemaker:endpoint": reason}
+    applied.aws.log.reset()
+    report = execute(plan)
+    assert report.outcomes["sagemaker:endpoint"].error == f"blocked: {reason}"
+    assert not report.ok
+    assert applied.aws.log.writes() == []
 
 
 def test_a_failed_update_is_reported_with_its_failure_reason(applied: Context, clock: FakeTime):

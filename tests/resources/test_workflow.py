@@ -14,6 +14,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
+from mlpipe.local.batch_auth import SubmitDenied, authorize_submit_job
 from mlpipe.resources import batch, workflow
 from mlpipe.resources.iam import Arns, role_key
 from tests.resources.test_batch import batch_stack
@@ -68,8 +69,8 @@ def test_state_machine_runs_one_batch_job_per_shard_in_parallel(
     branches = parallel["Branches"]
     assert len(branches) == 2
     queue_arn = report.outputs[batch.QUEUE]["arn"]
-    job_definition_arn = report.outputs[batch.JOB_DEFINITION]["arn"]
-    assert not job_definition_arn.rsplit("/", 1)[1].count(":"), "latest ACTIVE revision"
+    job_definition_arn = report.outputs[batch.JOB_DEFINITION]["revision_arn"]
+    assert job_definition_arn.endswith(":1"), "named with its revision, as IAM evaluates it"
     for index, branch in enumerate(branches):
         task = branch["States"][branch["StartAt"]]
         assert task["Type"] == "Task" and task.get("End") is True
@@ -259,3 +260,34 @@ def test_destroy_removes_the_schedule_and_the_state_machine(
     assert sfn().list_state_machines()["stateMachines"] == []
     with pytest.raises(events().exceptions.ResourceNotFoundException):
         events().describe_rule(Name=ctx.names.schedule_rule)
+
+
+def submit_allowed(ctx: Context, job_definition: str) -> bool:
+    queue = states_of(ctx)["States"][workflow.PARALLEL]["Branches"][0]
+    params = next(iter(queue["States"].values()))["Parameters"]
+    try:
+        authorize_submit_job(
+            boto3.client("iam", region_name=REGION),
+            machine(ctx)["roleArn"],
+            params["JobQueue"],
+            job_definition,
+            REGION,
+            ctx.aws.account,
+        )
+    except SubmitDenied:
+        return False
+    return True
+
+
+def test_the_role_allows_the_submission_in_the_form_iam_evaluates(
+    applied: tuple[Context, Report],
+) -> None:
+    ctx, report = applied
+    outputs = report.outputs[batch.JOB_DEFINITION]
+    task = next(iter(states_of(ctx)["States"][workflow.PARALLEL]["Branches"][0]["States"].values()))
+    assert submit_allowed(ctx, task["Parameters"]["JobDefinition"])
+    # IAM evaluates a reference without a revision as job-definition/<name>, which the role's
+    # job-definition/<name>:* does not match: that submission would be denied on AWS.
+    assert not submit_allowed(ctx, outputs["arn"])
+    assert not submit_allowed(ctx, outputs["name"])
+    assert submit_allowed(ctx, f"{outputs['name']}:7")
