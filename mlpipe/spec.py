@@ -490,6 +490,8 @@ class Names:
     def security_group(self, purpose: str) -> str:
         return self._n(f"{purpose}-sg")
 
+    flow_log_group = property(lambda self: f"/aws/vpc-flow-logs/{self.pipeline_id}")
+
     def vpc_endpoint(self, service: str) -> str:
         return self._n("vpce-" + service.replace(".", "-"))
 

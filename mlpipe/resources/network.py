@@ -63,8 +63,54 @@ DYNAMODB_ACTIONS = [
         "UpdateItem",
     ]
 ]
+ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 # Services the handlers call that only an interface endpoint reaches from an isolated subnet.
 NEEDED = {"ssm": "the Lambdas and the Batch job read the model registry in Parameter Store"}
+
+
+def account_only(
+    ctx: Context, sid: str, actions: list[str] | str = "*", resources: list[str] | str = "*"
+) -> dict[str, Any]:
+    """An endpoint policy statement for principals of the pipeline's account acting on
+    resources of that account (the AWS data perimeter pattern, `aws:PrincipalAccount` and
+    `aws:ResourceAccount`: https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_policies_condition-keys.html, https://github.com/aws-samples/
+    data-perimeter-policy-examples/tree/main/vpc_endpoint_policies)."""
+    account = ctx.aws.account
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": actions,
+        "Resource": resources,
+        "Condition": {
+            "StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}
+        },
+    }
+
+
+def interface_policy(ctx: Context, service: str) -> dict[str, Any]:
+    """An interface endpoint's policy: the account's principals on the account's resources,
+    and for ECR the registry of a Batch image another account (e.g. AWS's) owns."""
+    statements = [account_only(ctx, "AccountPrincipalsToAccountResources")]
+    registry = Arns(ctx).ecr_repository(ctx.spec.batch.image).split(":")[4]
+    if service.startswith("ecr.") and registry != ctx.aws.account:
+        statements.append(
+            {
+                "Sid": "AccountPrincipalsPullBatchImage",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ECR_PULL,
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "aws:PrincipalAccount": ctx.aws.account,
+                        "aws:ResourceAccount": registry,
+                    }
+                },
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def subnet_keys(spec: Spec) -> list[str]:
@@ -624,41 +670,44 @@ class GatewayEndpoint(Endpoints):
         }
 
     def _policy(self) -> dict[str, Any]:
-        """Only the pipeline's own buckets / table are reachable through the endpoint."""
+        """Only the pipeline's own buckets / table, and only for the account's principals."""
         arns, names = Arns(self.ctx), self.ctx.names
-        statements: list[dict[str, Any]]
         if self.service == "s3":
             buckets = [names.model_bucket, names.data_bucket]
             statements = [
-                {
-                    "Sid": "PipelineBuckets",
-                    "Action": S3_ACTIONS,
-                    "Resource": [arns.bucket(b) for b in buckets]
-                    + [arns.bucket(b, "/*") for b in buckets],
-                }
+                account_only(
+                    self.ctx,
+                    "PipelineBuckets",
+                    S3_ACTIONS,
+                    [arns.bucket(b) for b in buckets] + [arns.bucket(b, "/*") for b in buckets],
+                )
             ]
             if "ecr.dkr" in self.ctx.spec.network.interface_endpoints:
-                # ECR serves image layers from this AWS bucket, reached through the gateway.
+                # ECR serves image layers from this AWS-owned bucket, reached through the
+                # gateway with a URL ECR's own account presigned: neither the principal nor the
+                # bucket is the pipeline's account (ECR user guide, "Minimum Amazon S3 bucket
+                # permissions for Amazon ECR",
+                # https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html).
                 layers = f"prod-{self.ctx.aws.region}-starport-layer-bucket"
                 statements.append(
                     {
                         "Sid": "EcrImageLayers",
+                        "Effect": "Allow",
+                        "Principal": "*",
                         "Action": ["s3:GetObject"],
                         "Resource": [arns.bucket(layers, "/*")],
                     }
                 )
         else:
             statements = [
-                {
-                    "Sid": "PredictionsTable",
-                    "Action": DYNAMODB_ACTIONS,
-                    "Resource": [arns.table, f"{arns.table}/index/*"],
-                }
+                account_only(
+                    self.ctx,
+                    "PredictionsTable",
+                    DYNAMODB_ACTIONS,
+                    [arns.table, f"{arns.table}/index/*"],
+                )
             ]
-        return {
-            "Version": "2012-10-17",
-            "Statement": [{**s, "Effect": "Allow", "Principal": "*"} for s in statements],
-        }
+        return {"Version": "2012-10-17", "Statement": statements}
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         endpoint_id = self.create_endpoint(
@@ -720,6 +769,7 @@ class InterfaceEndpoints(Endpoints):
                 "SubnetIds": sorted(endpoint.get("SubnetIds", [])),
                 "SecurityGroupIds": sorted(g["GroupId"] for g in endpoint.get("Groups", [])),
                 "PrivateDnsEnabled": endpoint.get("PrivateDnsEnabled", False),
+                "PolicyDocument": policy(endpoint.get("PolicyDocument")),
                 "Tags": tags_from_list(endpoint.get("Tags")),
             }
         return Observed({"Endpoints": endpoints}, {"ids": ids})
@@ -736,6 +786,7 @@ class InterfaceEndpoints(Endpoints):
                     "SubnetIds": subnet_ids,
                     "SecurityGroupIds": [refs(SG_ENDPOINTS, "id")],
                     "PrivateDnsEnabled": True,
+                    "PolicyDocument": policy(interface_policy(self.ctx, service)),
                     "Tags": self.named(self.ctx.names.vpc_endpoint(service)),
                 }
                 for service in self.ctx.spec.network.interface_endpoints
@@ -758,6 +809,7 @@ class InterfaceEndpoints(Endpoints):
             SubnetIds=endpoint["SubnetIds"],
             SecurityGroupIds=endpoint["SecurityGroupIds"],
             PrivateDnsEnabled=endpoint["PrivateDnsEnabled"],
+            PolicyDocument=json.dumps(endpoint["PolicyDocument"]),
         )
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
@@ -792,6 +844,8 @@ class InterfaceEndpoints(Endpoints):
         }
         if live["PrivateDnsEnabled"] != want["PrivateDnsEnabled"]:
             params["PrivateDnsEnabled"] = want["PrivateDnsEnabled"]
+        if live["PolicyDocument"] != want["PolicyDocument"]:
+            params["PolicyDocument"] = json.dumps(want["PolicyDocument"])
         if params:
             self.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, **params)
         if live["Tags"] != want["Tags"]:
