@@ -313,7 +313,22 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
         ),
         "events": (
             "events.amazonaws.com",
-            [allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine])],
+            [
+                allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine]),
+                # The execution input is encrypted with the state machine's key, in the
+                # caller's name (https://docs.aws.amazon.com/step-functions/latest/dg/
+                # encryption-at-rest.html).
+                allow(
+                    "EncryptWorkflowInput",
+                    ["kms:Decrypt", "kms:GenerateDataKey"],
+                    [key_arn],
+                    Condition={
+                        "StringEquals": {
+                            "kms:EncryptionContext:aws:states:stateMachineArn": arns.state_machine
+                        }
+                    },
+                ),
+            ],
         ),
         "glue-crawler": (
             "glue.amazonaws.com",

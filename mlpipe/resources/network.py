@@ -34,6 +34,7 @@ SG_BATCH = "ec2:sg-batch"
 SG_ENDPOINTS = "ec2:sg-endpoints"
 GATEWAY_ENDPOINTS = {"s3": "ec2:endpoint-s3", "dynamodb": "ec2:endpoint-dynamodb"}
 INTERFACE_ENDPOINTS = "ec2:interface-endpoints"
+DEFAULT_SG = "ec2:default-sg"
 
 HTTPS = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}
 GONE = ("deleted", "deleting", "rejected", "failed")
@@ -590,6 +591,66 @@ class SecurityGroup(Ec2):
         _delete(self.ctx, self.key, lambda: self.ec2.delete_security_group(GroupId=group_id))
 
 
+class DefaultSecurityGroup(Ec2):
+    """The VPC's default security group, which every VPC has and nothing here uses: emptied of
+    its rules (AWS FSBP EC2.2), tagged, and left to go with the VPC (it cannot be deleted)."""
+
+    resource_type = "security-group"
+    replace_on = ("VpcId",)
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "default-sg", ctx.names.security_group("default"), (VPC,))
+
+    def read(self) -> Observed | None:
+        vpc = Vpc(self.ctx).find(self.ec2.describe_vpcs, "Vpcs")
+        if vpc is None:
+            return None
+        group = self._group(vpc["VpcId"])
+        state = {
+            "VpcId": group["VpcId"],
+            "Ingress": rules(group["IpPermissions"]),
+            "Egress": rules(group["IpPermissionsEgress"]),
+            "Tags": tags_from_list(group.get("Tags")),
+        }
+        return self.observed(state, {"id": group["GroupId"]})
+
+    def _group(self, vpc_id: str) -> dict[str, Any]:
+        return dict(
+            self.ec2.describe_security_groups(
+                Filters=[
+                    {"Name": "vpc-id", "Values": [vpc_id]},
+                    {"Name": "group-name", "Values": ["default"]},
+                ]
+            )["SecurityGroups"][0]
+        )
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {"VpcId": refs(VPC, "id"), "Ingress": [], "Egress": [], "Tags": self.tags}
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        group = self.ctx.eventually(lambda: self._group(desired["VpcId"]), "InvalidVpcID.NotFound")
+        group_id = group["GroupId"]
+        self.ec2.create_tags(Resources=[group_id], Tags=tags_to_list(desired["Tags"]))
+        self._revoke(group_id, rules(group["IpPermissions"]), rules(group["IpPermissionsEgress"]))
+        return {"id": group_id}
+
+    def _revoke(self, group_id: str, ingress: list[Any], egress: list[Any]) -> None:
+        if ingress:
+            self.ec2.revoke_security_group_ingress(
+                GroupId=group_id, IpPermissions=permissions(ingress)
+            )
+        if egress:
+            self.ec2.revoke_security_group_egress(
+                GroupId=group_id, IpPermissions=permissions(egress)
+            )
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        self._revoke(observed.outputs["id"], observed.state["Ingress"], observed.state["Egress"])
+
+    def delete(self, observed: Observed) -> None:
+        """Nothing to do: the default group is deleted with its VPC."""
+
+
 class Endpoints(Ec2):
     """VPC endpoints: created with a client token, deleted and waited for until gone."""
 
@@ -879,4 +940,5 @@ def resources(ctx: Context) -> list[Resource]:
         ),
         *(GatewayEndpoint(ctx, service) for service in GATEWAY_ENDPOINTS),
         InterfaceEndpoints(ctx),
+        DefaultSecurityGroup(ctx),
     ]
