@@ -49,6 +49,10 @@ class DataBucketSpec(Strict):
     raw_expiration_days: Days = 30
 
 
+class AccessLogsSpec(Strict):
+    expiration_days: Days = 365
+
+
 class TableSpec(Strict):
     ttl_attribute: str = "expirationTime"
     ttl_days: Days = 30
@@ -59,6 +63,7 @@ class TableSpec(Strict):
 class StorageSpec(Strict):
     model_bucket: ModelBucketSpec = ModelBucketSpec()
     data_bucket: DataBucketSpec = DataBucketSpec()
+    access_logs: AccessLogsSpec = AccessLogsSpec()
     predictions_table: TableSpec = TableSpec()
 
 
@@ -447,6 +452,7 @@ class Names:
     kms_alias = property(lambda self: f"alias/{self.pipeline_id}")
     model_bucket = property(lambda self: self._n(f"models-{self.account}-{self.region}"))
     data_bucket = property(lambda self: self._n(f"data-{self.account}-{self.region}"))
+    access_log_bucket = property(lambda self: self._n(f"logs-{self.account}-{self.region}"))
     predictions_table = property(lambda self: self._n("predictions"))
 
     # Parameter Store registry

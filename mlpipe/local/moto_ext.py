@@ -111,6 +111,9 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
+        from mlpipe.local import ext_s3_logging
+
+        ext_s3_logging.install()
         _installed = True
 
 
