@@ -111,9 +111,10 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
-        from mlpipe.local import ext_s3_logging
+        from mlpipe.local import ext_s3_logging, ext_sagemaker_models
 
         ext_s3_logging.install()
+        ext_sagemaker_models.install()
         _installed = True
 
 

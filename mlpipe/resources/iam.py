@@ -196,6 +196,25 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                     ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                     [arns.log_group(f"/aws/sagemaker/Endpoints/{names.endpoint}")],
                 ),
+                # The models run in the VPC: SageMaker manages their network interfaces
+                # (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html,
+                # CreateModel API: execution role permissions); EC2 offers no resource-level
+                # permission for the Describe calls.
+                allow(
+                    "VpcNetworkInterfaces",
+                    [
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeVpcs",
+                    ],
+                    "*",
+                ),
                 # PutMetricData has no resource-level permission; the namespace is pinned.
                 allow(
                     "EndpointMetrics",

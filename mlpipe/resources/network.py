@@ -32,6 +32,7 @@ ROUTE_TABLE = "ec2:private-routes"
 SG_LAMBDA = "ec2:sg-lambda"
 SG_BATCH = "ec2:sg-batch"
 SG_ENDPOINTS = "ec2:sg-endpoints"
+SG_SAGEMAKER = "ec2:sg-sagemaker"
 GATEWAY_ENDPOINTS = {"s3": "ec2:endpoint-s3", "dynamodb": "ec2:endpoint-dynamodb"}
 INTERFACE_ENDPOINTS = "ec2:interface-endpoints"
 DEFAULT_SG = "ec2:default-sg"
@@ -504,6 +505,7 @@ class SecurityGroup(Ec2):
         purpose: str,
         description: str,
         ingress_from: tuple[str, ...] = (),
+        egress_to: tuple[str, ...] = ("vpc", *GATEWAY_ENDPOINTS),
     ) -> None:
         super().__init__(
             ctx,
@@ -513,6 +515,8 @@ class SecurityGroup(Ec2):
         )
         self.description = description
         self.ingress_from = ingress_from
+        # HTTPS egress to the VPC's interface endpoints ("vpc") and gateway services.
+        self.egress_to = () if ingress_from else egress_to
 
     def read(self) -> Observed | None:
         group = self.find(self.ec2.describe_security_groups, "SecurityGroups")
@@ -530,13 +534,13 @@ class SecurityGroup(Ec2):
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         ingress = [{**HTTPS, "GroupId": refs(key, "id")} for key in self.ingress_from]
-        egress = []
-        if not self.ingress_from:
-            # Interface endpoints sit in the VPC; S3 and DynamoDB are reached through gateways.
-            egress = [{**HTTPS, "CidrIp": self.ctx.spec.network.cidr}] + [
-                {**HTTPS, "PrefixListId": prefix_list(self.ctx, service)}
-                for service in GATEWAY_ENDPOINTS
-            ]
+        # Interface endpoints sit in the VPC; S3 and DynamoDB are reached through gateways.
+        egress = [
+            {**HTTPS, "CidrIp": self.ctx.spec.network.cidr}
+            if to == "vpc"
+            else {**HTTPS, "PrefixListId": prefix_list(self.ctx, to)}
+            for to in self.egress_to
+        ]
         return {
             "VpcId": refs(VPC, "id"),
             "GroupName": self.physical,
@@ -937,6 +941,12 @@ def resources(ctx: Context) -> list[Resource]:
             "endpoints",
             "mlpipe interface endpoints: HTTPS from the Lambdas and Batch jobs",
             ingress_from=(SG_LAMBDA, SG_BATCH),
+        ),
+        # With network isolation the model container makes no call; SageMaker fetches the
+        # model artifacts through the VPC, from S3 only (its gateway endpoint). Images are
+        # pulled by the platform (RepositoryAccessMode Platform), not through the VPC.
+        SecurityGroup(
+            ctx, "sagemaker", "mlpipe SageMaker models: HTTPS to S3 only", egress_to=("s3",)
         ),
         *(GatewayEndpoint(ctx, service) for service in GATEWAY_ENDPOINTS),
         InterfaceEndpoints(ctx),
