@@ -265,6 +265,11 @@ class ThrottleSpec(Strict):
     quota_per_day: Annotated[int, Field(gt=0)] | None = 100_000
 
 
+class WafSpec(Strict):
+    # Requests one client IP may send in any 5 minutes before AWS WAF blocks it.
+    rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
+
+
 class ApiSpec(Strict):
     stage: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_]{1,128}$")] = "prod"
     auth: Literal["api_key", "iam", "none"] = "api_key"
@@ -273,6 +278,7 @@ class ApiSpec(Strict):
     logging_level: Literal["INFO", "ERROR", "OFF"] = "INFO"
     tracing: bool = True
     metrics: bool = True
+    waf: WafSpec = WafSpec()
 
 
 class StreamSpec(Strict):
@@ -505,6 +511,7 @@ class Names:
     stream = property(lambda self: self._n("inference-stream"))
     stream_dlq = property(lambda self: self._n("stream-failures"))
     api_key = property(lambda self: self._n("api-key"))
+    web_acl = property(lambda self: self._n("api-waf"))
     usage_plan = property(lambda self: self._n("usage-plan"))
     # Statement id of the Lambda permission that lets the API invoke the preprocess function.
     api_invoke_sid = property(lambda self: self._n("api-invoke"))

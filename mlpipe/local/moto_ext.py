@@ -111,10 +111,11 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
-        from mlpipe.local import ext_s3_logging, ext_sagemaker_models
+        from mlpipe.local import ext_s3_logging, ext_sagemaker_models, ext_wafv2
 
         ext_s3_logging.install()
         ext_sagemaker_models.install()
+        ext_wafv2.install()
         _installed = True
 
 

@@ -20,6 +20,7 @@ from mlpipe.resources import (
     s3,
     sagemaker,
     ssm,
+    waf,
     workflow,
 )
 
@@ -36,6 +37,7 @@ MODULES = (
     kinesis,
     api,
     api_access,
+    waf,
     monitoring,
     analytics,
     batch,
