@@ -132,6 +132,18 @@ def _lambda_common(arns: Arns, purpose: str, key_arn: Any) -> list[Statement]:
     ]
 
 
+def _key_for(key_arn: Any, context_key: str, arn: str) -> Statement:
+    """Use of the key for one resource's data only, by the encryption context its service
+    sets (e.g. `aws:states:stateMachineArn`)."""
+    sid = "KeyFor" + "".join(p[:1].upper() + p[1:] for p in context_key.split(":")[1:2])
+    return allow(
+        sid,
+        ["kms:Decrypt", "kms:GenerateDataKey"],
+        [key_arn],
+        Condition={"StringEquals": {f"kms:EncryptionContext:{context_key}": arn}},
+    )
+
+
 def _ecr_pull(arns: Arns, *images: str) -> list[Statement]:
     return [
         # GetAuthorizationToken is account-wide: it has no resource-level permission.
@@ -266,7 +278,11 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                     [arns._arn("events", "rule/StepFunctionsGetEventsForBatchJobsRule")],
                 ),
                 allow("Alert", ["sns:Publish"], [arns.topic]),
-                allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+                # The key, only for the state machine's own data (definition, history:
+                # https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html)
+                # and for the messages of the encrypted alert topic.
+                _key_for(key_arn, "aws:states:stateMachineArn", arns.state_machine),
+                _key_for(key_arn, "aws:sns:topicArn", arns.topic),
                 # Log delivery and X-Ray APIs have no resource-level permissions.
                 allow(
                     "WorkflowLogs",
@@ -337,16 +353,7 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                 # The execution input is encrypted with the state machine's key, in the
                 # caller's name (https://docs.aws.amazon.com/step-functions/latest/dg/
                 # encryption-at-rest.html).
-                allow(
-                    "EncryptWorkflowInput",
-                    ["kms:Decrypt", "kms:GenerateDataKey"],
-                    [key_arn],
-                    Condition={
-                        "StringEquals": {
-                            "kms:EncryptionContext:aws:states:stateMachineArn": arns.state_machine
-                        }
-                    },
-                ),
+                _key_for(key_arn, "aws:states:stateMachineArn", arns.state_machine),
             ],
         ),
         "glue-crawler": (

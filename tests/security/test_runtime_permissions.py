@@ -318,11 +318,14 @@ def calls(live: Live) -> dict[str, list[Call]]:
                 for a in ("DescribeRule", "PutRule", "PutTargets")
             ),
             Call("stepfunctions", "sns:Publish", topic),
-            Call(
-                "stepfunctions",
-                "kms:GenerateDataKey",
-                key,
-                {"kms:EncryptionContext:aws:sns:topicArn": topic},
+            *(
+                Call(
+                    "stepfunctions",
+                    f"kms:{a}",
+                    key,
+                    {"kms:EncryptionContext:aws:sns:topicArn": topic},
+                )
+                for a in ("Decrypt", "GenerateDataKey")
             ),
             *(
                 Call(
@@ -618,3 +621,15 @@ def test_the_count_of_checked_calls(live: Live) -> None:
     counted = count(live)
     assert all(n > 0 for n in counted.values())
     assert sum(counted.values()) >= 100, counted
+
+
+def test_the_workflow_roles_may_use_the_key_only_for_this_state_machine(live: Live) -> None:
+    other = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:another"
+    for purpose in ("stepfunctions", "events"):
+        call = Call(
+            purpose,
+            "kms:GenerateDataKey",
+            live.key_arn,
+            {"kms:EncryptionContext:aws:states:stateMachineArn": other},
+        )
+        assert not decide(live, call)[0], purpose
