@@ -49,6 +49,10 @@ class DataBucketSpec(Strict):
     raw_expiration_days: Days = 30
 
 
+class AccessLogsSpec(Strict):
+    expiration_days: Days = 365
+
+
 class TableSpec(Strict):
     ttl_attribute: str = "expirationTime"
     ttl_days: Days = 30
@@ -59,6 +63,7 @@ class TableSpec(Strict):
 class StorageSpec(Strict):
     model_bucket: ModelBucketSpec = ModelBucketSpec()
     data_bucket: DataBucketSpec = DataBucketSpec()
+    access_logs: AccessLogsSpec = AccessLogsSpec()
     predictions_table: TableSpec = TableSpec()
 
 
@@ -278,6 +283,11 @@ class ThrottleSpec(Strict):
     quota_per_day: Annotated[int, Field(gt=0)] | None = 100_000
 
 
+class WafSpec(Strict):
+    # Requests one client IP may send in any 5 minutes before AWS WAF blocks it.
+    rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
+
+
 class ApiSpec(Strict):
     stage: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_]{1,128}$")] = "prod"
     auth: Literal["api_key", "iam", "none"] = "api_key"
@@ -286,6 +296,7 @@ class ApiSpec(Strict):
     logging_level: Literal["INFO", "ERROR", "OFF"] = "INFO"
     tracing: bool = True
     metrics: bool = True
+    waf: WafSpec = WafSpec()
 
 
 class StreamSpec(Strict):
@@ -465,6 +476,7 @@ class Names:
     kms_alias = property(lambda self: f"alias/{self.pipeline_id}")
     model_bucket = property(lambda self: self._n(f"models-{self.account}-{self.region}"))
     data_bucket = property(lambda self: self._n(f"data-{self.account}-{self.region}"))
+    access_log_bucket = property(lambda self: self._n(f"logs-{self.account}-{self.region}"))
     predictions_table = property(lambda self: self._n("predictions"))
 
     # Parameter Store registry
@@ -508,6 +520,8 @@ class Names:
     def security_group(self, purpose: str) -> str:
         return self._n(f"{purpose}-sg")
 
+    flow_log_group = property(lambda self: f"/aws/vpc-flow-logs/{self.pipeline_id}")
+
     def vpc_endpoint(self, service: str) -> str:
         return self._n("vpce-" + service.replace(".", "-"))
 
@@ -515,6 +529,7 @@ class Names:
     stream = property(lambda self: self._n("inference-stream"))
     stream_dlq = property(lambda self: self._n("stream-failures"))
     api_key = property(lambda self: self._n("api-key"))
+    web_acl = property(lambda self: self._n("api-waf"))
     usage_plan = property(lambda self: self._n("usage-plan"))
     # Statement id of the Lambda permission that lets the API invoke the preprocess function.
     api_invoke_sid = property(lambda self: self._n("api-invoke"))

@@ -11,6 +11,7 @@ from mlpipe.resources import (
     artifacts,
     batch,
     dynamodb,
+    flow_logs,
     iam,
     kinesis,
     kms,
@@ -20,6 +21,7 @@ from mlpipe.resources import (
     s3,
     sagemaker,
     ssm,
+    waf,
     workflow,
 )
 
@@ -32,10 +34,12 @@ MODULES = (
     iam,
     sagemaker,
     network,
+    flow_logs,
     lambdas,
     kinesis,
     api,
     api_access,
+    waf,
     monitoring,
     analytics,
     batch,

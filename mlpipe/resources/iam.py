@@ -132,6 +132,18 @@ def _lambda_common(arns: Arns, purpose: str, key_arn: Any) -> list[Statement]:
     ]
 
 
+def _key_for(key_arn: Any, context_key: str, arn: str) -> Statement:
+    """Use of the key for one resource's data only, by the encryption context its service
+    sets (e.g. `aws:states:stateMachineArn`)."""
+    sid = "KeyFor" + "".join(p[:1].upper() + p[1:] for p in context_key.split(":")[1:2])
+    return allow(
+        sid,
+        ["kms:Decrypt", "kms:GenerateDataKey"],
+        [key_arn],
+        Condition={"StringEquals": {f"kms:EncryptionContext:{context_key}": arn}},
+    )
+
+
 def _ecr_pull(arns: Arns, *images: str) -> list[Statement]:
     return [
         # GetAuthorizationToken is account-wide: it has no resource-level permission.
@@ -173,7 +185,6 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                         "kinesis:GetRecords",
                         "kinesis:GetShardIterator",
                         "kinesis:ListShards",
-                        "kinesis:SubscribeToShard",
                     ],
                     [arns.stream],
                 ),
@@ -196,6 +207,25 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                     "EndpointLogs",
                     ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                     [arns.log_group(f"/aws/sagemaker/Endpoints/{names.endpoint}")],
+                ),
+                # The models run in the VPC: SageMaker manages their network interfaces
+                # (https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html,
+                # CreateModel API: execution role permissions); EC2 offers no resource-level
+                # permission for the Describe calls.
+                allow(
+                    "VpcNetworkInterfaces",
+                    [
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeVpcs",
+                    ],
+                    "*",
                 ),
                 # PutMetricData has no resource-level permission; the namespace is pinned.
                 allow(
@@ -253,7 +283,11 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                     [arns._arn("events", "rule/StepFunctionsGetEventsForBatchJobsRule")],
                 ),
                 allow("Alert", ["sns:Publish"], [arns.topic]),
-                allow("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+                # The key, only for the state machine's own data (definition, history:
+                # https://docs.aws.amazon.com/step-functions/latest/dg/encryption-at-rest.html)
+                # and for the messages of the encrypted alert topic.
+                _key_for(key_arn, "aws:states:stateMachineArn", arns.state_machine),
+                _key_for(key_arn, "aws:sns:topicArn", arns.topic),
                 # Log delivery and X-Ray APIs have no resource-level permissions.
                 allow(
                     "WorkflowLogs",
@@ -305,9 +339,27 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                 allow("FindLogGroups", ["logs:DescribeLogGroups"], "*"),
             ],
         ),
+        "flow-logs": (
+            "vpc-flow-logs.amazonaws.com",
+            [
+                allow(
+                    "DeliverFlowLogs",
+                    ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                    [arns.log_group(names.flow_log_group)],
+                ),
+                # DescribeLogGroups has no resource-level permission.
+                allow("FindLogGroup", ["logs:DescribeLogGroups"], "*"),
+            ],
+        ),
         "events": (
             "events.amazonaws.com",
-            [allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine])],
+            [
+                allow("StartWorkflow", ["states:StartExecution"], [arns.state_machine]),
+                # The execution input is encrypted with the state machine's key, in the
+                # caller's name (https://docs.aws.amazon.com/step-functions/latest/dg/
+                # encryption-at-rest.html).
+                _key_for(key_arn, "aws:states:stateMachineArn", arns.state_machine),
+            ],
         ),
         "glue-crawler": (
             "glue.amazonaws.com",
@@ -356,11 +408,44 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
     }
 
 
-NO_SOURCE_ACCOUNT = ("ecs-tasks.amazonaws.com", "apigateway.amazonaws.com")
+def source_conditions(ctx: Context, purpose: str) -> dict[str, Any] | None:
+    """The confused-deputy condition of a role's trust policy: the source keys the service
+    that assumes the role documents setting (`aws:SourceAccount`, and `aws:SourceArn` where
+    it names the resource acting), or None where the service documents none."""
+    aws, arns = ctx.aws, Arns(ctx)
+    account = {"StringEquals": {"aws:SourceAccount": aws.account}}
+
+    def source_arn(arn: str) -> dict[str, Any]:
+        return {**account, "ArnLike": {"aws:SourceArn": arn}}
+
+    match purpose:
+        case "batch-job":
+            # ECS sets both for task roles, and only an account-wide ARN (no cluster):
+            # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html
+            return source_arn(arns._arn("ecs", "*"))
+        case "batch-execution" | "apigateway-logs":
+            # Neither the task execution role
+            # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html)
+            # nor API Gateway's account-wide CloudWatch Logs role
+            # (https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html)
+            # documents a source key: a condition on one would refuse the service itself.
+            return None
+        case "stepfunctions":
+            # https://docs.aws.amazon.com/step-functions/latest/dg/procedure-create-iam-role.html
+            return source_arn(arns.state_machine)
+        case "events":
+            # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html
+            return source_arn(arns._arn("events", f"rule/{ctx.names.schedule_rule}"))
+        case "flow-logs":
+            # https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html
+            return source_arn(arns._arn("ec2", "vpc-flow-log/*"))
+        case _:
+            # Lambda, SageMaker and Glue set the account they act for.
+            return account
 
 
-def trust(ctx: Context, service: str) -> dict[str, Any]:
-    condition = {"StringEquals": {"aws:SourceAccount": ctx.aws.account}}
+def trust(ctx: Context, purpose: str, service: str) -> dict[str, Any]:
+    condition = source_conditions(ctx, purpose)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -368,9 +453,7 @@ def trust(ctx: Context, service: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
-                # ECS tasks' trust is evaluated without a source account, and so is API
-                # Gateway's account-wide logging role.
-                **({} if service in NO_SOURCE_ACCOUNT else {"Condition": condition}),
+                **({"Condition": condition} if condition else {}),
             }
         ],
     }
@@ -415,7 +498,7 @@ class Role(Resource):
         return {
             "Path": self.ctx.names.role_path,
             "Description": f"mlpipe {self.ctx.names.pipeline_id}: {self.purpose}",
-            "AssumeRolePolicy": policy(trust(self.ctx, service)),
+            "AssumeRolePolicy": policy(trust(self.ctx, self.purpose, service)),
             "Policies": {"least-privilege": policy({"Statement": statements})},
             "ManagedPolicies": [],
             "Tags": self.tags,
@@ -481,6 +564,7 @@ ROLES = (
     "events",
     "glue-crawler",
     "apigateway-logs",
+    "flow-logs",
 )
 
 

@@ -96,6 +96,16 @@ class KmsKey(Resource):
                     },
                 },
                 {
+                    # Vended log delivery writes the encrypted state machine's execution logs
+                    # (https://docs.aws.amazon.com/step-functions/latest/dg/
+                    # encryption-at-rest.html).
+                    "Sid": "VendedLogDelivery",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                },
+                {
                     # Alarms and schedules publish to the encrypted alert topic.
                     "Sid": "AlertPublishers",
                     "Effect": "Allow",

@@ -32,8 +32,10 @@ ROUTE_TABLE = "ec2:private-routes"
 SG_LAMBDA = "ec2:sg-lambda"
 SG_BATCH = "ec2:sg-batch"
 SG_ENDPOINTS = "ec2:sg-endpoints"
+SG_SAGEMAKER = "ec2:sg-sagemaker"
 GATEWAY_ENDPOINTS = {"s3": "ec2:endpoint-s3", "dynamodb": "ec2:endpoint-dynamodb"}
 INTERFACE_ENDPOINTS = "ec2:interface-endpoints"
+DEFAULT_SG = "ec2:default-sg"
 
 HTTPS = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}
 GONE = ("deleted", "deleting", "rejected", "failed")
@@ -63,8 +65,54 @@ DYNAMODB_ACTIONS = [
         "UpdateItem",
     ]
 ]
+ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 # Services the handlers call that only an interface endpoint reaches from an isolated subnet.
 NEEDED = {"ssm": "the Lambdas and the Batch job read the model registry in Parameter Store"}
+
+
+def account_only(
+    ctx: Context, sid: str, actions: list[str] | str = "*", resources: list[str] | str = "*"
+) -> dict[str, Any]:
+    """An endpoint policy statement for principals of the pipeline's account acting on
+    resources of that account (the AWS data perimeter pattern, `aws:PrincipalAccount` and
+    `aws:ResourceAccount`: https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    reference_policies_condition-keys.html, https://github.com/aws-samples/
+    data-perimeter-policy-examples/tree/main/vpc_endpoint_policies)."""
+    account = ctx.aws.account
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": actions,
+        "Resource": resources,
+        "Condition": {
+            "StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}
+        },
+    }
+
+
+def interface_policy(ctx: Context, service: str) -> dict[str, Any]:
+    """An interface endpoint's policy: the account's principals on the account's resources,
+    and for ECR the registry of a Batch image another account (e.g. AWS's) owns."""
+    statements = [account_only(ctx, "AccountPrincipalsToAccountResources")]
+    registry = Arns(ctx).ecr_repository(ctx.spec.batch.image).split(":")[4]
+    if service.startswith("ecr.") and registry != ctx.aws.account:
+        statements.append(
+            {
+                "Sid": "AccountPrincipalsPullBatchImage",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ECR_PULL,
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "aws:PrincipalAccount": ctx.aws.account,
+                        "aws:ResourceAccount": registry,
+                    }
+                },
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def subnet_keys(spec: Spec) -> list[str]:
@@ -457,6 +505,7 @@ class SecurityGroup(Ec2):
         purpose: str,
         description: str,
         ingress_from: tuple[str, ...] = (),
+        egress_to: tuple[str, ...] = ("vpc", *GATEWAY_ENDPOINTS),
     ) -> None:
         super().__init__(
             ctx,
@@ -466,6 +515,8 @@ class SecurityGroup(Ec2):
         )
         self.description = description
         self.ingress_from = ingress_from
+        # HTTPS egress to the VPC's interface endpoints ("vpc") and gateway services.
+        self.egress_to = () if ingress_from else egress_to
 
     def read(self) -> Observed | None:
         group = self.find(self.ec2.describe_security_groups, "SecurityGroups")
@@ -483,13 +534,13 @@ class SecurityGroup(Ec2):
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         ingress = [{**HTTPS, "GroupId": refs(key, "id")} for key in self.ingress_from]
-        egress = []
-        if not self.ingress_from:
-            # Interface endpoints sit in the VPC; S3 and DynamoDB are reached through gateways.
-            egress = [{**HTTPS, "CidrIp": self.ctx.spec.network.cidr}] + [
-                {**HTTPS, "PrefixListId": prefix_list(self.ctx, service)}
-                for service in GATEWAY_ENDPOINTS
-            ]
+        # Interface endpoints sit in the VPC; S3 and DynamoDB are reached through gateways.
+        egress = [
+            {**HTTPS, "CidrIp": self.ctx.spec.network.cidr}
+            if to == "vpc"
+            else {**HTTPS, "PrefixListId": prefix_list(self.ctx, to)}
+            for to in self.egress_to
+        ]
         return {
             "VpcId": refs(VPC, "id"),
             "GroupName": self.physical,
@@ -542,6 +593,66 @@ class SecurityGroup(Ec2):
     def delete(self, observed: Observed) -> None:
         group_id = observed.outputs["id"]
         _delete(self.ctx, self.key, lambda: self.ec2.delete_security_group(GroupId=group_id))
+
+
+class DefaultSecurityGroup(Ec2):
+    """The VPC's default security group, which every VPC has and nothing here uses: emptied of
+    its rules (AWS FSBP EC2.2), tagged, and left to go with the VPC (it cannot be deleted)."""
+
+    resource_type = "security-group"
+    replace_on = ("VpcId",)
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "default-sg", ctx.names.security_group("default"), (VPC,))
+
+    def read(self) -> Observed | None:
+        vpc = Vpc(self.ctx).find(self.ec2.describe_vpcs, "Vpcs")
+        if vpc is None:
+            return None
+        group = self._group(vpc["VpcId"])
+        state = {
+            "VpcId": group["VpcId"],
+            "Ingress": rules(group["IpPermissions"]),
+            "Egress": rules(group["IpPermissionsEgress"]),
+            "Tags": tags_from_list(group.get("Tags")),
+        }
+        return self.observed(state, {"id": group["GroupId"]})
+
+    def _group(self, vpc_id: str) -> dict[str, Any]:
+        return dict(
+            self.ec2.describe_security_groups(
+                Filters=[
+                    {"Name": "vpc-id", "Values": [vpc_id]},
+                    {"Name": "group-name", "Values": ["default"]},
+                ]
+            )["SecurityGroups"][0]
+        )
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {"VpcId": refs(VPC, "id"), "Ingress": [], "Egress": [], "Tags": self.tags}
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        group = self.ctx.eventually(lambda: self._group(desired["VpcId"]), "InvalidVpcID.NotFound")
+        group_id = group["GroupId"]
+        self.ec2.create_tags(Resources=[group_id], Tags=tags_to_list(desired["Tags"]))
+        self._revoke(group_id, rules(group["IpPermissions"]), rules(group["IpPermissionsEgress"]))
+        return {"id": group_id}
+
+    def _revoke(self, group_id: str, ingress: list[Any], egress: list[Any]) -> None:
+        if ingress:
+            self.ec2.revoke_security_group_ingress(
+                GroupId=group_id, IpPermissions=permissions(ingress)
+            )
+        if egress:
+            self.ec2.revoke_security_group_egress(
+                GroupId=group_id, IpPermissions=permissions(egress)
+            )
+
+    def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
+        self._revoke(observed.outputs["id"], observed.state["Ingress"], observed.state["Egress"])
+
+    def delete(self, observed: Observed) -> None:
+        """Nothing to do: the default group is deleted with its VPC."""
 
 
 class Endpoints(Ec2):
@@ -624,41 +735,44 @@ class GatewayEndpoint(Endpoints):
         }
 
     def _policy(self) -> dict[str, Any]:
-        """Only the pipeline's own buckets / table are reachable through the endpoint."""
+        """Only the pipeline's own buckets / table, and only for the account's principals."""
         arns, names = Arns(self.ctx), self.ctx.names
-        statements: list[dict[str, Any]]
         if self.service == "s3":
             buckets = [names.model_bucket, names.data_bucket]
             statements = [
-                {
-                    "Sid": "PipelineBuckets",
-                    "Action": S3_ACTIONS,
-                    "Resource": [arns.bucket(b) for b in buckets]
-                    + [arns.bucket(b, "/*") for b in buckets],
-                }
+                account_only(
+                    self.ctx,
+                    "PipelineBuckets",
+                    S3_ACTIONS,
+                    [arns.bucket(b) for b in buckets] + [arns.bucket(b, "/*") for b in buckets],
+                )
             ]
             if "ecr.dkr" in self.ctx.spec.network.interface_endpoints:
-                # ECR serves image layers from this AWS bucket, reached through the gateway.
+                # ECR serves image layers from this AWS-owned bucket, reached through the
+                # gateway with a URL ECR's own account presigned: neither the principal nor the
+                # bucket is the pipeline's account (ECR user guide, "Minimum Amazon S3 bucket
+                # permissions for Amazon ECR",
+                # https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html).
                 layers = f"prod-{self.ctx.aws.region}-starport-layer-bucket"
                 statements.append(
                     {
                         "Sid": "EcrImageLayers",
+                        "Effect": "Allow",
+                        "Principal": "*",
                         "Action": ["s3:GetObject"],
                         "Resource": [arns.bucket(layers, "/*")],
                     }
                 )
         else:
             statements = [
-                {
-                    "Sid": "PredictionsTable",
-                    "Action": DYNAMODB_ACTIONS,
-                    "Resource": [arns.table, f"{arns.table}/index/*"],
-                }
+                account_only(
+                    self.ctx,
+                    "PredictionsTable",
+                    DYNAMODB_ACTIONS,
+                    [arns.table, f"{arns.table}/index/*"],
+                )
             ]
-        return {
-            "Version": "2012-10-17",
-            "Statement": [{**s, "Effect": "Allow", "Principal": "*"} for s in statements],
-        }
+        return {"Version": "2012-10-17", "Statement": statements}
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         endpoint_id = self.create_endpoint(
@@ -720,6 +834,7 @@ class InterfaceEndpoints(Endpoints):
                 "SubnetIds": sorted(endpoint.get("SubnetIds", [])),
                 "SecurityGroupIds": sorted(g["GroupId"] for g in endpoint.get("Groups", [])),
                 "PrivateDnsEnabled": endpoint.get("PrivateDnsEnabled", False),
+                "PolicyDocument": policy(endpoint.get("PolicyDocument")),
                 "Tags": tags_from_list(endpoint.get("Tags")),
             }
         return Observed({"Endpoints": endpoints}, {"ids": ids})
@@ -736,6 +851,7 @@ class InterfaceEndpoints(Endpoints):
                     "SubnetIds": subnet_ids,
                     "SecurityGroupIds": [refs(SG_ENDPOINTS, "id")],
                     "PrivateDnsEnabled": True,
+                    "PolicyDocument": policy(interface_policy(self.ctx, service)),
                     "Tags": self.named(self.ctx.names.vpc_endpoint(service)),
                 }
                 for service in self.ctx.spec.network.interface_endpoints
@@ -758,6 +874,7 @@ class InterfaceEndpoints(Endpoints):
             SubnetIds=endpoint["SubnetIds"],
             SecurityGroupIds=endpoint["SecurityGroupIds"],
             PrivateDnsEnabled=endpoint["PrivateDnsEnabled"],
+            PolicyDocument=json.dumps(endpoint["PolicyDocument"]),
         )
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
@@ -792,6 +909,8 @@ class InterfaceEndpoints(Endpoints):
         }
         if live["PrivateDnsEnabled"] != want["PrivateDnsEnabled"]:
             params["PrivateDnsEnabled"] = want["PrivateDnsEnabled"]
+        if live["PolicyDocument"] != want["PolicyDocument"]:
+            params["PolicyDocument"] = json.dumps(want["PolicyDocument"])
         if params:
             self.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint_id, **params)
         if live["Tags"] != want["Tags"]:
@@ -823,6 +942,13 @@ def resources(ctx: Context) -> list[Resource]:
             "mlpipe interface endpoints: HTTPS from the Lambdas and Batch jobs",
             ingress_from=(SG_LAMBDA, SG_BATCH),
         ),
+        # With network isolation the model container makes no call; SageMaker fetches the
+        # model artifacts through the VPC, from S3 only (its gateway endpoint). Images are
+        # pulled by the platform (RepositoryAccessMode Platform), not through the VPC.
+        SecurityGroup(
+            ctx, "sagemaker", "mlpipe SageMaker models: HTTPS to S3 only", egress_to=("s3",)
+        ),
         *(GatewayEndpoint(ctx, service) for service in GATEWAY_ENDPOINTS),
         InterfaceEndpoints(ctx),
+        DefaultSecurityGroup(ctx),
     ]

@@ -1,4 +1,5 @@
-"""The model and data buckets: versioned, SSE-KMS, private, TLS-only, with lifecycle rules."""
+"""The model and data buckets: versioned, SSE-KMS, private, TLS-only, with lifecycle rules,
+and server access logs in a bucket of their own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mlpipe.core.errors import MlpipeError, error_code
 from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
 from mlpipe.resources.kms import KEY
 
+ACCESS_LOGS = "s3:access-logs"
 PUBLIC_ACCESS_BLOCKED = {
     "BlockPublicAcls": True,
     "IgnorePublicAcls": True,
@@ -45,11 +47,18 @@ class Bucket(AspectResource):
     kind = "s3"
 
     def __init__(
-        self, ctx: Context, name: str, physical: str, rules: list[dict[str, Any]], retain: bool
+        self,
+        ctx: Context,
+        name: str,
+        physical: str,
+        rules: list[dict[str, Any]],
+        retain: bool,
+        logged: bool = True,
     ) -> None:
-        super().__init__(ctx, name, physical, depends_on=(KEY,))
+        super().__init__(ctx, name, physical, depends_on=(KEY, ACCESS_LOGS) if logged else (KEY,))
         self.rules = sorted(rules, key=lambda r: r["ID"])
         self.retain = retain
+        self.logged = logged
 
     @property
     def arn(self) -> str:
@@ -104,6 +113,7 @@ class Bucket(AspectResource):
             "Policy": self._get(
                 s3.get_bucket_policy, "NoSuchBucketPolicy", lambda r: policy(r["Policy"])
             ),
+            "Logging": _logging(s3.get_bucket_logging(Bucket=self.physical)),
             "Tags": tags,
         }
         return Observed(state, self._outputs(), self.ctx.owns(tags))
@@ -137,6 +147,12 @@ class Bucket(AspectResource):
                     ],
                 }
             ),
+            "Logging": {
+                "TargetBucket": self.ctx.names.access_log_bucket,
+                "TargetPrefix": f"{self.physical}/",
+            }
+            if self.logged
+            else None,
             "Tags": self.tags,
         }
 
@@ -155,8 +171,7 @@ class Bucket(AspectResource):
                     "Rules": [
                         {
                             "ApplyServerSideEncryptionByDefault": {
-                                "SSEAlgorithm": v["SSEAlgorithm"],
-                                "KMSMasterKeyID": v["KMSMasterKeyID"],
+                                k: v[k] for k in ("SSEAlgorithm", "KMSMasterKeyID") if v.get(k)
                             },
                             "BucketKeyEnabled": v["BucketKeyEnabled"],
                         }
@@ -173,6 +188,9 @@ class Bucket(AspectResource):
             "Tags": lambda v: s3.put_bucket_tagging(
                 Bucket=bucket, Tagging={"TagSet": tags_to_list(v)}
             ),
+            "Logging": lambda v: s3.put_bucket_logging(
+                Bucket=bucket, BucketLoggingStatus={"LoggingEnabled": v}
+            ),
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
@@ -186,7 +204,8 @@ class Bucket(AspectResource):
         order = ["Tags", *(a for a in self.aspects() if a != "Tags")]
         setters = self.aspects()
         for aspect in order:
-            setters[aspect](desired[aspect])
+            if desired[aspect] is not None:
+                setters[aspect](desired[aspect])
         return self._outputs()
 
     def delete(self, observed: Observed) -> None:
@@ -205,6 +224,56 @@ class Bucket(AspectResource):
         s3.delete_bucket(Bucket=self.physical)
 
 
+class AccessLogBucket(Bucket):
+    """Where S3 delivers the server access logs of the other buckets. S3-managed encryption:
+    log delivery does not support SSE-KMS destination buckets
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
+    Only the logging service, for this account's buckets, may write (the bucket-policy form of
+    that page; object ownership is enforced, so no ACL grant)."""
+
+    def __init__(self, ctx: Context, sources: list[str]) -> None:
+        days = ctx.spec.storage.access_logs.expiration_days
+        rules = [
+            _rule("expire-logs", Expiration={"Days": days}),
+            # Expired logs become noncurrent versions: remove those the day after.
+            _rule("remove-expired-logs", NoncurrentVersionExpiration={"NoncurrentDays": 1}),
+        ]
+        super().__init__(
+            ctx, "access-logs", ctx.names.access_log_bucket, rules, retain=False, logged=False
+        )
+        self.sources = sources
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        desired = super().desired(refs)
+        desired["Encryption"] = {
+            "SSEAlgorithm": "AES256",
+            "KMSMasterKeyID": None,
+            "BucketKeyEnabled": False,
+        }
+        part = self.ctx.aws.partition
+        delivery = {
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"{self.arn}/*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": [f"arn:{part}:s3:::{b}" for b in self.sources]},
+                "StringEquals": {"aws:SourceAccount": self.ctx.aws.account},
+            },
+        }
+        statements = desired["Policy"]["Statement"]
+        desired["Policy"] = policy({"Version": "2012-10-17", "Statement": [*statements, delivery]})
+        return desired
+
+
+def _logging(answer: dict[str, Any]) -> dict[str, Any] | None:
+    enabled = answer.get("LoggingEnabled")
+    if not enabled:
+        return None
+    return {"TargetBucket": enabled["TargetBucket"], "TargetPrefix": enabled["TargetPrefix"]}
+
+
 def _encryption(rule: dict[str, Any]) -> dict[str, Any]:
     default = rule["ApplyServerSideEncryptionByDefault"]
     return {
@@ -218,6 +287,7 @@ def resources(ctx: Context) -> list[Resource]:
     storage, names = ctx.spec.storage, ctx.names
     abort = {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
     return [
+        AccessLogBucket(ctx, [names.model_bucket, names.data_bucket]),
         Bucket(
             ctx,
             "models",

@@ -47,7 +47,7 @@ from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.executor import Report, Status, execute
 from mlpipe.core.plan import Action, Plan, plan_apply
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources import artifacts, autoscaling, iam, kms, s3, ssm
+from mlpipe.resources import artifacts, autoscaling, iam, kms, network, s3, ssm
 from mlpipe.spec import EndpointSpec, VariantSpec
 
 MODELS = "sagemaker:models"
@@ -221,7 +221,19 @@ def _missing(exc: Exception) -> bool:
 # --- Models -------------------------------------------------------------------------------------
 
 # Properties a Model is created with and never changes (a version's artifact is immutable).
-MODEL_FIXED = ("Image", "ModelDataUrl", "ExecutionRoleArn")
+MODEL_FIXED = ("Image", "ModelDataUrl", "ExecutionRoleArn", "VpcConfig")
+
+
+def network_keys(ctx: Context) -> tuple[str, ...]:
+    """The isolated subnets and the security group the models run in."""
+    return (network.SG_SAGEMAKER, *network.subnet_keys(ctx.spec))
+
+
+def _vpc_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The models' VpcConfig, lists sorted once their ids are known."""
+    if not config:
+        return None
+    return {k: sorted(v) if all(isinstance(i, str) for i in v) else v for k, v in config.items()}
 
 
 class Models(_Served):
@@ -235,7 +247,7 @@ class Models(_Served):
             "models",
             f"{ctx.names.model_prefix}*",
             serving,
-            depends_on=(ROLE, DEPLOYMENT, *metadata, *uploads),
+            depends_on=(ROLE, DEPLOYMENT, *metadata, *uploads, *network_keys(ctx)),
         )
         self._metadata: dict[str, dict[str, Any]] = {}
         self._unavailable: list[str] = []
@@ -264,6 +276,7 @@ class Models(_Served):
                 "Image": container.get("Image"),
                 "ModelDataUrl": container.get("ModelDataUrl"),
                 "ExecutionRoleArn": model.get("ExecutionRoleArn"),
+                "VpcConfig": _vpc_config(model.get("VpcConfig")),
                 "Tags": tags_from_list(sm.list_tags(ResourceArn=model["ModelArn"])["Tags"]),
             }
         if not models:
@@ -284,6 +297,12 @@ class Models(_Served):
                 if registered
                 else refs(artifacts.artifact_key(version), "s3Path"),
                 "ExecutionRoleArn": refs(ROLE, "arn"),
+                "VpcConfig": _vpc_config(
+                    {
+                        "SecurityGroupIds": [refs(network.SG_SAGEMAKER, "id")],
+                        "Subnets": [refs(k, "id") for k in network.subnet_keys(self.ctx.spec)],
+                    }
+                ),
                 "Tags": self.tags,
             }
         return {"Models": models}
@@ -323,6 +342,7 @@ class Models(_Served):
                 ModelName=name,
                 PrimaryContainer={"Image": model["Image"], "ModelDataUrl": model["ModelDataUrl"]},
                 ExecutionRoleArn=model["ExecutionRoleArn"],
+                VpcConfig=model["VpcConfig"],
                 EnableNetworkIsolation=True,
                 Tags=tags_to_list(model["Tags"]),
             ),
@@ -784,8 +804,13 @@ def deploy(ctx: Context, state: DeploymentState, *, timeout: float | None = None
     keys = {r.key for r in serving}
     support = [
         r
-        for r in [*kms.resources(ctx), *s3.resources(ctx), *iam.resources(ctx)]
-        if r.key in (kms.KEY, MODEL_BUCKET, ROLE)
+        for r in [
+            *kms.resources(ctx),
+            *s3.resources(ctx),
+            *iam.resources(ctx),
+            *network.resources(ctx),
+        ]
+        if r.key in (kms.KEY, MODEL_BUCKET, ROLE, network.VPC, *network_keys(ctx))
     ]
     plan = plan_apply([*support, *serving])
     missing = [s.key for s in plan.steps if s.key not in keys and s.action is Action.CREATE]

@@ -25,6 +25,7 @@ from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
 from mlpipe.resources.iam import Arns, role_key
+from mlpipe.resources.kms import KEY
 from mlpipe.resources.logs import LogGroup
 
 STATE_MACHINE = "states:batch-workflow"
@@ -42,6 +43,7 @@ BATCH_ERRORS = [
 ]
 # Time kept after the shard tasks' timeout for the failure alert, at most.
 ALERT_SECONDS = 300
+KEY_REUSE_SECONDS = 300
 # Errors while the new execution role is not yet usable by Step Functions.
 ROLE_NOT_READY = ("states-role-not-assumable", "states-logging-role-not-ready")
 
@@ -141,7 +143,7 @@ class StateMachine(Resource):
             ctx,
             "batch-workflow",
             ctx.names.state_machine,
-            depends_on=(QUEUE, JOB_DEFINITION, role_key("stepfunctions"), LOG_GROUP),
+            depends_on=(QUEUE, JOB_DEFINITION, role_key("stepfunctions"), LOG_GROUP, KEY),
         )
 
     @property
@@ -177,6 +179,8 @@ class StateMachine(Resource):
             "TracingConfiguration": {
                 "enabled": (live.get("tracingConfiguration") or {}).get("enabled", False)
             },
+            "EncryptionConfiguration": live.get("encryptionConfiguration")
+            or {"type": "AWS_OWNED_KEY"},
             "Tags": tags,
         }
         outputs = {"name": self.physical, "arn": live["stateMachineArn"]}
@@ -208,6 +212,13 @@ class StateMachine(Resource):
                 ],
             },
             "TracingConfiguration": {"enabled": True},
+            # Definition and execution history encrypted with the pipeline key; the data key
+            # is reused for AWS's default period (API_EncryptionConfiguration).
+            "EncryptionConfiguration": {
+                "type": "CUSTOMER_MANAGED_KMS_KEY",
+                "kmsKeyId": refs(KEY, "arn"),
+                "kmsDataKeyReusePeriodSeconds": KEY_REUSE_SECONDS,
+            },
             "Tags": self.tags,
         }
 
@@ -220,6 +231,7 @@ class StateMachine(Resource):
                 roleArn=desired["RoleArn"],
                 loggingConfiguration=desired["LoggingConfiguration"],
                 tracingConfiguration=desired["TracingConfiguration"],
+                encryptionConfiguration=desired["EncryptionConfiguration"],
                 tags=tags_to_list(desired["Tags"], "key", "value"),
             ),
             *ROLE_NOT_READY,
@@ -234,6 +246,7 @@ class StateMachine(Resource):
             ("RoleArn", "roleArn"),
             ("LoggingConfiguration", "loggingConfiguration"),
             ("TracingConfiguration", "tracingConfiguration"),
+            ("EncryptionConfiguration", "encryptionConfiguration"),
         ):
             if changes.touches(prop):
                 params[param] = desired[prop]

@@ -12,7 +12,7 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
 from mlpipe.local import moto_ext
-from mlpipe.resources import artifacts, iam, kms, s3, sagemaker, ssm
+from mlpipe.resources import artifacts, iam, kms, network, s3, sagemaker, ssm
 from mlpipe.resources.sagemaker import DeploymentState, Variant
 
 REGION = "us-east-1"
@@ -49,7 +49,8 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
 
 def resources(ctx: Context) -> list[Resource]:
     """The serving resources and everything they depend on."""
-    return [r for m in (kms, s3, artifacts, ssm, iam, sagemaker) for r in m.resources(ctx)]
+    modules = (kms, s3, artifacts, ssm, iam, network, sagemaker)
+    return [r for m in modules for r in m.resources(ctx)]
 
 
 def client(service: str) -> Any:

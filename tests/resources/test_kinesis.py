@@ -103,6 +103,8 @@ def test_stream_processor_role_is_scoped_to_this_stream_and_queue(
     ]
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     assert by_sid["ReadStream"]["Resource"] == [applied.outputs[STREAM]["arn"]]
+    # SubscribeToShard takes a consumer ARN (enhanced fan-out), which the pipeline has none of.
+    assert "kinesis:SubscribeToShard" not in by_sid["ReadStream"]["Action"]
     assert by_sid["KeepFailedRecords"]["Resource"] == [applied.outputs[QUEUE]["arn"]]
     assert by_sid["KeepFailedRecords"]["Action"] == ["sqs:SendMessage"]
     assert by_sid["UseKey"]["Resource"] == [applied.outputs[KEY]["arn"]]

@@ -157,8 +157,11 @@ def test_schedule_starts_the_state_machine_with_a_role_that_may_only_do_that(
             "Statement"
         ]
     ]
-    assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == [
-        ("Allow", ["states:StartExecution"], [machine_arn])
+    key_arn = report.outputs["kms:key"]["arn"]
+    assert sorted((s["Effect"], s["Action"], s["Resource"]) for s in statements) == [
+        # The execution input is encrypted with the state machine's key.
+        ("Allow", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn]),
+        ("Allow", ["states:StartExecution"], [machine_arn]),
     ]
     trust = client.get_role(RoleName=role["name"])["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": ["events.amazonaws.com"]}
