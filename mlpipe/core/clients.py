@@ -100,21 +100,26 @@ class Aws:
             )
         return region
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, once: bool = False) -> Any:
+        """The service's client; `once`: one that never retries, for a create AWS does not
+        make idempotent (`Context.create_once` decides what to do after a failed attempt)."""
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get(f"{service}:once" if once else service)
             if client is None:
+                config = self.config
+                if once:
+                    config = config.merge(Config(retries={"total_max_attempts": 1}))
                 try:
                     client = self.session.client(
                         service,
                         region_name=self.region,
                         endpoint_url=self.endpoint_url,
-                        config=self.config,
+                        config=config,
                     )
                 except NoRegionError as exc:  # pragma: no cover - region checked above
                     raise MlpipeError(str(exc)) from exc
                 client.meta.events.register("before-call", self._recorder(service))
-                self._clients[service] = client
+                self._clients[f"{service}:once" if once else service] = client
             return client
 
     def _recorder(self, service: str) -> Any:

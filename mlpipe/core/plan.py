@@ -10,7 +10,7 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from mlpipe.core.diff import Diff, show
-from mlpipe.core.resource import Observed, Refs, Resource
+from mlpipe.core.resource import Extra, Observed, Refs, Resource
 
 
 class Action(StrEnum):
@@ -117,7 +117,36 @@ def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
             observed.outputs if observed and step.action is not Action.REPLACE else None
         )
         steps.append(step)
-    return Plan(steps)
+    return Plan(steps + _extras(order, live))
+
+
+def _extras(order: Sequence[Resource], live: dict[str, Observed | None]) -> list[Step]:
+    """Deletes of the extra instances a crash or race left, each after the resources that
+    depend on what it duplicates (they move to the kept instance first) and their extras."""
+    dependents: dict[str, list[str]] = {r.key: [] for r in order}
+    for resource in order:
+        for dep in resource.depends_on:
+            dependents.setdefault(dep, []).append(resource.key)
+    found: dict[str, list[Step]] = {}
+    for resource in reversed(order):  # dependents first: their extras are known
+        observed = live[resource.key]
+        if observed is None or not observed.extras:
+            continue
+        after = tuple(
+            key
+            for dependent in dependents[resource.key]
+            for key in (dependent, *(s.key for s in found.get(dependent, [])))
+        )
+        found[resource.key] = [
+            Step(
+                Extra(resource, index, after),
+                Action.DELETE,
+                extra,
+                notes=[f"another {resource.key} of this pipeline, left by a crash or a race"],
+            )
+            for index, extra in enumerate(observed.extras, start=1)
+        ]
+    return [step for resource in order for step in found.get(resource.key, [])]
 
 
 def plan_destroy(resources: Sequence[Resource], force: bool = False, parallelism: int = 8) -> Plan:

@@ -66,7 +66,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
-from mlpipe.local import faults
+from mlpipe.local import ext_idempotency, ext_tags, faults
 
 __all__ = [
     "ENDPOINT_TRANSITION_SECONDS",
@@ -113,6 +113,8 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
+        ext_idempotency.install(_wrap)
+        ext_tags.install(_wrap)
         faults.install(_wrap)
         _installed = True
 

@@ -15,6 +15,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
@@ -145,6 +146,10 @@ class Ec2(Resource):
 
     kind = "ec2"
     resource_type: ClassVar[str]
+    # How to list the instances tagged with the key: call, list field, id field.
+    describe: ClassVar[str]
+    listed: ClassVar[str]
+    id_field: ClassVar[str]
 
     @property
     def ec2(self) -> Any:
@@ -166,15 +171,47 @@ class Ec2(Resource):
     def tag_specs(self, tags: Mapping[str, str]) -> list[dict[str, Any]]:
         return [{"ResourceType": self.resource_type, "Tags": tags_to_list(tags)}]
 
-    def find(self, describe: Callable[..., Any], field: str, **extra: Any) -> dict[str, Any] | None:
-        """The one live resource tagged with this key, or None."""
-        found = describe(Filters=self.tag_filters(), **extra)[field]
-        if len(found) > 1:
-            raise MlpipeError(
-                f"{len(found)} EC2 resources are tagged {RESOURCE_TAG}={self.key} for "
-                f"{self.ctx.names.pipeline_id}: delete all but one"
-            )
+    def tagged(self) -> list[dict[str, Any]]:
+        """Every live instance tagged with this key, the one to keep first."""
+        found = getattr(self.ec2, self.describe)(Filters=self.tag_filters())[self.listed]
+        if len(found) > 1 and self.key != VPC:
+            vpc = self.kept_vpc()
+            return sorted(found, key=lambda i: (i.get("VpcId") != vpc, i[self.id_field]))
+        return sorted(found, key=lambda i: i[self.id_field])
+
+    def kept_vpc(self) -> str | None:
+        """The VPC kept when a crash or race left more than one: the lowest id."""
+        found = self.ec2.describe_vpcs(
+            Filters=[
+                {"Name": f"tag:{OWNER_TAG}", "Values": [self.ctx.names.pipeline_id]},
+                {"Name": f"tag:{RESOURCE_TAG}", "Values": [VPC]},
+            ]
+        )["Vpcs"]
+        return min((v["VpcId"] for v in found), default=None)
+
+    def find(self) -> dict[str, Any] | None:
+        """The live instance to keep, or None."""
+        found = self.tagged()
         return found[0] if found else None
+
+    def observe(self, item: dict[str, Any]) -> Observed:
+        raise NotImplementedError
+
+    def read(self) -> Observed | None:
+        kept, *extras = self.tagged() or [None]
+        if kept is None:
+            return None
+        return replace(self.observe(kept), extras=tuple(self.observe(e) for e in extras))
+
+    def create_tagged(self, call: str, field: str, **params: Any) -> dict[str, Any]:
+        """Create with the creation tags; made once (`Context.create_once`)."""
+
+        def create(ec2: Any) -> dict[str, Any]:
+            tags = self.tag_specs(self.ctx.creation_tags(self.tags))
+            answer = getattr(ec2, call)(**params, TagSpecifications=tags)
+            return dict(answer[field]) if field else dict(answer)
+
+        return self.create_once("ec2", create, self.find)
 
     def sync_tags(
         self, resource_id: str, current: Mapping[str, str], desired: Mapping[str, str]
@@ -203,16 +240,14 @@ class Ec2(Resource):
 
 class Vpc(Ec2):
     resource_type = "vpc"
+    describe, listed, id_field = "describe_vpcs", "Vpcs", "VpcId"
     replace_on = ("CidrBlock",)
     ATTRIBUTES: ClassVar[tuple[str, ...]] = ("EnableDnsSupport", "EnableDnsHostnames")
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "vpc", ctx.names.vpc)
 
-    def read(self) -> Observed | None:
-        vpc = self.find(self.ec2.describe_vpcs, "Vpcs")
-        if vpc is None:
-            return None
+    def observe(self, vpc: dict[str, Any]) -> Observed:
         vpc_id = vpc["VpcId"]
         state = {"CidrBlock": vpc["CidrBlock"], "Tags": tags_from_list(vpc.get("Tags"))}
         for attribute in self.ATTRIBUTES:
@@ -230,9 +265,7 @@ class Vpc(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        vpc = self.ec2.create_vpc(
-            CidrBlock=desired["CidrBlock"], TagSpecifications=self.tag_specs(desired["Tags"])
-        )["Vpc"]
+        vpc = self.create_tagged("create_vpc", "Vpc", CidrBlock=desired["CidrBlock"])
         self.ec2.get_waiter("vpc_available").wait(VpcIds=[vpc["VpcId"]])
         self._set_attributes(vpc["VpcId"], desired, None)
         return {"id": vpc["VpcId"]}
@@ -253,16 +286,14 @@ class Vpc(Ec2):
 
 class Subnet(Ec2):
     resource_type = "subnet"
+    describe, listed, id_field = "describe_subnets", "Subnets", "SubnetId"
     replace_on = ("VpcId", "CidrBlock", "AvailabilityZone")
 
     def __init__(self, ctx: Context, index: int) -> None:
         super().__init__(ctx, f"subnet-{index}", ctx.names.subnet(index), depends_on=(VPC,))
         self.index = index
 
-    def read(self) -> Observed | None:
-        subnet = self.find(self.ec2.describe_subnets, "Subnets")
-        if subnet is None:
-            return None
+    def observe(self, subnet: dict[str, Any]) -> Observed:
         state = {
             "VpcId": subnet["VpcId"],
             "CidrBlock": subnet["CidrBlock"],
@@ -282,12 +313,13 @@ class Subnet(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        subnet = self.ec2.create_subnet(
+        subnet = self.create_tagged(
+            "create_subnet",
+            "Subnet",
             VpcId=desired["VpcId"],
             CidrBlock=desired["CidrBlock"],
             AvailabilityZone=desired["AvailabilityZone"],
-            TagSpecifications=self.tag_specs(desired["Tags"]),
-        )["Subnet"]
+        )
         if subnet["MapPublicIpOnLaunch"] != desired["MapPublicIpOnLaunch"]:
             self._set_public_ip(subnet["SubnetId"], desired["MapPublicIpOnLaunch"])
         return {"id": subnet["SubnetId"], "az": subnet["AvailabilityZone"]}
@@ -349,6 +381,7 @@ def _foreign_routes(routes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 class RouteTable(Ec2):
     resource_type = "route-table"
+    describe, listed, id_field = "describe_route_tables", "RouteTables", "RouteTableId"
     replace_on = ("VpcId",)
 
     def __init__(self, ctx: Context) -> None:
@@ -358,13 +391,7 @@ class RouteTable(Ec2):
         )
         self.subnets = subnets
 
-    def _live(self) -> dict[str, Any] | None:
-        return self.find(self.ec2.describe_route_tables, "RouteTables")
-
-    def read(self) -> Observed | None:
-        table = self._live()
-        if table is None:
-            return None
+    def observe(self, table: dict[str, Any]) -> Observed:
         state = {
             "VpcId": table["VpcId"],
             "SubnetIds": sorted(a["SubnetId"] for a in table["Associations"] if "SubnetId" in a),
@@ -396,7 +423,8 @@ class RouteTable(Ec2):
     def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
         table_id = observed.outputs["id"]
         if changes.touches("SubnetIds"):
-            live = {a["SubnetId"]: a["RouteTableAssociationId"] for a in self._associations()}
+            associations = self._associations(table_id)
+            live = {a["SubnetId"]: a["RouteTableAssociationId"] for a in associations}
             for subnet_id in sorted(set(desired["SubnetIds"]) - set(live)):
                 self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
             for subnet_id in sorted(set(live) - set(desired["SubnetIds"])):
@@ -406,14 +434,19 @@ class RouteTable(Ec2):
                 destination = {k: v for k, v in route.items() if k.startswith("Destination")}
                 self.ec2.delete_route(RouteTableId=table_id, **destination)
 
-    def _associations(self) -> list[dict[str, Any]]:
-        table = self._live() or {"Associations": []}
-        return [a for a in table["Associations"] if "SubnetId" in a]
+    def _associations(self, table_id: str) -> list[dict[str, Any]]:
+        try:
+            tables = self.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return []
+            raise
+        return [a for t in tables for a in t["Associations"] if "SubnetId" in a]
 
     def delete(self, observed: Observed) -> None:
-        for association in self._associations():
-            self.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
         table_id = observed.outputs["id"]
+        for association in self._associations(table_id):
+            self.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
         _delete(self.ctx, self.key, lambda: self.ec2.delete_route_table(RouteTableId=table_id))
 
 
@@ -449,6 +482,7 @@ def permissions(flat: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 class SecurityGroup(Ec2):
     resource_type = "security-group"
+    describe, listed, id_field = "describe_security_groups", "SecurityGroups", "GroupId"
     replace_on = ("VpcId", "GroupName", "Description")
 
     def __init__(
@@ -467,10 +501,7 @@ class SecurityGroup(Ec2):
         self.description = description
         self.ingress_from = ingress_from
 
-    def read(self) -> Observed | None:
-        group = self.find(self.ec2.describe_security_groups, "SecurityGroups")
-        if group is None:
-            return None
+    def observe(self, group: dict[str, Any]) -> Observed:
         state = {
             "VpcId": group["VpcId"],
             "GroupName": group["GroupName"],
@@ -500,11 +531,12 @@ class SecurityGroup(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        group_id = self.ec2.create_security_group(
+        group_id = self.create_tagged(
+            "create_security_group",
+            "",
             GroupName=desired["GroupName"],
             Description=desired["Description"],
             VpcId=desired["VpcId"],
-            TagSpecifications=self.tag_specs(desired["Tags"]),
         )["GroupId"]
         created = self.ctx.eventually(
             lambda: self.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0],
@@ -601,10 +633,12 @@ class GatewayEndpoint(Endpoints):
         self.service = service
 
     def read(self) -> Observed | None:
-        found = self.live("Gateway")
-        if not found:
+        kept, *extras = sorted(self.live("Gateway"), key=lambda e: e["VpcEndpointId"]) or [None]
+        if kept is None:
             return None
-        endpoint = found[0]
+        return replace(self.observe(kept), extras=tuple(self.observe(e) for e in extras))
+
+    def observe(self, endpoint: dict[str, Any]) -> Observed:
         state = {
             "VpcId": endpoint["VpcId"],
             "ServiceName": endpoint["ServiceName"],
