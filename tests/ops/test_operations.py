@@ -143,9 +143,9 @@ def test_bad_weights_change_nothing(runner: Runner) -> None:
 
 def test_a_held_lock_refuses_a_second_operation(runner: Runner) -> None:
     ctx = runner.ctx
-    with operation_lock(ctx, "traffic"):
-        with pytest.raises(LockHeld, match="another operation holds the lock"):
-            deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
+    held = pytest.raises(LockHeld, match="another operation holds the lock")
+    with operation_lock(ctx, "traffic"), held:
+        deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
     assert live(ctx)["ModelA"][0] == 0.8
 
 
