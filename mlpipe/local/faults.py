@@ -10,8 +10,12 @@ A fault plan is a seed and a list of rules. A rule names the calls it applies to
   connection reset (in-process) or a 500 (over HTTP), and botocore retries the call;
 - ``refuse``: an error of the rule's ``code``/``status``/``message`` before the call, which
   botocore does not retry;
-- ``delay``: the call waits ``seconds`` before it runs.
+- ``delay``: the call waits ``seconds`` before it runs;
+- ``kill``: the call takes effect, then the caller dies: :class:`Killed` (a ``BaseException``,
+  so no ``except Exception`` stops it) is raised in the caller's thread; over HTTP, where the
+  caller is another process, the answer is lost instead.
 
+``writes`` limits a rule to calls that can change something (not Describe/Get/List...).
 ``times`` bounds how many calls a rule hits (``None``: every one), ``after`` lets that many
 matching calls through first, and ``rate`` is the probability of a hit, drawn from the plan's
 seeded generator, so a plan replays the same faults for the same calls.
@@ -47,7 +51,9 @@ from botocore.exceptions import ConnectionClosedError
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-KINDS = ("error", "throttle", "lose", "refuse", "delay")
+from mlpipe.core.clients import is_write
+
+KINDS = ("error", "throttle", "lose", "refuse", "delay", "kill")
 ADMIN_PATH = "/mlpipe-api/faults"
 ENV = "MLPIPE_FAULTS"
 
@@ -63,6 +69,7 @@ class Rule:
     message: str = "refused by the fault plan"
     status: int = 400
     seconds: float = 0.0
+    writes: bool = False
     seen: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -70,7 +77,13 @@ class Rule:
             raise ValueError(f"fault kind {self.kind!r} is not one of {', '.join(KINDS)}")
 
     def applies(self, call: str) -> bool:
+        if self.writes and not is_write(call.split(":", 1)[-1]):
+            return False
         return fnmatch.fnmatchcase(call, self.match)
+
+
+class Killed(BaseException):
+    """The caller died right after its call took effect (a `kill` fault)."""
 
 
 @dataclass
@@ -275,10 +288,12 @@ def _stubbed(original: Callable[..., Any]) -> Callable[..., Any]:
         if rule.kind == "delay":
             faults.sleep(rule.seconds)
             return original(self, event_name, request, **kwargs)
-        if rule.kind == "lose":
+        if rule.kind in ("lose", "kill"):
             answer = original(self, event_name, request, **kwargs)
             if answer is None:  # not a call moto serves: nothing to lose
                 return None
+            if rule.kind == "kill":
+                raise Killed(call_name)
             raise ConnectionClosedError(endpoint_url=request.url)
         status, headers, body = error_response(service, request.headers, *_refusal(rule, service))
         return AWSResponse(request.url, status, headers, MockRawResponse(body))
@@ -342,7 +357,7 @@ def _served(original: Wsgi) -> Wsgi:
         if rule.kind == "delay":
             faults.sleep(rule.seconds)
             return original(self, environ, start_response)
-        if rule.kind == "lose":
+        if rule.kind in ("lose", "kill"):
             answer = original(self, environ, lambda *_a, **_k: lambda _data: None)
             try:
                 b"".join(answer)

@@ -31,6 +31,7 @@ from mlpipe.resources.sagemaker import (
     load_state,
     relative_weights,
     save_state,
+    settled_endpoint,
 )
 
 
@@ -89,7 +90,7 @@ class Runner:
     def recover(self) -> DeploymentState:
         """The state, reconciled to what the endpoint serves (saying so) when they differ."""
         state = self.current()
-        served = served_state(self.ctx, state)
+        served = served_state(self.ctx, state, self.timeout)
         if served is not None and _served(served) != _served(state):
             summary = (
                 f"an interrupted operation left the state at {_describe(state)} while the "
@@ -171,17 +172,14 @@ def _describe(state: DeploymentState) -> str:
     return ", ".join(f"{v.name} {v.version}@{v.weight}%" for v in state.variants)
 
 
-def served_state(ctx: Context, state: DeploymentState) -> DeploymentState | None:
-    """What the endpoint serves, as a deployment state (roles from `state`); None while it is
-    changing or when a model is not one of the registry's."""
+def served_state(
+    ctx: Context, state: DeploymentState, timeout: float | None = None
+) -> DeploymentState | None:
+    """What the endpoint serves once settled, as a deployment state (roles from `state`); None
+    when there is no endpoint in service or a model is not one of the registry's."""
     sm = ctx.aws.client("sagemaker")
-    try:
-        endpoint = sm.describe_endpoint(EndpointName=ctx.names.endpoint)
-    except ClientError as exc:
-        if is_not_found(exc) or "Could not find" in str(exc):
-            return None
-        raise
-    if endpoint["EndpointStatus"] != "InService":
+    endpoint = settled_endpoint(ctx, timeout)
+    if endpoint is None or endpoint["EndpointStatus"] != "InService":
         return None
     config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     versions = {ctx.names.model(v): v for v in {*state.versions, *known_versions(ctx)}}

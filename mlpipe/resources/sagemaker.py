@@ -212,6 +212,12 @@ def _missing(exc: Exception) -> bool:
     )
 
 
+def _own_retry(exc: Exception) -> bool:
+    """botocore retried an endpoint update whose answer was lost, and met the update itself
+    in progress (the endpoint is locked to one writer: no one else's)."""
+    return error_code(exc) == "ValidationException" and "Cannot update in-progress" in str(exc)
+
+
 # --- Models -------------------------------------------------------------------------------------
 
 # Properties a Model is created with and never changes (a version's artifact is immutable).
@@ -589,9 +595,10 @@ class Endpoint(_Served):
                 RetainAllVariantProperties=True,
                 ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DataCaptureConfig"}],
             )
-        except ClientError:
-            self._restore(released)
-            raise
+        except ClientError as exc:
+            if not _own_retry(exc):  # else: checked below, once the update has finished
+                self._restore(released)
+                raise
         live = self._stable(f"updating to {target}")
         self._restore(v for v in released if v in relative_weights(live))
         if live["EndpointConfigName"] != target:
@@ -607,13 +614,17 @@ class Endpoint(_Served):
         current = relative_weights(live)
         if all(current.get(name) == weight for name, weight in weights.items()):
             return live
-        self.sm.update_endpoint_weights_and_capacities(
-            EndpointName=self.physical,
-            DesiredWeightsAndCapacities=[
-                {"VariantName": name, "DesiredWeight": weight}
-                for name, weight in sorted(weights.items())
-            ],
-        )
+        try:
+            self.sm.update_endpoint_weights_and_capacities(
+                EndpointName=self.physical,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": name, "DesiredWeight": weight}
+                    for name, weight in sorted(weights.items())
+                ],
+            )
+        except ClientError as exc:
+            if not _own_retry(exc):  # else the operation verifies the weights it reached
+                raise
         split = ", ".join(f"{name} {weight:.0%}" for name, weight in sorted(weights.items()))
         return self._stable(f"shifting traffic to {split}")
 
@@ -779,3 +790,13 @@ def deploy(ctx: Context, state: DeploymentState, *, timeout: float | None = None
         if outcome.status in (Status.FAILED, Status.SKIPPED)
     }
     return DeployResult(plan, report, errors)
+
+
+def settled_endpoint(ctx: Context, timeout: float | None = None) -> dict[str, Any] | None:
+    """The endpoint once no operation is in progress on it (None when there is none)."""
+    endpoint = Endpoint(ctx, Serving(ctx), timeout)
+    found = endpoint._poll(
+        "waiting for the endpoint's current operation to finish",
+        lambda d: d is None or d["EndpointStatus"] not in IN_PROGRESS,
+    )
+    return dict(found) if found else None
