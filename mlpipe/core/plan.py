@@ -87,10 +87,17 @@ def ordered(resources: Sequence[Resource]) -> list[Resource]:
     return [by_key[k] for k in TopologicalSorter(graph).static_order()]
 
 
-def _read_all(resources: Iterable[Resource], parallelism: int) -> dict[str, Observed | None]:
+def _read_all(
+    resources: Iterable[Resource], parallelism: int, remnants: bool = False
+) -> dict[str, Observed | None]:
     resources = list(resources)
+
+    def read(resource: Resource) -> Observed | None:
+        found = resource.read()
+        return found if found is not None or not remnants else resource.remnants()
+
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        observed = pool.map(lambda r: r.read(), resources)
+        observed = pool.map(read, resources)
         return {r.key: o for r, o in zip(resources, observed, strict=True)}
 
 
@@ -151,7 +158,7 @@ def _extras(order: Sequence[Resource], live: dict[str, Observed | None]) -> list
 
 def plan_destroy(resources: Sequence[Resource], force: bool = False, parallelism: int = 8) -> Plan:
     order = list(reversed(ordered(resources)))
-    live = _read_all(order, parallelism)
+    live = _read_all(order, parallelism, remnants=True)
     steps: list[Step] = []
     for resource in order:
         observed = live[resource.key]

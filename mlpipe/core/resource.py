@@ -109,6 +109,11 @@ class Resource:
     def delete(self, observed: Observed) -> None:
         raise NotImplementedError
 
+    def remnants(self) -> Observed | None:
+        """For destroy, when `read` finds nothing: what a run killed half-way left of this
+        resource, found by its tags rather than through the resource (None: nothing)."""
+        return None
+
     def warnings(self) -> list[str]:
         """Security defaults the spec weakens for this resource, said at plan time."""
         return []

@@ -14,6 +14,7 @@ import json
 import threading
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -172,22 +173,24 @@ class Ec2(Resource):
         return [{"ResourceType": self.resource_type, "Tags": tags_to_list(tags)}]
 
     def tagged(self) -> list[dict[str, Any]]:
-        """Every live instance tagged with this key, the one to keep first."""
+        """Every live instance tagged with this key, the one to keep first: the one in the
+        VPC kept (see `kept_vpc`), else the lowest id."""
         found = getattr(self.ec2, self.describe)(Filters=self.tag_filters())[self.listed]
-        if len(found) > 1 and self.key != VPC:
-            vpc = self.kept_vpc()
-            return sorted(found, key=lambda i: (i.get("VpcId") != vpc, i[self.id_field]))
-        return sorted(found, key=lambda i: i[self.id_field])
+        if len(found) < 2:
+            return list(found)
+        vpc = self.kept_vpc()
+        return sorted(found, key=lambda i: (i.get("VpcId") != vpc, i[self.id_field]))
 
     def kept_vpc(self) -> str | None:
-        """The VPC kept when a crash or race left more than one: the lowest id."""
-        found = self.ec2.describe_vpcs(
-            Filters=[
-                {"Name": f"tag:{OWNER_TAG}", "Values": [self.ctx.names.pipeline_id]},
-                {"Name": f"tag:{RESOURCE_TAG}", "Values": [VPC]},
-            ]
+        """Of the VPCs a crash or race left, the one kept: the one holding most of the
+        pipeline's subnets, then the lowest id."""
+        owner = [{"Name": f"tag:{OWNER_TAG}", "Values": [self.ctx.names.pipeline_id]}]
+        vpcs = self.ec2.describe_vpcs(
+            Filters=[*owner, {"Name": f"tag:{RESOURCE_TAG}", "Values": [VPC]}]
         )["Vpcs"]
-        return min((v["VpcId"] for v in found), default=None)
+        subnets = self.ec2.describe_subnets(Filters=owner)["Subnets"]
+        held = Counter(s["VpcId"] for s in subnets)
+        return min((v["VpcId"] for v in vpcs), key=lambda v: (-held[v], v), default=None)
 
     def find(self) -> dict[str, Any] | None:
         """The live instance to keep, or None."""

@@ -321,21 +321,30 @@ class Models(_Served):
         )
         return str(created["ModelArn"])
 
-    def delete(self, observed: Observed) -> None:
-        sm = self.client("sagemaker")
-        prefix = self.ctx.names.model_prefix
+    def _owned(self) -> list[str]:
+        """Every model this pipeline made (found by its tags), served or not."""
+        sm, prefix, found = self.client("sagemaker"), self.ctx.names.model_prefix, []
         for page in sm.get_paginator("list_models").paginate(NameContains=prefix):
             for model in page["Models"]:
                 if not model["ModelName"].startswith(prefix):
                     continue
                 tags = tags_from_list(sm.list_tags(ResourceArn=model["ModelArn"])["Tags"])
-                if not self.ctx.owns(tags):
-                    continue
-                try:
-                    sm.delete_model(ModelName=model["ModelName"])
-                except ClientError as exc:
-                    if not _missing(exc):
-                        raise
+                if self.ctx.owns(tags):
+                    found.append(model["ModelName"])
+        return found
+
+    def remnants(self) -> Observed | None:
+        owned = self._owned()
+        return Observed({"Models": sorted(owned)}, {"arns": {}}) if owned else None
+
+    def delete(self, observed: Observed) -> None:
+        sm = self.client("sagemaker")
+        for name in self._owned():
+            try:
+                sm.delete_model(ModelName=name)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
 
 
 # --- The endpoint -------------------------------------------------------------------------------
@@ -710,6 +719,11 @@ class Endpoint(_Served):
         self._poll("deleting the endpoint", lambda d: d is None)
         for name in self._owned_configs():
             self._delete_config(name)
+
+    def remnants(self) -> Observed | None:
+        """Configs left when a destroy was killed after deleting the endpoint."""
+        configs = self._owned_configs()
+        return Observed({"EndpointConfigs": configs}, {"name": self.physical}) if configs else None
 
     def warnings(self) -> list[str]:
         notes = [
