@@ -36,9 +36,9 @@ def killed_until_done(make_plan: Callable[[], Plan], seed: int, most: int = 40) 
         plan = make_plan()
         if not plan.changes:
             return kills
-        with injected(Rule("*", "kill", writes=True, after=rng.randint(0, 15))) as faults:
-            with contextlib.suppress(Killed):
-                execute(plan)
+        kill = Rule("*", "kill", writes=True, after=rng.randint(0, 15))
+        with injected(kill) as faults, contextlib.suppress(Killed):
+            execute(plan)
         kills += faults.counts()["kill"]
     raise AssertionError(f"still changing after {most} runs")
 
