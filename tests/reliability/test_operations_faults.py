@@ -123,3 +123,19 @@ def test_promote_refuses_a_missing_or_changed_artifact(runner: Runner) -> None:
         deployments.promote(runner, "v3.0.0")
     assert [c for c in ctx.aws.log.writes() if not c.startswith("s3:")] == []
     assert agree(ctx) == BEFORE
+
+
+def test_an_operation_computes_under_the_lock(runner: Runner) -> None:
+    """A traffic shift whose lock write is slow, while a promote runs: it shifts the weights
+    of what the promote left, instead of undoing it with what it read before."""
+    ctx = runner.ctx
+
+    def meanwhile(_seconds: float) -> None:
+        deployments.promote(runner, "v3.0.0")
+
+    slow_lock = Rule("ssm:PutParameter", "delay", seconds=5)
+    with injected(slow_lock, sleep=meanwhile) as faults:
+        deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
+    assert faults.counts()["delay"] == 1
+    assert agree(ctx) == {"ModelA": ("v1.0.0", 50), "ModelB": ("v3.0.0", 50)}
+    assert ssm_value(ctx.names.active_version_param) == "v3.0.0"
