@@ -101,8 +101,8 @@ class ModelsSpec(Strict):
     versions: dict[str, ModelVersionSpec] = {"v1.0.0": ModelVersionSpec()}
     # Alarms (by purpose, for the variant being promoted) that abort a canary promotion.
     canary_alarms: list[str] = ["model-latency-p99", "invocation-4xx", "invocation-5xx"]
-    # An operation lock older than this may be broken with --force-unlock.
-    lock_timeout_seconds: Annotated[int, Field(ge=60)] = 3600
+    # The lock's lease: renewed while an operation runs, taken over once not renewed this long.
+    lock_lease_seconds: Annotated[int, Field(ge=15, le=3600)] = 120
 
     @field_validator("active_version")
     @classmethod
@@ -456,6 +456,9 @@ PLACEHOLDER_ACCOUNT = "123456789012"
 LONGEST_REGION = "ap-southeast-5x"
 
 
+MODEL_NAME_LIMIT = 63  # SageMaker CreateModel: ModelName, 1 to 63 characters
+
+
 @dataclass(frozen=True)
 class Names:
     """Every physical name of the pipeline, derived from pipeline + environment."""
@@ -497,7 +500,14 @@ class Names:
     endpoint = property(lambda self: self._n("endpoint"))
 
     def model(self, version: str) -> str:
-        return self._n("model-" + re.sub(r"[^a-zA-Z0-9]", "-", version))
+        """The SageMaker model of a version, one per version and at most 63 characters: dots
+        become hyphens; when anything else had to change (`v1.0.0-rc.1` and `v1.0.0-rc-1`
+        sanitise alike) or the name is too long, a hash of the version is appended."""
+        name = self._n("model-" + re.sub(r"[^a-zA-Z0-9]", "-", version))
+        if re.fullmatch(r"[a-zA-Z0-9.]+", version) and len(name) <= MODEL_NAME_LIMIT:
+            return name
+        digest = hashlib.sha256(version.encode()).hexdigest()[:10]
+        return f"{name[: MODEL_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
 
     def endpoint_config(self, content: str) -> str:
         return self.endpoint_config_prefix + hashlib.sha256(content.encode()).hexdigest()[:12]

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 PARALLELISM = typer.Option(8, min=1, max=64, help="Resources worked on at once.")
+FORCE_UNLOCK = typer.Option(
+    False, "--force-unlock", help="Take the lock over from an operation known to be gone."
+)
 
 
 def _confirm(question: str, yes: bool) -> bool:
@@ -54,10 +57,19 @@ def _run(pipeline: Pipeline, the_plan: Plan, yes: bool, verb: str, parallelism: 
         raise typer.Exit(ExitStatus.ERROR)
 
 
-def apply(ctx: typer.Context, yes: bool = YES, parallelism: int = PARALLELISM) -> None:
+def apply(
+    ctx: typer.Context,
+    yes: bool = YES,
+    parallelism: int = PARALLELISM,
+    force_unlock: bool = FORCE_UNLOCK,
+) -> None:
     """Make AWS match the spec: create, update, replace what differs."""
+    from mlpipe.ops.lock import locked_plan
+
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
-    _run(pipeline, pipeline.plan(parallelism), yes, "Apply", parallelism)
+    make = lambda: pipeline.plan(parallelism)  # noqa: E731
+    with locked_plan(pipeline.ctx, "apply", make, force_unlock=force_unlock) as the_plan:
+        _run(pipeline, the_plan, yes, "Apply", parallelism)
 
 
 def destroy(
@@ -67,8 +79,12 @@ def destroy(
         False, "--force", help="Also delete retained resources (the model bucket)."
     ),
     parallelism: int = PARALLELISM,
+    force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Delete the pipeline's resources in reverse dependency order. Untagged ones are left."""
+    from mlpipe.ops.lock import locked_plan
+
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
-    the_plan = pipeline.destroy_plan(force, parallelism)
-    _run(pipeline, the_plan, yes, "Destroy", parallelism)
+    make = lambda: pipeline.destroy_plan(force, parallelism)  # noqa: E731
+    with locked_plan(pipeline.ctx, "destroy", make, force_unlock=force_unlock) as the_plan:
+        _run(pipeline, the_plan, yes, "Destroy", parallelism)

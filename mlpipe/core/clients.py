@@ -134,16 +134,21 @@ class Aws:
             )
         return region
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, once: bool = False) -> Any:
+        """The service's client; `once`: one that never retries, for a create AWS does not
+        make idempotent (`Context.create_once` decides what to do after a failed attempt)."""
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get(f"{service}:once" if once else service)
             if client is None:
+                config = self.config
+                if once:
+                    config = config.merge(Config(retries={"total_max_attempts": 1}))
                 try:
                     client = self.session.client(
                         service,
                         region_name=self.region,
                         endpoint_url=self.endpoint_url,
-                        config=self.config,
+                        config=config,
                     )
                 except NoRegionError as exc:  # pragma: no cover - region checked above
                     raise MlpipeError(str(exc)) from exc
@@ -151,7 +156,7 @@ class Aws:
                 event = client.meta.service_model.service_id.hyphenize()
                 # First: the first non-None answer to needs-retry decides (botocore.endpoint).
                 client.meta.events.register_first(f"needs-retry.{event}", self._fail_fast)
-                self._clients[service] = client
+                self._clients[f"{service}:once" if once else service] = client
             return client
 
     def _fail_fast(

@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The tag naming the run that created a resource: set once, never a difference.
+RUN_TAG = "mlpipe:run"
+
 
 class Unknown:
     """A value only known once a dependency has been created (an ARN, an id)."""
@@ -78,6 +81,8 @@ def diff(
             for key, value in want.items():
                 walk(cur.get(key), value, f"{path}.{key}" if path else key)
             return
+        if path in exact and isinstance(cur, Mapping):
+            cur = {k: v for k, v in cur.items() if k != RUN_TAG}
         if isinstance(want, Unknown) or cur != want:
             replace = any(_under(path, p) for p in replace_on)
             changes.append(Change(path, cur, want, replace))
@@ -155,7 +160,7 @@ def sync_tags(
     untag: Any,
 ) -> None:
     """Make live tags equal desired with the fewest calls: untag stale keys, tag changed ones."""
-    stale = sorted(set(current) - set(desired))
+    stale = sorted(set(current) - set(desired) - {RUN_TAG})
     if stale:
         untag(stale)
     changed = {k: v for k, v in desired.items() if current.get(k) != v}

@@ -57,7 +57,8 @@ def _run(step: Step, refs: Refs) -> Outputs:
         return observed.outputs if observed else {}
     if step.action is Action.DELETE:
         assert observed is not None
-        resource.delete(observed)
+        for instance in (*observed.extras, observed):  # extras: left by a crash or race
+            resource.delete(instance)
         return {}
     desired = resource.desired(refs)
     if step.action is Action.CREATE:

@@ -10,7 +10,7 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 from mlpipe.core.diff import Diff, show
-from mlpipe.core.resource import Observed, Refs, Resource
+from mlpipe.core.resource import Extra, Observed, Refs, Resource
 
 
 class Action(StrEnum):
@@ -90,10 +90,17 @@ def ordered(resources: Sequence[Resource]) -> list[Resource]:
     return [by_key[k] for k in TopologicalSorter(graph).static_order()]
 
 
-def _read_all(resources: Iterable[Resource], parallelism: int) -> dict[str, Observed | None]:
+def _read_all(
+    resources: Iterable[Resource], parallelism: int, remnants: bool = False
+) -> dict[str, Observed | None]:
     resources = list(resources)
+
+    def read(resource: Resource) -> Observed | None:
+        found = resource.read()
+        return found if found is not None or not remnants else resource.remnants()
+
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        observed = pool.map(lambda r: r.read(), resources)
+        observed = pool.map(read, resources)
         return {r.key: o for r, o in zip(resources, observed, strict=True)}
 
 
@@ -125,12 +132,41 @@ def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
             observed.outputs if observed and step.action is not Action.REPLACE else None
         )
         steps.append(step)
-    return Plan(steps)
+    return Plan(steps + _extras(order, live))
+
+
+def _extras(order: Sequence[Resource], live: dict[str, Observed | None]) -> list[Step]:
+    """Deletes of the extra instances a crash or race left, each after the resources that
+    depend on what it duplicates (they move to the kept instance first) and their extras."""
+    dependents: dict[str, list[str]] = {r.key: [] for r in order}
+    for resource in order:
+        for dep in resource.depends_on:
+            dependents.setdefault(dep, []).append(resource.key)
+    found: dict[str, list[Step]] = {}
+    for resource in reversed(order):  # dependents first: their extras are known
+        observed = live[resource.key]
+        if observed is None or not observed.extras:
+            continue
+        after = tuple(
+            key
+            for dependent in dependents[resource.key]
+            for key in (dependent, *(s.key for s in found.get(dependent, [])))
+        )
+        found[resource.key] = [
+            Step(
+                Extra(resource, index, after),
+                Action.DELETE,
+                extra,
+                notes=[f"another {resource.key} of this pipeline, left by a crash or a race"],
+            )
+            for index, extra in enumerate(observed.extras, start=1)
+        ]
+    return [step for resource in order for step in found.get(resource.key, [])]
 
 
 def plan_destroy(resources: Sequence[Resource], force: bool = False, parallelism: int = 8) -> Plan:
     order = list(reversed(ordered(resources)))
-    live = _read_all(order, parallelism)
+    live = _read_all(order, parallelism, remnants=True)
     steps: list[Step] = []
     for resource in order:
         observed = live[resource.key]

@@ -4,13 +4,18 @@ A resource reads its live state into the same shape as its desired state, and th
 differ compares the two. The planner alone decides what to do; a resource only knows how to
 read, create, update and delete itself. Contract: if `create` fails, nothing is left behind
 that `read` would not find again (tags go on at create time wherever the API allows it).
+
+A create AWS does not make idempotent (no unique name, no client token) goes through
+`Context.create_once`; the resource declares how to find what it made by its tags, and `read`
+reports the instances tagged with its key beyond the one it keeps as `extras` (left by a crash
+or a race): the plan deletes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from mlpipe.core.diff import Diff, Unknown, diff
 
@@ -18,6 +23,7 @@ if TYPE_CHECKING:
     from mlpipe.core.context import Context
 
 Outputs = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class Observed:
     state: dict[str, Any]
     outputs: Outputs = field(default_factory=dict)
     owned: bool = True
+    # Other live instances tagged with the same resource key: planned as deletes.
+    extras: tuple[Observed, ...] = ()
 
 
 class Refs:
@@ -72,6 +80,14 @@ class Resource:
     def __repr__(self) -> str:
         return f"<{self.key} {self.physical}>"
 
+    def create_once(
+        self, service: str, create: Callable[[Any], T], find: Callable[[], T | None]
+    ) -> T:
+        """`create(client)` with a client that never retries, and `find` to adopt what a
+        failed attempt made (see `Context.create_once`)."""
+        client = self.ctx.aws.client(service, once=True)
+        return self.ctx.create_once(self.key, lambda: create(client), find)
+
     # The interface -----------------------------------------------------------------------
     def read(self) -> Observed | None:
         raise NotImplementedError
@@ -93,6 +109,11 @@ class Resource:
     def delete(self, observed: Observed) -> None:
         raise NotImplementedError
 
+    def remnants(self) -> Observed | None:
+        """For destroy, when `read` finds nothing: what a run killed half-way left of this
+        resource, found by its tags rather than through the resource (None: nothing)."""
+        return None
+
     def warnings(self) -> list[str]:
         """Security defaults the spec weakens for this resource, said at plan time."""
         return []
@@ -102,6 +123,22 @@ class Resource:
 
         A blocked resource and its dependents are skipped; the rest of the plan applies."""
         return None
+
+
+class Extra(Resource):
+    """A live instance tagged with `resource`'s key beyond the one it keeps: deleted by the
+    resource's own delete, after everything that depends on the resource was updated."""
+
+    def __init__(self, resource: Resource, index: int, after: tuple[str, ...]) -> None:
+        super().__init__(resource.ctx, f"{resource.name}#extra-{index}", resource.physical, after)
+        self.kind = resource.kind
+        self.resource = resource
+
+    def read(self) -> Observed | None:
+        return None
+
+    def delete(self, observed: Observed) -> None:
+        self.resource.delete(observed)
 
 
 class AspectResource(Resource):

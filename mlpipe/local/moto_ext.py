@@ -66,6 +66,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
+
 __all__ = [
     "ENDPOINT_TRANSITION_SECONDS",
     "clock",
@@ -117,9 +118,26 @@ def install_extensions() -> None:
 
 def _install_modules() -> None:
     """The extensions that live in modules of their own (``mlpipe/local/ext_*.py``)."""
-    from mlpipe.local import ext_models, ext_s3_logging, ext_sagemaker_models, ext_wafv2
+    from mlpipe.local import (
+        ext_idempotency,
+        ext_models,
+        ext_s3_logging,
+        ext_sagemaker_models,
+        ext_tags,
+        ext_wafv2,
+        faults,
+    )
 
-    for module in (ext_models, ext_s3_logging, ext_sagemaker_models, ext_wafv2):
+    modules = (
+        ext_models,
+        ext_s3_logging,
+        ext_sagemaker_models,
+        ext_wafv2,
+        ext_idempotency,
+        ext_tags,
+        faults,  # last: in front of everything else
+    )
+    for module in modules:
         module.install()
 
 

@@ -1,14 +1,19 @@
-"""Traffic shifts, promotions and rollbacks: write the deployment state, then reconcile.
+"""Traffic shifts, promotions and rollbacks, each all-or-nothing.
 
-The endpoint reconciler (`mlpipe.resources.sagemaker.deploy`) is the one apply uses; an
-operation only decides the new desired state, records who asked for it, and runs it under the
-operation lock. A run interrupted half-way is converged by running it (or `apply`) again.
+An operation validates its input, then takes the pipeline's lock and, under it, reads the
+deployment state, decides the new one and makes the endpoint serve it with the reconciler apply
+uses (`mlpipe.resources.sagemaker.deploy`). The state in Parameter Store moves to the new value
+only once the endpoint has reached it, and the active version last. A change the endpoint does
+not reach is undone: the endpoint is put back and the state stays what is served, with the
+failure recorded in its history. An operation killed half-way is recovered by the next one,
+which reconciles the state to what the endpoint serves and says so.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,14 +22,16 @@ from botocore.exceptions import ClientError
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
-from mlpipe.ops.lock import operation_lock
-from mlpipe.ops.registry import active_version, require_registered
+from mlpipe.ops.lock import Lease, Now, operation_lock
+from mlpipe.ops.registry import active_version, known_versions, require_deployable
 from mlpipe.resources.sagemaker import (
     DeploymentState,
+    Variant,
     deploy,
     load_state,
     relative_weights,
     save_state,
+    settled_endpoint,
 )
 
 
@@ -42,15 +49,21 @@ class Outcome:
     calls: list[str] = field(default_factory=list)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Runner:
-    """The shared mechanism of every operation: lock, save, reconcile, verify, record."""
+    """The shared mechanism of every operation: lock, recover, reconcile, verify, save."""
 
     ctx: Context
     timeout: float | None = None
     force_unlock: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    now: Now = _utcnow
+    lease: Lease | None = None
 
     def current(self) -> DeploymentState:
         state = load_state(self.ctx)
@@ -59,6 +72,42 @@ class Runner:
                 f"no deployment state at {self.ctx.names.deployment_param}: run `mlpipe apply` "
                 "first"
             )
+        return state
+
+    @contextmanager
+    def locked(self, operation: str) -> Iterator[DeploymentState]:
+        """Hold the lock; the state, read under it and recovered if an interrupted operation
+        left it apart from the endpoint."""
+        with operation_lock(
+            self.ctx, operation, force_unlock=self.force_unlock, now=self.now
+        ) as lease:
+            self.lease = lease
+            try:
+                yield self.recover()
+            finally:
+                self.lease = None
+
+    def recover(self) -> DeploymentState:
+        """The state, reconciled to what the endpoint serves (saying so) when they differ."""
+        state = self.current()
+        served = served_state(self.ctx, state, self.timeout)
+        if served is not None and _served(served) != _served(state):
+            summary = (
+                f"an interrupted operation left the state at {_describe(state)} while the "
+                f"endpoint serves {_describe(served)}: the state follows the endpoint"
+            )
+            self.ctx.progress("recover", summary)
+            state = changed(served, self.record("recover", summary))
+            save_state(self.ctx, state)
+        active = active_version(self.ctx)
+        if active is not None and not any(v.weight for v in state.variants if v.version == active):
+            lead = max(state.variants, key=lambda v: v.weight)
+            self.ctx.progress(
+                "recover",
+                f"active version {active} gets no traffic: {lead.version}, which {lead.name} "
+                "serves, is active",
+            )
+            self.set_active(lead.version)
         return state
 
     def record(self, kind: str, summary: str, **extra: Any) -> dict[str, Any]:
@@ -70,16 +119,41 @@ class Runner:
             **extra,
         }
 
-    def apply(self, state: DeploymentState) -> None:
-        """Save the state and make the endpoint serve it; raise with AWS's reason if it can't."""
-        save_state(self.ctx, state)
-        result = deploy(self.ctx, state, timeout=self.timeout)
+    def apply(self, state: DeploymentState, served: DeploymentState) -> None:
+        """Make the endpoint serve `state`, then save it. If it cannot, the endpoint is put
+        back to `served` and the state saved as `served` with the failure recorded; raises."""
+        if self.lease is not None:
+            self.lease.check()
+        problem = self._reach(state)
+        if problem is None:
+            save_state(self.ctx, state)
+            return
+        summary = (state.operation or {}).get("summary", "the change")
+        back = self._reach(served)
+        failed = self.record("failed", f"{summary}: {problem}")
+        if back is None:
+            save_state(self.ctx, changed(served, failed))
+            raise MlpipeError(
+                f"the endpoint did not reach the new state: {problem}; it serves "
+                f"{_describe(served)} as before, and the state says so"
+            )
+        raise MlpipeError(
+            f"the endpoint did not reach the new state: {problem}; putting it back failed "
+            f"too: {back}. The next operation or `mlpipe apply` reconciles it"
+        )
+
+    def _reach(self, state: DeploymentState) -> str | None:
+        """Deploy `state`; None once the endpoint serves it, else why not."""
+        try:
+            result = deploy(self.ctx, state, timeout=self.timeout)
+        except (ClientError, MlpipeError) as exc:
+            return str(exc)
         if not result.ok:
-            reasons = "; ".join(f"{k}: {v}" for k, v in result.errors.items())
-            raise MlpipeError(f"the endpoint did not reach the new state: {reasons}")
+            return "; ".join(f"{k}: {v}" for k, v in result.errors.items())
         live = live_weights(self.ctx)
         if live != state.weights:
-            raise MlpipeError(f"endpoint weights are {live}, expected {state.weights}")
+            return f"endpoint weights are {live}, expected {state.weights}"
+        return None
 
     def set_active(self, version: str) -> None:
         self.ctx.aws.client("ssm").put_parameter(
@@ -88,6 +162,40 @@ class Runner:
             Type="String",
             Overwrite=True,
         )
+
+
+def _served(state: DeploymentState) -> list[tuple[str, str, int]]:
+    return sorted((v.name, v.version, v.weight) for v in state.variants)
+
+
+def _describe(state: DeploymentState) -> str:
+    return ", ".join(f"{v.name} {v.version}@{v.weight}%" for v in state.variants)
+
+
+def served_state(
+    ctx: Context, state: DeploymentState, timeout: float | None = None
+) -> DeploymentState | None:
+    """What the endpoint serves once settled, as a deployment state (roles from `state`); None
+    when there is no endpoint in service or a model is not one of the registry's."""
+    sm = ctx.aws.client("sagemaker")
+    endpoint = settled_endpoint(ctx, timeout)
+    if endpoint is None or endpoint["EndpointStatus"] != "InService":
+        return None
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    versions = {ctx.names.model(v): v for v in {*state.versions, *known_versions(ctx)}}
+    weights = relative_weights(endpoint)
+    variants = []
+    for variant in config["ProductionVariants"]:
+        version = versions.get(variant["ModelName"])
+        if version is None or variant["VariantName"] not in weights:
+            return None
+        weight = round(weights[variant["VariantName"]] * 100)
+        variants.append(Variant(name=variant["VariantName"], version=version, weight=weight))
+    names = {v.name for v in variants}
+    if sum(v.weight for v in variants) != 100 or state.champion not in names:
+        return None
+    challenger = state.challenger if state.challenger in names else None
+    return DeploymentState(variants=tuple(variants), champion=state.champion, challenger=challenger)
 
 
 def live_weights(ctx: Context) -> dict[str, float]:
@@ -140,15 +248,15 @@ def parse_weights(state: DeploymentState, requested: dict[str, int]) -> dict[str
 
 def traffic(runner: Runner, requested: dict[str, int]) -> Outcome:
     ctx = runner.ctx
-    before = runner.current()
-    weights = parse_weights(before, requested)
-    old = {v.name: v.weight for v in before.variants}
-    summary = ", ".join(f"{n} {old[n]}→{w}" for n, w in weights.items())
-    after = changed(before, runner.record("traffic", summary), weights=weights)
+    parse_weights(runner.current(), requested)  # bad input: refused before the lock
     started = runner.clock()
-    with operation_lock(ctx, "traffic", force_unlock=runner.force_unlock):
-        runner.apply(after)
-    active = active_version(ctx)
+    with runner.locked("traffic") as before:
+        weights = parse_weights(before, requested)
+        old = {v.name: v.weight for v in before.variants}
+        summary = ", ".join(f"{n} {old[n]}→{w}" for n, w in weights.items())
+        after = changed(before, runner.record("traffic", summary), weights=weights)
+        runner.apply(after, before)
+        active = active_version(ctx)
     return Outcome("traffic", before, after, active, active, [summary], runner.clock() - started)
 
 
@@ -208,13 +316,12 @@ class PromotionAborted(MlpipeError):
     """A canary step saw an alarm; the previous state was restored."""
 
 
-def promote(
-    runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
-) -> Outcome:
-    ctx = runner.ctx
-    require_registered(ctx, version)
-    before = runner.current()
-    active = active_version(ctx)
+def _promotion(
+    runner: Runner, before: DeploymentState, version: str, canary: Canary
+) -> tuple[Outcome, str]:
+    """What promoting `version` from `before` does: the outcome (steps, staged state) and the
+    variant that will serve it."""
+    active = active_version(runner.ctx)
     target = _serving(before, version)
     steps: list[str] = []
     staged = before
@@ -229,20 +336,28 @@ def promote(
         wait = f"between steps: wait {canary.interval:g}s watching the alarms of {target}"
         steps.insert(-1, wait)
     steps.append(f"active version {active} → {version}; champion {target}")
-    outcome = Outcome("promote", before, staged, active, version, steps)
+    return Outcome("promote", before, staged, active, version, steps), target
+
+
+def promote(
+    runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
+) -> Outcome:
+    require_deployable(runner.ctx, version)  # bad input: refused before the lock
     if dry_run:
-        return outcome
+        return _promotion(runner, runner.current(), version, canary)[0]
     started = runner.clock()
-    with operation_lock(ctx, f"promote {version}", force_unlock=runner.force_unlock):
+    with runner.locked(f"promote {version}") as before:
+        outcome, target = _promotion(runner, before, version, canary)
+        staged, active = outcome.after, outcome.active_before
         if staged is not before:
-            runner.apply(staged)
+            runner.apply(staged, before)
         state = staged
         for index, percent in enumerate(canary.steps):
             record = runner.record("promote", f"{percent}% to {target} ({version})", to=version)
             weights = _split(state, target, percent)
             champion = target if percent == 100 else None
-            state = changed(state, record, weights=weights, champion=champion)
-            runner.apply(state)
+            previous, state = state, changed(state, record, weights=weights, champion=champion)
+            runner.apply(state, previous)
             firing = _watch(runner, target, canary) if index < len(canary.steps) - 1 else []
             if firing:
                 reason = f"canary aborted: {', '.join(firing)} in ALARM"
@@ -251,7 +366,7 @@ def promote(
                     runner.record("rollback", reason, to=active),
                     weights={v.name: v.weight for v in before.variants},
                 )
-                runner.apply(restore)
+                runner.apply(restore, state)
                 raise PromotionAborted(
                     f"promotion of {version} {reason} at {percent}%; traffic restored to "
                     f"{restore.weights}, active version stays {active}"
@@ -303,23 +418,23 @@ def rollback(runner: Runner, to: str | None = None) -> Outcome:
         )
     if version == active:
         raise UsageError(f"{version} is already the active version")
-    require_registered(ctx, version)
-    before = runner.current()
-    target = _serving(before, version)
-    record = runner.record("rollback", f"{active} → {version}", to=version, **{"from": active})
-    serve = None
-    if target is not None:
-        step = f"shift all traffic to {target}, which still serves {version}"
-    else:
-        target = before.champion
-        serve = (target, version)
-        step = f"UpdateEndpoint: {target} serves {version} again (its retained endpoint config)"
-    after = changed(
-        before, record, weights=_split(before, target, 100), serve=serve, champion=target
-    )
+    require_deployable(ctx, version)
     started = runner.clock()
-    with operation_lock(ctx, f"rollback to {version}", force_unlock=runner.force_unlock):
-        runner.apply(after)
+    with runner.locked(f"rollback to {version}") as before:
+        active = active_version(ctx)
+        target = _serving(before, version)
+        record = runner.record("rollback", f"{active} → {version}", to=version, **{"from": active})
+        serve = None
+        if target is not None:
+            step = f"shift all traffic to {target}, which still serves {version}"
+        else:
+            target = before.champion
+            serve = (target, version)
+            step = f"UpdateEndpoint: {target} serves {version} again (its retained endpoint config)"
+        after = changed(
+            before, record, weights=_split(before, target, 100), serve=serve, champion=target
+        )
+        runner.apply(after, before)
         runner.set_active(version)
     steps = [step, f"active version {active} → {version}"]
     return Outcome("rollback", before, after, active, version, steps, runner.clock() - started)

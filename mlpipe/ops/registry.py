@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from botocore.exceptions import ClientError
 from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
+from mlpipe.ops.lock import operation_lock
 from mlpipe.resources.artifacts import content_key, pack
 from mlpipe.resources.sagemaker import load_state
 from mlpipe.resources.ssm import is_registered
@@ -70,6 +73,45 @@ def require_registered(ctx: Context, version: str) -> dict[str, Any]:
     return meta
 
 
+def _sha256_of(ctx: Context, s3_path: str) -> str | None:
+    """The sha256 (hex) of an artifact in S3; None when it is missing. S3's own SHA-256
+    checksum when the upload carried one, else the bytes hashed as they stream."""
+    bucket, _, key = s3_path.removeprefix("s3://").partition("/")
+    s3 = ctx.aws.client("s3")
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    checksum = head.get("ChecksumSHA256")
+    if checksum and "-" not in checksum:  # a multipart upload's is a checksum of checksums
+        return base64.b64decode(checksum).hex()
+    digest = hashlib.sha256()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def require_deployable(ctx: Context, version: str) -> dict[str, Any]:
+    """A registered version whose artifact is in S3 with the sha256 it was registered with."""
+    meta = require_registered(ctx, version)
+    found = _sha256_of(ctx, str(meta.get("s3Path", "")))
+    if found is None:
+        raise MlpipeError(
+            f"{version}: its artifact {meta.get('s3Path')} is missing: register it again with "
+            f"`mlpipe models register {version} PATH --force`"
+        )
+    if found != meta["sha256"]:
+        raise MlpipeError(
+            f"{version}: the artifact {meta.get('s3Path')} has sha256 {found[:12]}…, not the "
+            f"registered {meta['sha256'][:12]}…: it was changed behind the registry; register "
+            "it again with --force"
+        )
+    return meta
+
+
 def register(
     ctx: Context,
     version: str,
@@ -83,6 +125,21 @@ def register(
     """Upload a model version's artifact and record its metadata; refuse to overwrite."""
     check_version(version)
     body = pack(path)  # validates the input before anything is written
+    if is_registered(metadata(ctx, version)) and not force:
+        raise UsageError(f"{version} is already registered; pass --force to replace it")
+    with operation_lock(ctx, f"register {version}"):
+        return _register(ctx, version, body, baseline, image, force, now)
+
+
+def _register(
+    ctx: Context,
+    version: str,
+    body: bytes,
+    baseline: dict[str, float] | None,
+    image: str | None,
+    force: bool,
+    now: datetime | None,
+) -> dict[str, Any]:
     existing = metadata(ctx, version)
     if is_registered(existing) and not force:
         raise UsageError(f"{version} is already registered; pass --force to replace it")
@@ -98,6 +155,7 @@ def register(
             Body=body,
             ServerSideEncryption="aws:kms",
             SSEKMSKeyId=key_arn,
+            ChecksumAlgorithm="SHA256",
         )
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
@@ -161,6 +219,24 @@ def versions(ctx: Context) -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda r: (r["registeredAt"] or "", r["version"]), reverse=True)
+
+
+def known_versions(ctx: Context) -> list[str]:
+    """Every version with a metadata parameter in the registry."""
+    prefix = f"{ctx.names.ssm_prefix}/models/versions/"
+    pages = (
+        ctx.aws.client("ssm")
+        .get_paginator("describe_parameters")
+        .paginate(
+            ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": [prefix[:-1]]}]
+        )
+    )
+    return sorted(
+        p["Name"].removeprefix(prefix).removesuffix("/metadata")
+        for page in pages
+        for p in page["Parameters"]
+        if p["Name"].endswith("/metadata")
+    )
 
 
 def active_version(ctx: Context) -> str | None:

@@ -17,6 +17,7 @@ definition's hash differs from the one it serves, never on a no-op apply.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -96,11 +97,37 @@ def pages(ctx: Context, operation: str, **params: Any) -> Iterator[dict[str, Any
         yield from page.get("items", [])
 
 
-def find_named(ctx: Context, operation: str, name: str, **params: Any) -> dict[str, Any] | None:
-    """The item called `name` (names are not unique: prefer the one this pipeline owns)."""
+def named(ctx: Context, operation: str, name: str, **params: Any) -> list[dict[str, Any]]:
+    """The items called `name` (names are not unique): the ones this pipeline owns first."""
     found = [item for item in pages(ctx, operation, **params) if item.get("name") == name]
-    owned = [item for item in found if ctx.owns(item.get("tags"))]
-    return (owned or found or [None])[0]
+    return sorted(found, key=lambda item: (not ctx.owns(item.get("tags")), item["id"]))
+
+
+def find_named(ctx: Context, operation: str, name: str, **params: Any) -> dict[str, Any] | None:
+    """The item called `name`, preferring the one this pipeline owns."""
+    return next(iter(named(ctx, operation, name, **params)), None)
+
+
+def read_named(
+    ctx: Context,
+    operation: str,
+    name: str,
+    observe: Callable[[dict[str, Any]], Observed],
+    **params: Any,
+) -> Observed | None:
+    """The item called `name` observed, with the others this pipeline owns (left by a crash or
+    a race) as extras."""
+    kept, *others = named(ctx, operation, name, **params) or [None]
+    if kept is None:
+        return None
+    extras = tuple(observe(item) for item in others if ctx.owns(item.get("tags")))
+    return dataclasses.replace(observe(kept), extras=extras)
+
+
+def owned_named(ctx: Context, operation: str, name: str, **params: Any) -> dict[str, Any] | None:
+    """The item called `name` this pipeline owns: what a failed create may have made."""
+    found = next(iter(named(ctx, operation, name, **params)), None)
+    return found if found is not None and ctx.owns(found.get("tags")) else None
 
 
 def find_api(ctx: Context) -> dict[str, Any] | None:
@@ -193,9 +220,9 @@ class RestApi(Resource):
         }
 
     def read(self) -> Observed | None:
-        api = find_api(self.ctx)
-        if api is None:
-            return None
+        return read_named(self.ctx, "get_rest_apis", self.physical, self._observe)
+
+    def _observe(self, api: dict[str, Any]) -> Observed:
         api_id = api["id"]
         resource_ids = self._resource_ids(api_id)
         tags = api.get("tags") or {}
@@ -221,12 +248,16 @@ class RestApi(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        api = self.client("apigateway").create_rest_api(
-            name=self.physical,
-            description=desired["Description"],
-            endpointConfiguration=desired["EndpointConfiguration"],
-            apiKeySource=desired["ApiKeySource"],
-            tags=desired["Tags"],
+        api = self.create_once(
+            "apigateway",
+            lambda apigw: apigw.create_rest_api(
+                name=self.physical,
+                description=desired["Description"],
+                endpointConfiguration=desired["EndpointConfiguration"],
+                apiKeySource=desired["ApiKeySource"],
+                tags=self.ctx.creation_tags(desired["Tags"]),
+            ),
+            lambda: owned_named(self.ctx, "get_rest_apis", self.physical),
         )
         outputs = self._outputs(api["id"], api["rootResourceId"])
         for path, methods in desired["Routes"].items():

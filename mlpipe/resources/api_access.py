@@ -15,7 +15,16 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, diff
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources.api import API, METHOD, ROUTE, STAGE, find_named, replace, sync_api_tags
+from mlpipe.resources.api import (
+    API,
+    METHOD,
+    ROUTE,
+    STAGE,
+    owned_named,
+    read_named,
+    replace,
+    sync_api_tags,
+)
 from mlpipe.resources.lambdas import PREPROCESS, function_key
 
 PERMISSION = "lambda:api-permission"
@@ -94,12 +103,13 @@ class ApiKey(Resource):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "api-key", ctx.names.api_key)
 
+    def _named(self) -> dict[str, Any]:
+        return {"nameQuery": self.physical, "includeValues": False}
+
     def read(self) -> Observed | None:
-        key = find_named(
-            self.ctx, "get_api_keys", self.physical, nameQuery=self.physical, includeValues=False
-        )
-        if key is None:
-            return None
+        return read_named(self.ctx, "get_api_keys", self.physical, self._observe, **self._named())
+
+    def _observe(self, key: dict[str, Any]) -> Observed:
         tags = key.get("tags") or {}
         state = {
             "Description": key.get("description", ""),
@@ -116,11 +126,15 @@ class ApiKey(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        key = self.client("apigateway").create_api_key(
-            name=self.physical,
-            description=desired["Description"],
-            enabled=desired["Enabled"],
-            tags=desired["Tags"],
+        key = self.create_once(
+            "apigateway",
+            lambda apigw: apigw.create_api_key(
+                name=self.physical,
+                description=desired["Description"],
+                enabled=desired["Enabled"],
+                tags=self.ctx.creation_tags(desired["Tags"]),
+            ),
+            lambda: owned_named(self.ctx, "get_api_keys", self.physical, **self._named()),
         )
         return {"id": key["id"], "name": self.physical}
 
@@ -158,9 +172,9 @@ class UsagePlan(Resource):
         super().__init__(ctx, "usage-plan", ctx.names.usage_plan, depends_on=(STAGE, API_KEY, API))
 
     def read(self) -> Observed | None:
-        plan = find_named(self.ctx, "get_usage_plans", self.physical)
-        if plan is None:
-            return None
+        return read_named(self.ctx, "get_usage_plans", self.physical, self._observe)
+
+    def _observe(self, plan: dict[str, Any]) -> Observed:
         keys = self.ctx.aws.client("apigateway").get_paginator("get_usage_plan_keys")
         key_ids = [
             item["id"]
@@ -207,13 +221,17 @@ class UsagePlan(Resource):
     def create(self, desired: dict[str, Any]) -> Outputs:
         apigw = self.client("apigateway")
         params: dict[str, Any] = {"quota": desired["Quota"]} if desired["Quota"] else {}
-        plan = apigw.create_usage_plan(
-            name=self.physical,
-            description=desired["Description"],
-            apiStages=desired["ApiStages"],
-            throttle=desired["Throttle"],
-            tags=desired["Tags"],
-            **params,
+        plan = self.create_once(
+            "apigateway",
+            lambda once: once.create_usage_plan(
+                name=self.physical,
+                description=desired["Description"],
+                apiStages=desired["ApiStages"],
+                throttle=desired["Throttle"],
+                tags=self.ctx.creation_tags(desired["Tags"]),
+                **params,
+            ),
+            lambda: owned_named(self.ctx, "get_usage_plans", self.physical),
         )
         for key_id in desired["Keys"]:
             apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key_id, keyType="API_KEY")

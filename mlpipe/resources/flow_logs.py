@@ -68,7 +68,7 @@ class FlowLog(Ec2):
                 ClientToken=str(uuid.uuid4()),
                 TagSpecifications=self.tag_specs(desired["Tags"]),
             ),
-            "InvalidParameter",
+            "ec2-flow-logs-role-not-ready",
         )
         if answer.get("Unsuccessful"):
             error = answer["Unsuccessful"][0]["Error"]

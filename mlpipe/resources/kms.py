@@ -1,8 +1,9 @@
-"""The pipeline's customer-managed KMS key, found through its alias."""
+"""The pipeline's customer-managed KMS key, found through its alias or else by its tags."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from mlpipe.core.context import Context
@@ -11,6 +12,7 @@ from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 
 KEY = "kms:key"
+GONE = ("PendingDeletion", "PendingReplicaDeletion")
 
 
 class KmsKey(Resource):
@@ -19,26 +21,32 @@ class KmsKey(Resource):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "key", ctx.names.kms_alias)
 
-    def _key_id(self) -> str | None:
-        kms = self.client("kms")
+    def _key(self, key_id: str) -> dict[str, Any] | None:
+        """The key's metadata; None once it is gone or scheduled for deletion."""
         try:
-            meta = kms.describe_key(KeyId=self.physical)["KeyMetadata"]
+            meta = self.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]
         except Exception as exc:
             if is_not_found(exc):
                 return None
             raise
-        return (
-            None
-            if meta["KeyState"] in ("PendingDeletion", "PendingReplicaDeletion")
-            else meta["KeyId"]
-        )
+        return None if meta["KeyState"] in GONE else dict(meta)
+
+    def _tagged(self) -> list[dict[str, Any]]:
+        """The pipeline's live keys, found by their tags (a key whose alias failed has none)."""
+        found = (self._key(arn) for arn in self.ctx.tagged(self.key, "kms:key"))
+        return [meta for meta in found if meta is not None]
 
     def read(self) -> Observed | None:
-        key_id = self._key_id()
-        if key_id is None:
+        aliased = self._key(self.physical)
+        tagged = [m for m in self._tagged() if aliased is None or m["KeyId"] != aliased["KeyId"]]
+        kept, *extras = ([aliased] if aliased else []) + tagged or [None]
+        if kept is None:
             return None
-        kms = self.client("kms")
-        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        observed = self._observe(kept, aliased is not None)
+        return replace(observed, extras=tuple(self._observe(m, False) for m in extras))
+
+    def _observe(self, meta: dict[str, Any], aliased: bool) -> Observed:
+        kms, key_id = self.client("kms"), meta["KeyId"]
         tags = tags_from_list(
             kms.list_resource_tags(KeyId=key_id).get("Tags"), "TagKey", "TagValue"
         )
@@ -47,6 +55,7 @@ class KmsKey(Resource):
             "Enabled": meta["KeyState"] == "Enabled",
             "KeyRotationEnabled": kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"],
             "Policy": policy(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]),
+            "Alias": self.physical if aliased else None,
             "Tags": tags,
         }
         return Observed(state, {"id": key_id, "arn": meta["Arn"]}, self.ctx.owns(tags))
@@ -57,6 +66,7 @@ class KmsKey(Resource):
             "Enabled": True,
             "KeyRotationEnabled": self.ctx.spec.kms.rotation,
             "Policy": policy(self._policy()),
+            "Alias": self.physical,
             "Tags": self.tags,
         }
 
@@ -118,17 +128,23 @@ class KmsKey(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        kms = self.client("kms")
-        meta = kms.create_key(
-            Description=desired["Description"],
-            KeyUsage="ENCRYPT_DECRYPT",
-            KeySpec="SYMMETRIC_DEFAULT",
-            Policy=json.dumps(desired["Policy"]),
-            Tags=tags_to_list(desired["Tags"], "TagKey", "TagValue"),
-        )["KeyMetadata"]
+        tags = tags_to_list(self.ctx.creation_tags(desired["Tags"]), "TagKey", "TagValue")
+
+        def create(kms: Any) -> dict[str, Any]:
+            return dict(
+                kms.create_key(
+                    Description=desired["Description"],
+                    KeyUsage="ENCRYPT_DECRYPT",
+                    KeySpec="SYMMETRIC_DEFAULT",
+                    Policy=json.dumps(desired["Policy"]),
+                    Tags=tags,
+                )["KeyMetadata"]
+            )
+
+        meta = self.create_once("kms", create, lambda: next(iter(self._tagged()), None))
         key_id = meta["KeyId"]
         if desired["KeyRotationEnabled"]:
-            kms.enable_key_rotation(KeyId=key_id)
+            self.client("kms").enable_key_rotation(KeyId=key_id)
         self._point_alias(key_id)
         return {"id": key_id, "arn": meta["Arn"]}
 
@@ -157,6 +173,8 @@ class KmsKey(Resource):
             kms.put_key_policy(
                 KeyId=key_id, PolicyName="default", Policy=json.dumps(desired["Policy"])
             )
+        if changes.touches("Alias"):  # a key whose alias failed is adopted by its tags
+            self._point_alias(key_id)
         if changes.touches("Tags"):
             sync_tags(
                 observed.state["Tags"],
@@ -170,7 +188,8 @@ class KmsKey(Resource):
 
     def delete(self, observed: Observed) -> None:
         kms = self.client("kms")
-        kms.delete_alias(AliasName=self.physical)
+        if observed.state.get("Alias"):
+            kms.delete_alias(AliasName=self.physical)
         kms.schedule_key_deletion(
             KeyId=observed.outputs["id"], PendingWindowInDays=self.ctx.spec.kms.deletion_window_days
         )

@@ -14,7 +14,9 @@ import json
 import threading
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
@@ -193,6 +195,10 @@ class Ec2(Resource):
 
     kind = "ec2"
     resource_type: ClassVar[str]
+    # How to list the instances tagged with the key: call, list field, id field.
+    describe: ClassVar[str]
+    listed: ClassVar[str]
+    id_field: ClassVar[str]
 
     @property
     def ec2(self) -> Any:
@@ -214,15 +220,49 @@ class Ec2(Resource):
     def tag_specs(self, tags: Mapping[str, str]) -> list[dict[str, Any]]:
         return [{"ResourceType": self.resource_type, "Tags": tags_to_list(tags)}]
 
-    def find(self, describe: Callable[..., Any], field: str, **extra: Any) -> dict[str, Any] | None:
-        """The one live resource tagged with this key, or None."""
-        found = describe(Filters=self.tag_filters(), **extra)[field]
-        if len(found) > 1:
-            raise MlpipeError(
-                f"{len(found)} EC2 resources are tagged {RESOURCE_TAG}={self.key} for "
-                f"{self.ctx.names.pipeline_id}: delete all but one"
-            )
+    def tagged(self) -> list[dict[str, Any]]:
+        """Every live instance tagged with this key, the one to keep first: the one in the
+        VPC kept (see `kept_vpc`), else the lowest id."""
+        found = getattr(self.ec2, self.describe)(Filters=self.tag_filters())[self.listed]
+        if len(found) < 2:
+            return list(found)
+        vpc = self.kept_vpc()
+        return sorted(found, key=lambda i: (i.get("VpcId") != vpc, i[self.id_field]))
+
+    def kept_vpc(self) -> str | None:
+        """Of the VPCs a crash or race left, the one kept: the one holding most of the
+        pipeline's subnets, then the lowest id."""
+        owner = [{"Name": f"tag:{OWNER_TAG}", "Values": [self.ctx.names.pipeline_id]}]
+        vpcs = self.ec2.describe_vpcs(
+            Filters=[*owner, {"Name": f"tag:{RESOURCE_TAG}", "Values": [VPC]}]
+        )["Vpcs"]
+        subnets = self.ec2.describe_subnets(Filters=owner)["Subnets"]
+        held = Counter(s["VpcId"] for s in subnets)
+        return min((v["VpcId"] for v in vpcs), key=lambda v: (-held[v], v), default=None)
+
+    def find(self) -> dict[str, Any] | None:
+        """The live instance to keep, or None."""
+        found = self.tagged()
         return found[0] if found else None
+
+    def observe(self, item: dict[str, Any]) -> Observed:
+        raise NotImplementedError
+
+    def read(self) -> Observed | None:
+        kept, *extras = self.tagged() or [None]
+        if kept is None:
+            return None
+        return replace(self.observe(kept), extras=tuple(self.observe(e) for e in extras))
+
+    def create_tagged(self, call: str, field: str, **params: Any) -> dict[str, Any]:
+        """Create with the creation tags; made once (`Context.create_once`)."""
+
+        def create(ec2: Any) -> dict[str, Any]:
+            tags = self.tag_specs(self.ctx.creation_tags(self.tags))
+            answer = getattr(ec2, call)(**params, TagSpecifications=tags)
+            return dict(answer[field]) if field else dict(answer)
+
+        return self.create_once("ec2", create, self.find)
 
     def sync_tags(
         self, resource_id: str, current: Mapping[str, str], desired: Mapping[str, str]
@@ -251,16 +291,14 @@ class Ec2(Resource):
 
 class Vpc(Ec2):
     resource_type = "vpc"
+    describe, listed, id_field = "describe_vpcs", "Vpcs", "VpcId"
     replace_on = ("CidrBlock",)
     ATTRIBUTES: ClassVar[tuple[str, ...]] = ("EnableDnsSupport", "EnableDnsHostnames")
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "vpc", ctx.names.vpc)
 
-    def read(self) -> Observed | None:
-        vpc = self.find(self.ec2.describe_vpcs, "Vpcs")
-        if vpc is None:
-            return None
+    def observe(self, vpc: dict[str, Any]) -> Observed:
         vpc_id = vpc["VpcId"]
         state = {"CidrBlock": vpc["CidrBlock"], "Tags": tags_from_list(vpc.get("Tags"))}
         for attribute in self.ATTRIBUTES:
@@ -278,9 +316,7 @@ class Vpc(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        vpc = self.ec2.create_vpc(
-            CidrBlock=desired["CidrBlock"], TagSpecifications=self.tag_specs(desired["Tags"])
-        )["Vpc"]
+        vpc = self.create_tagged("create_vpc", "Vpc", CidrBlock=desired["CidrBlock"])
         self.ec2.get_waiter("vpc_available").wait(VpcIds=[vpc["VpcId"]])
         self._set_attributes(vpc["VpcId"], desired, None)
         return {"id": vpc["VpcId"]}
@@ -301,16 +337,14 @@ class Vpc(Ec2):
 
 class Subnet(Ec2):
     resource_type = "subnet"
+    describe, listed, id_field = "describe_subnets", "Subnets", "SubnetId"
     replace_on = ("VpcId", "CidrBlock", "AvailabilityZone")
 
     def __init__(self, ctx: Context, index: int) -> None:
         super().__init__(ctx, f"subnet-{index}", ctx.names.subnet(index), depends_on=(VPC,))
         self.index = index
 
-    def read(self) -> Observed | None:
-        subnet = self.find(self.ec2.describe_subnets, "Subnets")
-        if subnet is None:
-            return None
+    def observe(self, subnet: dict[str, Any]) -> Observed:
         state = {
             "VpcId": subnet["VpcId"],
             "CidrBlock": subnet["CidrBlock"],
@@ -330,12 +364,13 @@ class Subnet(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        subnet = self.ec2.create_subnet(
+        subnet = self.create_tagged(
+            "create_subnet",
+            "Subnet",
             VpcId=desired["VpcId"],
             CidrBlock=desired["CidrBlock"],
             AvailabilityZone=desired["AvailabilityZone"],
-            TagSpecifications=self.tag_specs(desired["Tags"]),
-        )["Subnet"]
+        )
         if subnet["MapPublicIpOnLaunch"] != desired["MapPublicIpOnLaunch"]:
             self._set_public_ip(subnet["SubnetId"], desired["MapPublicIpOnLaunch"])
         return {"id": subnet["SubnetId"], "az": subnet["AvailabilityZone"]}
@@ -397,6 +432,7 @@ def _foreign_routes(routes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 class RouteTable(Ec2):
     resource_type = "route-table"
+    describe, listed, id_field = "describe_route_tables", "RouteTables", "RouteTableId"
     replace_on = ("VpcId",)
 
     def __init__(self, ctx: Context) -> None:
@@ -406,13 +442,7 @@ class RouteTable(Ec2):
         )
         self.subnets = subnets
 
-    def _live(self) -> dict[str, Any] | None:
-        return self.find(self.ec2.describe_route_tables, "RouteTables")
-
-    def read(self) -> Observed | None:
-        table = self._live()
-        if table is None:
-            return None
+    def observe(self, table: dict[str, Any]) -> Observed:
         state = {
             "VpcId": table["VpcId"],
             "SubnetIds": sorted(a["SubnetId"] for a in table["Associations"] if "SubnetId" in a),
@@ -444,7 +474,8 @@ class RouteTable(Ec2):
     def change(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> None:
         table_id = observed.outputs["id"]
         if changes.touches("SubnetIds"):
-            live = {a["SubnetId"]: a["RouteTableAssociationId"] for a in self._associations()}
+            associations = self._associations(table_id)
+            live = {a["SubnetId"]: a["RouteTableAssociationId"] for a in associations}
             for subnet_id in sorted(set(desired["SubnetIds"]) - set(live)):
                 self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
             for subnet_id in sorted(set(live) - set(desired["SubnetIds"])):
@@ -454,14 +485,19 @@ class RouteTable(Ec2):
                 destination = {k: v for k, v in route.items() if k.startswith("Destination")}
                 self.ec2.delete_route(RouteTableId=table_id, **destination)
 
-    def _associations(self) -> list[dict[str, Any]]:
-        table = self._live() or {"Associations": []}
-        return [a for a in table["Associations"] if "SubnetId" in a]
+    def _associations(self, table_id: str) -> list[dict[str, Any]]:
+        try:
+            tables = self.ec2.describe_route_tables(RouteTableIds=[table_id])["RouteTables"]
+        except Exception as exc:
+            if is_not_found(exc):
+                return []
+            raise
+        return [a for t in tables for a in t["Associations"] if "SubnetId" in a]
 
     def delete(self, observed: Observed) -> None:
-        for association in self._associations():
-            self.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
         table_id = observed.outputs["id"]
+        for association in self._associations(table_id):
+            self.ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
         _delete(self.ctx, self.key, lambda: self.ec2.delete_route_table(RouteTableId=table_id))
 
 
@@ -497,6 +533,7 @@ def permissions(flat: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 class SecurityGroup(Ec2):
     resource_type = "security-group"
+    describe, listed, id_field = "describe_security_groups", "SecurityGroups", "GroupId"
     replace_on = ("VpcId", "GroupName", "Description")
 
     def __init__(
@@ -518,10 +555,7 @@ class SecurityGroup(Ec2):
         # HTTPS egress to the VPC's interface endpoints ("vpc") and gateway services.
         self.egress_to = () if ingress_from else egress_to
 
-    def read(self) -> Observed | None:
-        group = self.find(self.ec2.describe_security_groups, "SecurityGroups")
-        if group is None:
-            return None
+    def observe(self, group: dict[str, Any]) -> Observed:
         state = {
             "VpcId": group["VpcId"],
             "GroupName": group["GroupName"],
@@ -551,11 +585,12 @@ class SecurityGroup(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        group_id = self.ec2.create_security_group(
+        group_id = self.create_tagged(
+            "create_security_group",
+            "",
             GroupName=desired["GroupName"],
             Description=desired["Description"],
             VpcId=desired["VpcId"],
-            TagSpecifications=self.tag_specs(desired["Tags"]),
         )["GroupId"]
         created = self.ctx.eventually(
             lambda: self.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0],
@@ -632,7 +667,7 @@ class DefaultSecurityGroup(Ec2):
         return {"VpcId": refs(VPC, "id"), "Ingress": [], "Egress": [], "Tags": self.tags}
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        group = self.ctx.eventually(lambda: self._group(desired["VpcId"]), "InvalidVpcID.NotFound")
+        group = self.ctx.eventually(lambda: self._group(desired["VpcId"]), "ec2-vpc-not-visible")
         group_id = group["GroupId"]
         self.ec2.create_tags(Resources=[group_id], Tags=tags_to_list(desired["Tags"]))
         self._revoke(group_id, rules(group["IpPermissions"]), rules(group["IpPermissionsEgress"]))
@@ -712,10 +747,12 @@ class GatewayEndpoint(Endpoints):
         self.service = service
 
     def read(self) -> Observed | None:
-        found = self.live("Gateway")
-        if not found:
+        kept, *extras = sorted(self.live("Gateway"), key=lambda e: e["VpcEndpointId"]) or [None]
+        if kept is None:
             return None
-        endpoint = found[0]
+        return replace(self.observe(kept), extras=tuple(self.observe(e) for e in extras))
+
+    def observe(self, endpoint: dict[str, Any]) -> Observed:
         state = {
             "VpcId": endpoint["VpcId"],
             "ServiceName": endpoint["ServiceName"],

@@ -218,6 +218,12 @@ def _missing(exc: Exception) -> bool:
     )
 
 
+def _own_retry(exc: Exception) -> bool:
+    """botocore retried an endpoint update whose answer was lost, and met the update itself
+    in progress (the endpoint is locked to one writer: no one else's)."""
+    return error_code(exc) == "ValidationException" and "Cannot update in-progress" in str(exc)
+
+
 # --- Models -------------------------------------------------------------------------------------
 
 # Properties a Model is created with and never changes (a version's artifact is immutable).
@@ -351,21 +357,30 @@ class Models(_Served):
         )
         return str(created["ModelArn"])
 
-    def delete(self, observed: Observed) -> None:
-        sm = self.client("sagemaker")
-        prefix = self.ctx.names.model_prefix
+    def _owned(self) -> list[str]:
+        """Every model this pipeline made (found by its tags), served or not."""
+        sm, prefix, found = self.client("sagemaker"), self.ctx.names.model_prefix, []
         for page in sm.get_paginator("list_models").paginate(NameContains=prefix):
             for model in page["Models"]:
                 if not model["ModelName"].startswith(prefix):
                     continue
                 tags = tags_from_list(sm.list_tags(ResourceArn=model["ModelArn"])["Tags"])
-                if not self.ctx.owns(tags):
-                    continue
-                try:
-                    sm.delete_model(ModelName=model["ModelName"])
-                except ClientError as exc:
-                    if not _missing(exc):
-                        raise
+                if self.ctx.owns(tags):
+                    found.append(model["ModelName"])
+        return found
+
+    def remnants(self) -> Observed | None:
+        owned = self._owned()
+        return Observed({"Models": sorted(owned)}, {"arns": {}}) if owned else None
+
+    def delete(self, observed: Observed) -> None:
+        sm = self.client("sagemaker")
+        for name in self._owned():
+            try:
+                sm.delete_model(ModelName=name)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
 
 
 # --- The endpoint -------------------------------------------------------------------------------
@@ -628,9 +643,10 @@ class Endpoint(_Served):
                 ),
                 "sagemaker-endpoint-config-not-visible",
             )
-        except ClientError:
-            self._restore(released)
-            raise
+        except ClientError as exc:
+            if not _own_retry(exc):  # else: checked below, once the update has finished
+                self._restore(released)
+                raise
         live = self._stable(f"updating to {target}")
         self._restore(v for v in released if v in relative_weights(live))
         if live["EndpointConfigName"] != target:
@@ -646,13 +662,17 @@ class Endpoint(_Served):
         current = relative_weights(live)
         if all(current.get(name) == weight for name, weight in weights.items()):
             return live
-        self.sm.update_endpoint_weights_and_capacities(
-            EndpointName=self.physical,
-            DesiredWeightsAndCapacities=[
-                {"VariantName": name, "DesiredWeight": weight}
-                for name, weight in sorted(weights.items())
-            ],
-        )
+        try:
+            self.sm.update_endpoint_weights_and_capacities(
+                EndpointName=self.physical,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": name, "DesiredWeight": weight}
+                    for name, weight in sorted(weights.items())
+                ],
+            )
+        except ClientError as exc:
+            if not _own_retry(exc):  # else the operation verifies the weights it reached
+                raise
         split = ", ".join(f"{name} {weight:.0%}" for name, weight in sorted(weights.items()))
         return self._stable(f"shifting traffic to {split}")
 
@@ -742,6 +762,11 @@ class Endpoint(_Served):
         for name in self._owned_configs():
             self._delete_config(name)
 
+    def remnants(self) -> Observed | None:
+        """Configs left when a destroy was killed after deleting the endpoint."""
+        configs = self._owned_configs()
+        return Observed({"EndpointConfigs": configs}, {"name": self.physical}) if configs else None
+
     def warnings(self) -> list[str]:
         notes = [
             f"variant {v.name} starts with {v.instance_count} instance (AWS FSBP SageMaker.4 "
@@ -826,3 +851,13 @@ def deploy(ctx: Context, state: DeploymentState, *, timeout: float | None = None
         if outcome.status in (Status.FAILED, Status.SKIPPED)
     }
     return DeployResult(plan, report, errors)
+
+
+def settled_endpoint(ctx: Context, timeout: float | None = None) -> dict[str, Any] | None:
+    """The endpoint once no operation is in progress on it (None when there is none)."""
+    endpoint = Endpoint(ctx, Serving(ctx), timeout)
+    found = endpoint._poll(
+        "waiting for the endpoint's current operation to finish",
+        lambda d: d is None or d["EndpointStatus"] not in IN_PROGRESS,
+    )
+    return dict(found) if found else None

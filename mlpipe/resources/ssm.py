@@ -115,6 +115,36 @@ class Parameter(Resource):
                 raise
 
 
+class Registry(Resource):
+    """The metadata parameters of every version registered (`mlpipe models register`), found by
+    their tags: kept while the model bucket with their artifacts is, deleted with it."""
+
+    kind = "ssm"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx, "registry", f"{ctx.names.ssm_prefix}/models/versions/")
+        self.retain = ctx.spec.storage.model_bucket.retain_on_destroy
+
+    def _owned(self) -> list[str]:
+        names = ("/" + arn.split(":parameter/", 1)[1] for arn in self.ctx.tagged(None, "ssm"))
+        return sorted(name for name in names if name.startswith(self.physical))
+
+    def read(self) -> Observed | None:
+        owned = self._owned()
+        return Observed({"Parameters": owned}) if owned else None
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        return {}  # registrations are the model commands' to write, never apply's
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        return {}
+
+    def delete(self, observed: Observed) -> None:
+        owned = self._owned()
+        for start in range(0, len(owned), 10):  # DeleteParameters takes up to 10 names
+            self.client("ssm").delete_parameters(Names=owned[start : start + 10])
+
+
 def deployment_state(ctx: Context) -> dict[str, Any]:
     """The initial deployment state: which version each variant serves, and its weight."""
     variants = ctx.spec.endpoint.variants
@@ -217,5 +247,9 @@ def resources(ctx: Context) -> list[Resource]:
             "Which model version each endpoint variant serves, and its traffic weight",
         ),
     ]
-    params += [VersionMetadata(ctx, version) for version in ctx.spec.models.versions]
-    return params
+    registry = Registry(ctx)
+    for version in ctx.spec.models.versions:
+        metadata = VersionMetadata(ctx, version)
+        metadata.retain = registry.retain  # with the registry and the artifacts
+        params.append(metadata)
+    return [*params, registry]

@@ -25,7 +25,7 @@ RATE_RULE = "RateLimitPerClientIp"
 RATE_WINDOW_SECONDS = 300
 DEFINITION = ("Description", "DefaultAction", "Rules", "VisibilityConfig")
 # WAF may not see a web ACL it has just created: the association is retried.
-NOT_READY = "WAFUnavailableEntityException"
+NOT_READY = "wafv2-entity-unavailable"
 
 
 def _visibility(metric: str) -> dict[str, Any]:

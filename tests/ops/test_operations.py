@@ -13,7 +13,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.errors import UsageError
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Canary, PromotionAborted, Runner
-from mlpipe.ops.lock import LockHeld, operation_lock
+from mlpipe.ops.lock import LockHeld, acquire, operation_lock
 from mlpipe.resources import monitoring
 from tests.resources.endpoint_support import FakeTime, fake_time, resources
 from tests.support import converge
@@ -136,23 +136,27 @@ def test_bad_weights_change_nothing(runner: Runner) -> None:
 
 def test_a_held_lock_refuses_a_second_operation(runner: Runner) -> None:
     ctx = runner.ctx
-    with operation_lock(ctx, "traffic"):
-        with pytest.raises(LockHeld, match="another operation holds the lock"):
-            deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
-        runner.force_unlock = True  # too young to be broken
-        with pytest.raises(LockHeld, match="cannot be broken yet"):
-            deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
+    held = pytest.raises(LockHeld, match="another operation holds the lock")
+    with operation_lock(ctx, "traffic"), held:
+        deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
     assert live(ctx)["ModelA"][0] == 0.8
 
 
-def test_a_stale_lock_can_be_broken(runner: Runner) -> None:
+def test_force_unlock_takes_over_from_a_holder_known_to_be_gone(runner: Runner) -> None:
+    ctx = runner.ctx
+    said: list[str] = []
+    ctx.progress = lambda key, message: said.append(message)
+    acquire(ctx, "promote")  # an operator whose process is gone, its lease not yet expired
+    runner.force_unlock = True
+    deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
+    assert live(ctx)["ModelA"][0] == 0.5
+    assert any("taking over from promote by" in m for m in said), said
+
+
+def test_an_expired_lease_is_taken_over(runner: Runner) -> None:
     ctx = runner.ctx
     long_ago = datetime.now(UTC) - timedelta(hours=2)
-    stale = operation_lock(ctx, "promote", now=lambda: long_ago)
-    stale.__enter__()  # an operator that died without releasing it
-    with pytest.raises(LockHeld):
-        deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
-    runner.force_unlock = True
+    acquire(ctx, "promote", now=lambda: long_ago)  # its operator died without releasing it
     deployments.traffic(runner, {"ModelA": 50, "ModelB": 50})
     assert live(ctx)["ModelA"][0] == 0.5
 

@@ -241,8 +241,10 @@ def test_spec_change_updates_in_place(ctx: Context, spec) -> None:
     changed = {s.key: s.diff.paths() for s in plan.changes}
     assert changed["s3:data"] == ["Lifecycle", "Tags"]
     assert all(paths == ["Tags"] for key, paths in changed.items() if key != "s3:data")
-    # Every resource but the artifacts (S3 objects carry at most 10 tags: none are set).
-    assert len(changed) == len([s for s in plan.steps if s.resource.kind != "artifact"])
+    # Every resource but the artifacts (S3 objects carry at most 10 tags: none are set) and
+    # the registry, whose registrations the model commands write.
+    unchanged = [s for s in plan.steps if s.resource.kind == "artifact" or s.key == "ssm:registry"]
+    assert len(changed) == len(plan.steps) - len(unchanged)
     assert execute(plan).ok
     rules = boto3.client("s3", region_name=REGION).get_bucket_lifecycle_configuration(
         Bucket=ctx.names.data_bucket
@@ -260,17 +262,24 @@ def test_destroy_removes_all_but_the_retained_model_bucket(applied: Context) -> 
     resources = foundation(applied)
     arn = key_arn(applied)
     plan = plan_destroy(resources)
-    retained = {"s3:models", "artifact:v1.0.0", "artifact:v2.0.0"}  # the artifacts live in it
+    # The artifacts live in the model bucket; the registry (version metadata) is kept with it.
+    artifacts = {"artifact:v1.0.0", "artifact:v2.0.0"}
+    registry = {"ssm:registry", "ssm:metadata-v1.0.0", "ssm:metadata-v2.0.0"}
+    retained = {"s3:models", *artifacts, *registry}
     assert {s.key for s in plan.steps if s.action is Action.NOOP} == retained
     assert execute(plan).ok
     buckets = {b["Name"] for b in s3c.list_buckets()["Buckets"]}
     assert buckets == {names.model_bucket}
+    ssm = boto3.client("ssm", region_name=REGION)
+    kept = {p["Name"] for p in ssm.describe_parameters()["Parameters"]}
+    assert kept == {names.metadata_param("v1.0.0"), names.metadata_param("v2.0.0")}
     assert boto3.client("dynamodb", region_name=REGION).list_tables()["TableNames"] == []
     assert boto3.client("iam").list_roles(PathPrefix=names.role_path)["Roles"] == []
     meta = boto3.client("kms", region_name=REGION).describe_key(KeyId=arn)
     assert meta["KeyMetadata"]["KeyState"] == "PendingDeletion"
     assert execute(plan_destroy(resources, force=True)).ok
     assert s3c.list_buckets()["Buckets"] == []
+    assert ssm.describe_parameters()["Parameters"] == []
 
 
 def test_destroy_never_touches_untagged_resources(ctx: Context) -> None:

@@ -1,0 +1,56 @@
+"""EC2's client tokens in the embedded AWS: a create repeated with the same ``ClientToken``
+returns what the first one made instead of making another (moto ignores the token).
+
+https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html: "If you repeat a
+request with the same client token and the same parameters, the request succeeds and returns
+the result of the original request". Covered: ``CreateRouteTable`` and ``CreateVpcEndpoint``,
+the token-taking creates mlpipe makes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.ec2.models import EC2Backend
+from moto.ec2.responses.route_tables import RouteTables
+
+# Per EC2 backend (one per account and region): client token -> route table id.
+_route_tables: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _create_route_table(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: RouteTables) -> Any:
+        token, backend = self._get_param("ClientToken"), self.ec2_backend
+        made = _route_tables.setdefault(backend, {})
+        if token and made.get(token) in backend.route_tables:
+            return ActionResult({"RouteTable": backend.route_tables[made[token]]})
+        before = set(backend.route_tables)
+        result = original(self)
+        created = set(backend.route_tables) - before
+        if token and created:
+            made[token] = created.pop()
+        return result
+
+    return create
+
+
+def _create_vpc_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: EC2Backend, *args: Any, **kwargs: Any) -> Any:
+        token = kwargs.get("client_token")
+        if token:
+            for endpoint in self.vpc_end_points.values():
+                if endpoint.client_token == token and endpoint.state != "deleted":
+                    return endpoint
+        return original(self, *args, **kwargs)
+
+    return create
+
+
+def install() -> None:
+    from mlpipe.local.moto_ext import _wrap as wrap
+
+    wrap(RouteTables, "create_route_table", _create_route_table)
+    wrap(EC2Backend, "create_vpc_endpoint", _create_vpc_endpoint)
