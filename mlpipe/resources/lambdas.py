@@ -113,6 +113,9 @@ def environment(ctx: Context, purpose: str) -> dict[str, str]:
     }
     if spec.lambdas.feature_count is not None:
         variables["FEATURE_COUNT"] = str(spec.lambdas.feature_count)
+    if purpose == PREPROCESS and spec.api.cache.enabled:
+        # The handler refuses a request whose cache key header does not match its body.
+        variables["CACHE_KEY_HEADER"] = spec.api.cache.key_header
     if purpose == STREAM_PROCESSOR:
         variables["MAX_PAYLOAD_BYTES"] = str(MAX_PAYLOAD_BYTES)
         # Report malformed records too, so that after the retries they reach the on-failure

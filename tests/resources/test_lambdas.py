@@ -113,7 +113,8 @@ def test_environment_names_what_each_handler_reads(ctx: Context, applied: Report
     lam = client("lambda")
     preprocess = lam.get_function_configuration(FunctionName=names.function(PREPROCESS))
     stream = lam.get_function_configuration(FunctionName=names.function(STREAM_PROCESSOR))
-    assert preprocess["Environment"]["Variables"] == common
+    cache_key = {"CACHE_KEY_HEADER": "X-Features-Hash"}
+    assert preprocess["Environment"]["Variables"] == {**common, **cache_key}
     assert stream["Environment"]["Variables"] == {**common, **stream_only}
 
 
