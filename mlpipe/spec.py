@@ -117,6 +117,7 @@ INTERFACE_ENDPOINTS = (
     "ecr.dkr",
     "sns",
     "states",
+    "sqs",
 )
 
 
