@@ -17,7 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlpipe.core.errors import SpecError
 
-VERSION_RE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
+# A model version: SemVer 2.0 (https://semver.org) with a leading `v` and without build metadata,
+# e.g. v1.2.3 or v2.0.0-rc.1: three numbers without leading zeros, then optionally `-` and
+# dot-separated pre-release identifiers (numeric ones without leading zeros). At most 64
+# characters. `\A...\Z` (not `^...$`, which also matches before a final newline): the whole
+# value must match.
+VERSION_RE = re.compile(
+    r"\Av(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?\Z"
+)
+MAX_VERSION_LENGTH = 64
 
 
 class Strict(BaseModel):
@@ -29,8 +38,11 @@ Days = Annotated[int, Field(ge=1, le=3650)]
 
 
 def check_version(value: str) -> str:
+    """`value` if it is a model version (see VERSION_RE), else ValueError saying why."""
+    if len(value) > MAX_VERSION_LENGTH:
+        raise ValueError(f"a version has at most {MAX_VERSION_LENGTH} characters, got {len(value)}")
     if not VERSION_RE.match(value):
-        raise ValueError(f"{value!r} is not a version like v1.2.3")
+        raise ValueError(f"{value!r} is not a version like v1.2.3 or v2.0.0-rc.1")
     return value
 
 
@@ -172,6 +184,10 @@ class NetworkSpec(Strict):
                 f"in {self.cidr}"
             )
         return self
+
+
+# A SageMaker production variant name.
+VARIANT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 
 class VariantSpec(Strict):

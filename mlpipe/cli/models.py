@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import UsageError
@@ -28,6 +29,7 @@ def register(
 ) -> None:
     """Upload a model version (SSE-KMS) and record its metadata in Parameter Store."""
     registry.check_version(version)
+    validation.existing_path(path, "PATH")
     parsed = registry.parse_baseline(baseline)
     pipeline = options(ctx).pipeline()
     meta = registry.register(pipeline.ctx, version, path, baseline=parsed, image=image, force=force)

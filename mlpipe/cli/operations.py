@@ -5,17 +5,20 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out, stderr
 from mlpipe.core.errors import UsageError
-from mlpipe.ops import deployments, history
+from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Outcome, Runner
+from mlpipe.spec import VARIANT_NAME
 
 TIMEOUT = typer.Option(None, help="Seconds to wait for the endpoint (default: the spec's).")
 FORCE_UNLOCK = typer.Option(False, "--force-unlock", help="Break a stale operation lock.")
 
 
 def _runner(ctx: typer.Context, timeout: float | None, force_unlock: bool) -> Runner:
+    validation.positive_seconds(timeout, "--timeout")
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
     return Runner(pipeline.ctx, timeout=timeout, force_unlock=force_unlock)
 
@@ -42,7 +45,15 @@ def _pairs(items: list[str]) -> dict[str, int]:
             weights[name] = int(value)
         except ValueError as exc:
             raise UsageError(f"--set {item!r}: the weight must be an integer") from exc
+        if not VARIANT_NAME.fullmatch(name):
+            raise UsageError(f"--set {item!r}: {name!r} is not a variant name like ModelA")
     return weights
+
+
+def _weight(option: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 100:
+        raise UsageError(f"{option}: {value} is not a weight from 0 to 100 (percent)")
+    return value
 
 
 def traffic(
@@ -55,6 +66,9 @@ def traffic(
 ) -> None:
     """Shift traffic between variants: integers 0-100 that add up to 100."""
     requested = _pairs(set_)
+    checks = {"--a": a, "--b": b, **{f"--set {k}": v for k, v in requested.items()}}
+    for option, value in checks.items():
+        _weight(option, value)
     runner = _runner(ctx, timeout, force_unlock)
     variants = [v.name for v in runner.current().variants]
     for index, weight in enumerate((a, b)):
@@ -77,6 +91,7 @@ def promote(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Make a registered version active, deploying it to the challenger variant first."""
+    registry.check_version(version)
     plan = deployments.parse_canary(canary, interval)
     outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
     if dry_run:
@@ -94,6 +109,8 @@ def rollback(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Go back to the previous active version: a weight shift when it is still served."""
+    if to is not None:
+        registry.check_version(to)
     _report(deployments.rollback(_runner(ctx, timeout, force_unlock), to))
 
 

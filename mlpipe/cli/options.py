@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.output import err
 from mlpipe.core.clients import AwsTarget
 from mlpipe.core.context import Progress
@@ -27,6 +28,9 @@ class Options:
     region: str | None = None
     endpoint_url: str | None = None
     local: bool = False
+
+    def __post_init__(self) -> None:
+        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
 
     def target(self) -> AwsTarget:
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")

@@ -18,15 +18,16 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
 from mlpipe.resources.sagemaker import load_state
-from mlpipe.spec import VERSION_RE
+from mlpipe.spec import check_version as spec_check_version
 
 ARTIFACT = "model.tar.gz"
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version):
-        raise UsageError(f"{version!r} is not a version like v1.2.3 (semantic version with a v)")
-    return version
+    try:
+        return spec_check_version(version)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (semantic version with a v)") from exc
 
 
 def parse_baseline(text: str | None) -> dict[str, float]:
