@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+from lambdas.preprocess.handler import features_hash
+
 HERE = Path(__file__).resolve().parent
 FILLER = "0.5"
+HEADER = "X-Features-Hash"  # api.cache.key_header in config/pipeline.yaml
+FEATURE_COUNT = 30  # lambdas.feature_count in config/pipeline.yaml
 
 
 def cases(kind: str) -> list[Any]:
@@ -35,3 +40,43 @@ def number_texts(items: list[str], total: int | None = None) -> list[str]:
     if total is not None:
         out += [FILLER] * (total - len(out))
     return out
+
+
+def api_body(case: dict[str, Any]) -> str:
+    """The request body a case describes (see tests/corpus/api.yaml)."""
+    if "json" in case:
+        return json.dumps(case["json"])
+    if "raw" in case:
+        return str(case["raw"])
+    if "deep" in case:
+        return "[" * case["deep"] + "]" * case["deep"]
+    if "features_raw" in case:
+        return '{"features": [' + ", ".join(number_texts(case["features_raw"])) + "]}"
+    count = case.get("features", FEATURE_COUNT)
+    body = json.dumps({"features": [float(FILLER)] * count, **(case.get("extra") or {})})
+    if "size" in case:
+        body += " " * (case["size"] - len(body))
+    return body
+
+
+def cache_key(case: dict[str, Any], body: str) -> list[str]:
+    """The X-Features-Hash values a case sends (see tests/corpus/api.yaml)."""
+    if "header" in case:
+        return [case["header"]]
+    try:
+        parsed = json.loads(body)
+        features = [float(v) for v in parsed["features"]]
+        variant, version = parsed.get("variant"), parsed.get("version")
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return ["0" * 64]
+    right = features_hash(features, variant, version)
+    return {
+        "hash": [right],
+        "none": [],
+        "twice": [right, right],
+        "other": [features_hash([9.0] * len(features), variant, version)],
+        "other-variant": [features_hash(features, "ModelB", version)],
+        "upper": [right.upper()],
+        "newline": [right + "\n"],
+        "long-suffix": [right + "-" + "x" * 65],
+    }[case.get("hash", "hash")]

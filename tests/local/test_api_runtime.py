@@ -33,6 +33,7 @@ from mlpipe.local.functions import (
 from mlpipe.ops.client import ApiClient, features_hash
 from mlpipe.resources.api import PREDICT_METHOD
 from mlpipe.resources.lambdas import PREPROCESS
+from tests.corpus.corpus import api_body, cache_key, cases
 
 HEADER = "X-Features-Hash"
 KEY_1 = features_hash([1.5, 2.5, 3.0])
@@ -636,15 +637,19 @@ def test_an_explicit_variant_is_part_of_the_cache_key(
     assert crossed[0] == 200 and crossed[2]["predictionId"] == first.prediction_id
 
 
-def test_payloads_over_the_aws_limits_are_answered_413_and_never_run(
-    pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
+@pytest.mark.parametrize(
+    "case", [c for c in cases("api") if c.values[0].get("layer", "handler") == "gateway"]
+)
+def test_the_bad_input_corpus_at_the_gateway(
+    case: dict[str, Any], pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
 ) -> None:
+    body = api_body(case).encode()
+    headers = {HEADER: cache_key(case, body.decode())[-1]}
+    if case.get("api_key") != "none":
+        headers["x-api-key"] = api_key
     with serving(pipeline, fake_sagemaker) as (api, recorder):
-        url = f"{api.url}/prod/predict"
-        headers = {"x-api-key": api_key, HEADER: KEY_12}
-        over_lambda = post(url, b'{"features": [' + b" " * (6 * 1024 * 1024) + b"1]}", headers)
-        over_gateway = post(url, b" " * (10 * 1024 * 1024 + 1), headers)
-    assert (over_lambda[0], over_lambda[2]) == (413, {"message": "Request Entity Too Large"})
-    assert (over_gateway[0], over_gateway[2]) == (413, {"message": "Request Too Long"})
-    assert recorder.events == []
-    assert api._cache == {}
+        status, _, answer = post(f"{api.url}/prod/predict", body, headers)
+    assert (status, answer) == (case["status"], {"message": case["message"]})
+    assert recorder.events == [] and fake_sagemaker.calls == []
+    if status == 413:
+        assert api._cache == {}  # refused before the cache, as by API Gateway and Lambda
