@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import MlpipeError
@@ -26,6 +27,8 @@ def up(
     ctx: typer.Context,
     port: int = typer.Option(
         server.DEFAULT_PORT,
+        min=0,
+        max=65533,
         help="Port of the embedded AWS (0: any free one); the SageMaker runtime and the API "
         "take the next two (free ones with 0).",
     ),
@@ -33,6 +36,7 @@ def up(
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),
 ) -> None:
     """Start the embedded AWS (foreground unless --detach)."""
+    validation.positive_seconds(timeout, "--timeout")
     try:
         if detach:
             info = server.start_detached(server.DEFAULT_HOST, port, timeout, _spec(ctx))

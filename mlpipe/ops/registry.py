@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,10 @@ def parse_baseline(text: str | None) -> dict[str, float]:
         return {}
     path = Path(text)
     if path.is_file():
-        raw = yaml.safe_load(path.read_text())
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            raise UsageError(f"{path}: not a YAML or JSON file of name: number pairs") from exc
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: a baseline file holds name: number pairs")
         pairs = list(raw.items())
@@ -48,9 +52,13 @@ def parse_baseline(text: str | None) -> dict[str, float]:
                 raise UsageError(f"--baseline: {part!r} is not name=number")
             pairs.append((name.strip(), value.strip()))
     try:
-        return {str(name): float(value) for name, value in pairs}
+        parsed = {str(name): float(value) for name, value in pairs}
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--baseline: every value must be a number ({exc})") from exc
+    for name, value in parsed.items():
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--baseline: {name}={value} is not a finite number from 0")
+    return parsed
 
 
 def _entry(name: str, size: int | None) -> tarfile.TarInfo:
