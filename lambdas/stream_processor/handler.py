@@ -67,8 +67,9 @@ _ENVELOPE_TAIL = "]}"
 _ID_NAMESPACE = uuid.UUID("5d0d7f56-3c1e-4c55-9a57-1b4f0f6c2a10")
 # Integers longer than this are refused before Python converts them (DynamoDB keeps 38 digits).
 _MAX_INT_DIGITS = 64
-# A poison record's data kept in its failure message: well under SQS's 256 KiB message limit.
-_MAX_FAILURE_DATA_CHARS = 200_000
+# A poison record's data kept in its failure message: ten of them stay under the 256 KiB
+# SQS allows for a whole SendMessageBatch request.
+_MAX_FAILURE_DATA_CHARS = 20_000
 _SQS_BATCH_SIZE = 10
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})

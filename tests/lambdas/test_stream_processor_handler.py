@@ -337,3 +337,22 @@ def test_malformed_records_are_reported_when_the_failure_queue_cannot_take_them(
 
     assert failures(result) == [sequence(1)]  # retried, then the mapping's destination
     assert len(pipeline.items()) == 1
+
+
+def test_a_batch_of_large_poison_records_fits_one_failure_queue_request(
+    pipeline: Any, clock: Any, monkeypatch: Any
+) -> None:
+    sqs = boto3.client("sqs", region_name=pipeline.region)
+    url = sqs.create_queue(QueueName="stream-failures")["QueueUrl"]
+    monkeypatch.setenv("FAILURE_QUEUE_URL", url)
+    monkeypatch.setenv("REPORT_MALFORMED", "true")
+    sends = pipeline.record_calls(sp._client("sqs"), "sqs.SendMessageBatch")
+    big = "x" * 900_000  # a Kinesis record of almost 1 MiB that is not JSON
+
+    result = sp.handler(kinesis_event([big] * 10), None)
+
+    assert failures(result) == []
+    [send] = sends
+    assert sum(len(e["MessageBody"].encode()) for e in send["Entries"]) < 256 * 1024
+    bodies = [json.loads(e["MessageBody"]) for e in send["Entries"]]
+    assert all(b["dataTruncated"] for b in bodies)
