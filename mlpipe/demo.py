@@ -108,7 +108,13 @@ class Demo:
         self._apply(pipeline)
         with step("register v1.0.0 and v2.0.0 in the model registry"):
             for example in examples:
-                registry.register(ctx, example.version, example.path, baseline=example.baseline)
+                registry.register(
+                    ctx,
+                    example.version,
+                    example.path,
+                    baseline=example.baseline,
+                    feature_count=example.feature_count,
+                )
         with LocalServices(pipeline.aws, ctx.names, self.spec.api.stage) as services:
             client = api_client(ctx, services.api_url)
             self._predict(client, heldout)

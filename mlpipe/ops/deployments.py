@@ -211,7 +211,13 @@ def promote(
     runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
 ) -> Outcome:
     ctx = runner.ctx
-    require_registered(ctx, version)
+    takes = require_registered(ctx, version).get("featureCount")
+    expected = ctx.spec.lambdas.feature_count
+    if takes and expected and takes != expected:
+        raise UsageError(
+            f"{version} takes {takes} features; the handlers accept {expected} "
+            "(lambdas.feature_count): every request would be refused"
+        )
     before = runner.current()
     active = active_version(ctx)
     target = _serving(before, version)
@@ -302,7 +308,13 @@ def rollback(runner: Runner, to: str | None = None) -> Outcome:
         )
     if version == active:
         raise UsageError(f"{version} is already the active version")
-    require_registered(ctx, version)
+    takes = require_registered(ctx, version).get("featureCount")
+    expected = ctx.spec.lambdas.feature_count
+    if takes and expected and takes != expected:
+        raise UsageError(
+            f"{version} takes {takes} features; the handlers accept {expected} "
+            "(lambdas.feature_count): every request would be refused"
+        )
     before = runner.current()
     target = _serving(before, version)
     record = runner.record("rollback", f"{active} → {version}", to=version, **{"from": active})

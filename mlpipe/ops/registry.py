@@ -144,6 +144,7 @@ def register(
     image: str | None = None,
     force: bool = False,
     now: datetime | None = None,
+    feature_count: int | None = None,
 ) -> dict[str, Any]:
     """Upload a model version's artifact and record its metadata; refuse to overwrite."""
     check_version(version)
@@ -178,6 +179,9 @@ def register(
         "registeredBy": ctx.aws.caller_arn,
         "image": image or (existing or {}).get("image") or ctx.spec.models.image,
     }
+    feature_count = feature_count or (existing or {}).get("featureCount")
+    if feature_count:
+        meta["featureCount"] = int(feature_count)  # what the model takes: checked on promote
     merged = {**((existing or {}).get("performanceBaseline") or {}), **(baseline or {})}
     if merged:
         meta["performanceBaseline"] = merged
