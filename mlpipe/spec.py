@@ -17,20 +17,53 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlpipe.core.errors import SpecError
 
-VERSION_RE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
+# A model version: SemVer 2.0 (https://semver.org) with a leading `v` and without build metadata,
+# e.g. v1.2.3 or v2.0.0-rc.1: three numbers without leading zeros, then optionally `-` and
+# dot-separated pre-release identifiers (numeric ones without leading zeros). At most 64
+# characters. `\A...\Z` (not `^...$`, which also matches before a final newline): the whole
+# value must match.
+VERSION_RE = re.compile(
+    r"\Av(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*)?\Z"
+)
+MAX_VERSION_LENGTH = 64
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number AWS takes is finite: YAML's .inf and .nan are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 Days = Annotated[int, Field(ge=1, le=3650)]
+# The Integer of AWS's APIs (Application Auto Scaling capacities, cooldowns, quotas) is 32-bit.
+INT32_MAX = 2**31 - 1
+Int32 = Annotated[int, Field(le=INT32_MAX)]
+# CloudWatch Logs' PutRetentionPolicy accepts only these retentionInDays.
+LOG_RETENTION_DAYS = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+]  # fmt: skip
+# A SageMaker instance type: `ml.` + family + size (every ProductionVariantInstanceType of
+# botocore's SageMaker model has this form).
+INSTANCE_TYPE = re.compile(
+    r"ml\.[a-z]+[0-9]+[a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(-[0-9]+xl)?)"
+)
+
+
+def check_instance_type(value: str) -> str:
+    if not INSTANCE_TYPE.fullmatch(value):
+        hint = f" (did you mean 'ml.{value}'?)" if INSTANCE_TYPE.fullmatch(f"ml.{value}") else ""
+        raise ValueError(f"{value!r} is not a SageMaker instance type like ml.m5.large{hint}")
+    return value
 
 
 def check_version(value: str) -> str:
+    """`value` if it is a model version (see VERSION_RE), else ValueError saying why."""
+    if len(value) > MAX_VERSION_LENGTH:
+        raise ValueError(f"a version has at most {MAX_VERSION_LENGTH} characters, got {len(value)}")
     if not VERSION_RE.match(value):
-        raise ValueError(f"{value!r} is not a version like v1.2.3")
+        raise ValueError(f"{value!r} is not a version like v1.2.3 or v2.0.0-rc.1")
     return value
 
 
@@ -140,6 +173,7 @@ INTERFACE_ENDPOINTS = (
     "ecr.dkr",
     "sns",
     "states",
+    "sqs",
 )
 
 
@@ -196,6 +230,10 @@ class NetworkSpec(Strict):
         return self
 
 
+# A SageMaker production variant name.
+VARIANT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+
 class VariantSpec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
     version: str
@@ -207,6 +245,11 @@ class VariantSpec(Strict):
     @classmethod
     def _version(cls, value: str) -> str:
         return check_version(value)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str | None) -> str | None:
+        return None if value is None else check_instance_type(value)
 
 
 class DataCaptureSpec(Strict):
@@ -224,6 +267,11 @@ class EndpointSpec(Strict):
     keep_configs: Annotated[int, Field(ge=2, le=20)] = 3
     wait_timeout_seconds: Annotated[int, Field(ge=1, le=7200)] = 1800
 
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return check_instance_type(value)
+
     @field_validator("variants")
     @classmethod
     def _variants(cls, value: list[VariantSpec]) -> list[VariantSpec]:
@@ -239,11 +287,11 @@ class EndpointSpec(Strict):
 
 
 class AutoscalingSpec(Strict):
-    min_capacity: Annotated[int, Field(ge=1)] = 1
-    max_capacity: Annotated[int, Field(ge=1)] = 10
+    min_capacity: Annotated[Int32, Field(ge=1)] = 1
+    max_capacity: Annotated[Int32, Field(ge=1)] = 10
     target_invocations_per_instance: Annotated[float, Field(gt=0)] = 1000
-    scale_in_cooldown_seconds: Annotated[int, Field(ge=0)] = 300
-    scale_out_cooldown_seconds: Annotated[int, Field(ge=0)] = 60
+    scale_in_cooldown_seconds: Annotated[Int32, Field(ge=0)] = 300
+    scale_out_cooldown_seconds: Annotated[Int32, Field(ge=0)] = 60
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
@@ -257,14 +305,14 @@ class AutoscalingSpec(Strict):
 class FunctionSpec(Strict):
     memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 30
-    reserved_concurrency: Annotated[int, Field(ge=0)] | None = 50
+    reserved_concurrency: Annotated[Int32, Field(ge=0)] | None = 50
 
 
 class LambdasSpec(Strict):
     runtime: Literal["python3.11"] = "python3.11"
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    log_retention_days: LOG_RETENTION_DAYS = 30
     ssm_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
-    feature_count: Annotated[int, Field(ge=1)] | None = None
+    feature_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
     preprocess: FunctionSpec = FunctionSpec()
     stream_processor: FunctionSpec = FunctionSpec(timeout_seconds=60, reserved_concurrency=10)
 
@@ -279,8 +327,8 @@ class CacheSpec(Strict):
 
 class ThrottleSpec(Strict):
     rate_limit: Annotated[float, Field(gt=0)] = 100
-    burst_limit: Annotated[int, Field(gt=0)] = 200
-    quota_per_day: Annotated[int, Field(gt=0)] | None = 100_000
+    burst_limit: Annotated[Int32, Field(gt=0)] = 200
+    quota_per_day: Annotated[Int32, Field(gt=0)] | None = 100_000
 
 
 class WafSpec(Strict):
@@ -317,7 +365,7 @@ class BatchSpec(Strict):
     memory_mib: Annotated[int, Field(ge=512, le=122880)] = 8192
     shards: Annotated[int, Field(ge=1, le=40)] = 2
     job_attempts: Annotated[int, Field(ge=1, le=10)] = 2
-    max_bad_records: Annotated[float, Field(ge=0)] = 0.05
+    max_bad_records: Annotated[float, Field(ge=0, le=INT32_MAX)] = 0.05
     # Bounds the waits for the compute environment and job queue to become VALID or go away.
     wait_timeout_seconds: Annotated[int, Field(ge=1, le=7200)] = 900
 
@@ -347,6 +395,84 @@ FARGATE_MEMORY: dict[float, tuple[int, ...]] = {
 }
 
 
+# EventBridge's cron fields: name, lowest, highest, names for values, special characters.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _DAYS),
+    ("year", 1970, 2199, ()),
+)
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int:
+    if text.upper() in names:
+        return names.index(text.upper()) + low
+    if not re.fullmatch(r"\d{1,4}", text) or not low <= int(text) <= high:
+        named = f" or {names[0]}-{names[-1]}" if names else ""
+        raise ValueError(f"{text!r} is not {low}-{high}{named}")
+    return int(text)
+
+
+def _cron_field(text: str, index: int) -> None:
+    name, low, high, names = CRON_FIELDS[index]
+    if text == "?":
+        if name not in ("day-of-month", "day-of-week"):
+            raise ValueError(f"{name}: ? is only for day-of-month or day-of-week")
+        return
+    for part in text.split(","):
+        special = re.fullmatch(r"L|LW|(\d{1,2})W" if index == 2 else r"(\w+)(#[1-5]|L)", part)
+        if special and index in (2, 4):  # L, LW, 15W; 6L, 2#1
+            if special[1]:
+                _cron_value(special[1], low, high, names)
+            continue
+        base, slash, step = part.partition("/")
+        if slash and not (step.isdigit() and 0 < int(step) <= high):
+            raise ValueError(f"{name}: step {step!r} of {part!r} is not 1-{high}")
+        if base == "*":
+            continue
+        first, dash, last = base.partition("-")
+        try:
+            _cron_value(first, low, high, names)
+            if dash:
+                _cron_value(last, low, high, names)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+def check_schedule(value: str, *, rate: bool = True) -> str:
+    """An EventBridge schedule expression: cron(6 fields) or, if `rate`, rate(N unit)."""
+    if rate and value.startswith("rate("):
+        match = re.fullmatch(r"rate\(([1-9]\d{0,8}) (minutes?|hours?|days?)\)", value)
+        if not match:
+            raise ValueError(f"{value!r} is not a rate like rate(5 minutes) or rate(1 hour)")
+        if (match[1] == "1") != (not match[2].endswith("s")):
+            unit = match[2].rstrip("s") + ("" if match[1] == "1" else "s")
+            raise ValueError(f"{value!r}: write rate({match[1]} {unit})")
+        return value
+    match = re.fullmatch(r"cron\(([^()]+)\)", value)
+    fields = match[1].split(" ") if match else []
+    if len(fields) != 6:
+        raise ValueError(
+            f"{value!r} is not a cron expression with six fields "
+            "(minutes hours day-of-month month day-of-week year), e.g. cron(0 2 * * ? *)"
+        )
+    try:
+        for index, text in enumerate(fields):
+            _cron_field(text, index)
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError(
+            f"{value!r}: one of day-of-month and day-of-week must be ?, not both or neither"
+        )
+    return value
+
+
 class ScheduleSpec(Strict):
     enabled: bool = True
     batch_cron: str = "cron(0 2 * * ? *)"
@@ -354,25 +480,20 @@ class ScheduleSpec(Strict):
     @field_validator("batch_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        match = re.fullmatch(r"cron\((.+)\)", value)
-        if not match or len(match.group(1).split()) != 6:
-            raise ValueError(
-                f"{value!r} is not an EventBridge cron expression with six fields, "
-                "e.g. cron(0 2 * * ? *)"
-            )
-        return value
+        return check_schedule(value)
 
 
 class WorkflowSpec(Strict):
     timeout_seconds: Annotated[int, Field(ge=60, le=31_536_000)] = 7200
     retry_max_attempts: Annotated[int, Field(ge=0, le=10)] = 2
-    retry_interval_seconds: Annotated[int, Field(ge=1)] = 30
-    retry_backoff_rate: Annotated[float, Field(ge=1)] = 2.0
+    # Step Functions Retrier: IntervalSeconds 1..99999999, BackoffRate >= 1.0.
+    retry_interval_seconds: Annotated[int, Field(ge=1, le=99_999_999)] = 30
+    retry_backoff_rate: Annotated[float, Field(ge=1, le=1000)] = 2.0
 
 
 class AlarmThresholds(Strict):
     model_latency_p99_ms: Annotated[float, Field(gt=0)] = 2000
-    model_latency_periods: Annotated[int, Field(ge=1)] = 2
+    model_latency_periods: Annotated[int, Field(ge=1, le=1440)] = 2
     invocation_4xx: Annotated[float, Field(ge=0)] = 50
     invocation_5xx: Annotated[float, Field(ge=0)] = 1
     lambda_errors: Annotated[float, Field(ge=0)] = 1
@@ -385,20 +506,31 @@ class MonitoringSpec(Strict):
     alert_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
         "team@example.com"
     )
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    log_retention_days: LOG_RETENTION_DAYS = 30
     period_seconds: Literal[60, 300, 900, 3600] = 300
     alarms: AlarmThresholds = AlarmThresholds()
+
+    @model_validator(mode="after")
+    def _evaluation_window(self) -> MonitoringSpec:
+        # PutMetricAlarm: EvaluationPeriods x Period must be at most one day.
+        window = self.alarms.model_latency_periods * self.period_seconds
+        if window > 86_400:
+            raise ValueError(
+                f"alarms.model_latency_periods x period_seconds is {window} s; CloudWatch "
+                "evaluates at most one day (86400 s)"
+            )
+        return self
 
 
 class AnalyticsSpec(Strict):
     crawler_schedule: str = "cron(0 3 * * ? *)"
     crawl_dynamodb: bool = True
-    bytes_scanned_cutoff: Annotated[int, Field(ge=10_000_000)] | None = 10_000_000_000
+    bytes_scanned_cutoff: Annotated[int, Field(ge=10_000_000, le=2**63 - 1)] | None = 10_000_000_000
 
     @field_validator("crawler_schedule")
     @classmethod
     def _crawler_cron(cls, value: str) -> str:
-        return ScheduleSpec._cron(value)  # Glue schedules use the same six-field cron
+        return check_schedule(value, rate=False)  # Glue takes the same cron, and no rate
 
 
 TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
@@ -604,19 +736,83 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# Bounds on what a spec file may hold before anything is parsed into objects.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_SPEC_DEPTH = 32
+
+
+class _SpecLimit(yaml.MarkedYAMLError):
+    """A spec file breaks one of the loader's own rules (duplicate key, depth)."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently) and nesting
+    deeper than MAX_SPEC_DEPTH (which would otherwise end in a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_SPEC_DEPTH:
+                raise _SpecLimit(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_SPEC_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node.start_mark:
+                raise _SpecLimit(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {first.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Load and validate a spec file; every problem becomes one `file: key: reason` line."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError([f"{path}: {size} bytes; a spec has at most {MAX_SPEC_BYTES}"])
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise SpecError([f"{path}: file not found (pass --spec PATH)"]) from exc
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            [f"{path}: line {line}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8"]
+        ) from exc
+    try:
+        raw = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(
-            [f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]
-        ) from exc
+        kind = "" if isinstance(exc, _SpecLimit) else "not valid YAML: "
+        raise SpecError([f"{path}:{where}: {kind}{getattr(exc, 'problem', exc)}"]) from exc
+    except RecursionError as exc:
+        raise SpecError([f"{path}: nested too deeply"]) from exc
     if not isinstance(raw, dict):
         raise SpecError([f"{path}: the spec must be a mapping of sections"])
     try:

@@ -1,6 +1,6 @@
 """Online inference Lambda behind an API Gateway REST (Lambda proxy) integration.
 
-Request body: ``{"features": [numbers...], "variant": str?, "version": str?}``.
+Request body: ``{"features": [numbers...], "variant": str?, "version": str?}``, nothing else.
 The features are scored by the SageMaker endpoint ``ENDPOINT_NAME`` and the prediction is
 stored in the DynamoDB table ``TABLE_NAME`` before being returned to the caller.
 
@@ -8,13 +8,22 @@ Routing: with neither ``variant`` nor ``version`` the endpoint's variant weights
 variant; ``variant`` targets that production variant; ``version`` targets the variant that
 serves that model version according to the deployment state in SSM.
 
-Status codes: 200 on success, 400 for any invalid request, 502 when the endpoint fails or
-answers with something unusable, 500 for anything else.
+Cache key. API Gateway caches ``POST /predict`` on the header ``CACHE_KEY_HEADER`` alone (it
+cannot key on the body), so that header must say exactly what the answer depends on. The
+handler recomputes it, :func:`features_hash`: the SHA-256 (hex) of the canonical JSON
+``{"features": [floats...], "variant": str|null, "version": str|null}`` (sorted keys, no
+spaces), optionally followed by ``-`` and up to 64 of ``[A-Za-z0-9._-]`` (a client's own suffix
+for a fresh entry). A request without the header, with it twice, or with a value that does not
+match its body is refused (400) before anything is scored, so every answer API Gateway caches
+with status 200 sits under the hash of the very request that produced it.
+
+Status codes: 200 on success, 400 for any invalid request (naming the field), 502 when the
+endpoint fails or answers with something unusable, 500 for anything else.
 
 Environment: ENDPOINT_NAME, TABLE_NAME, ACTIVE_VERSION_PARAM and DEPLOYMENT_PARAM (SSM
 parameter names, read together and cached for SSM_CACHE_TTL_SECONDS, default 30),
 PREDICTION_TTL_DAYS (item expiry, default 30), FEATURE_COUNT (optional exact feature count),
-LOG_LEVEL (default INFO).
+CACHE_KEY_HEADER (set when the API caches: the header checked above), LOG_LEVEL (default INFO).
 
 This module is deployed on its own and imports only the standard library and boto3.
 """
@@ -23,9 +32,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -44,6 +55,14 @@ _wall = time.time  # drives timestamps and expirationTime
 
 # Keeps the stored item well under DynamoDB's 400 KB item limit.
 _MAX_FEATURES_BYTES = 256_000
+# The largest body worth parsing: the features' limit plus room for the other fields.
+_MAX_BODY_BYTES = 300_000
+# Integers longer than this are refused before Python converts them (DynamoDB keeps 38 digits).
+_MAX_INT_DIGITS = 64
+_FIELDS = ("features", "variant", "version")
+_VARIANT = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_VERSION = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
+_HASH_VALUE = re.compile(r"(?P<hash>[0-9a-f]{64})(-[A-Za-z0-9._-]{1,64})?")
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 _clients: dict[str, Any] = {}
@@ -158,6 +177,26 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _HugeInt:
+    """An integer literal too long to convert: refused with its field's name."""
+
+    def __init__(self, digits: str) -> None:
+        self.length = len(digits.lstrip("-"))
+
+
+def _parse_int(digits: str) -> int | _HugeInt:
+    return _HugeInt(digits) if len(digits) > _MAX_INT_DIGITS else int(digits)
+
+
+def features_hash(
+    features: list[int | float], variant: str | None = None, version: str | None = None
+) -> str:
+    """The cache key of a request: SHA-256 of its canonical JSON (see the module docstring)."""
+    canonical = {"features": [float(v) for v in features], "variant": variant, "version": version}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _parse_body(event: dict[str, Any]) -> dict[str, Any]:
     raw = event.get("body")
     if raw is None or raw == "":
@@ -169,13 +208,62 @@ def _parse_body(event: dict[str, Any]) -> dict[str, Any]:
             raw = base64.b64decode(raw, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise BadRequest("request body is not valid base64-encoded UTF-8") from exc
+    if len(raw) > _MAX_BODY_BYTES:
+        raise BadRequest(f"request body is larger than {_MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise BadRequest("request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    unknown = sorted(set(body) - set(_FIELDS))
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {', '.join(map(repr, unknown))}: the body takes "
+            + ", ".join(_FIELDS)
+        )
+    for name, pattern in (("variant", _VARIANT), ("version", _VERSION)):
+        value = body.get(name)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise BadRequest(f"'{name}' must be a {name} name, got {_describe(value)}")
     return body
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, _HugeInt):
+        return f"a {value.length}-digit integer"
+    if isinstance(value, str):
+        return repr(value[:70])
+    return "null" if value is None else f"a JSON {type(value).__name__}"
+
+
+def _header_values(event: dict[str, Any], name: str) -> list[str]:
+    multi = event.get("multiValueHeaders") or {}
+    single = event.get("headers") or {}
+    found = [v for k, vs in multi.items() if k.lower() == name.lower() for v in vs or ()]
+    if not found:
+        found = [v for k, v in single.items() if k.lower() == name.lower() and v is not None]
+    return [str(v) for v in found]
+
+
+def check_cache_key(event: dict[str, Any], body: dict[str, Any]) -> None:
+    """Refuse a request whose cache key header does not say what it asks (when caching)."""
+    name = os.environ.get("CACHE_KEY_HEADER", "").strip()
+    if not name:
+        return
+    values = _header_values(event, name)
+    if not values:
+        raise BadRequest(f"header {name} is required: the hash of the request (features_hash)")
+    if len(values) > 1:
+        raise BadRequest(f"header {name} must be sent once, got {len(values)} values")
+    match = _HASH_VALUE.fullmatch(values[0])
+    if match is None:
+        raise BadRequest(f"header {name} must be a SHA-256 hex digest, optionally -suffix")
+    expected = features_hash(body["features"], body.get("variant"), body.get("version"))
+    if match["hash"] != expected:
+        raise BadRequest(f"header {name} does not match the request's features_hash")
 
 
 def validate_features(features: Any) -> list[int | float]:
@@ -186,8 +274,10 @@ def validate_features(features: Any) -> list[int | float]:
     if expected and len(features) != expected:
         raise BadRequest(f"'features' must have {expected} values, got {len(features)}")
     for i, value in enumerate(features):
+        if isinstance(value, _HugeInt):
+            raise BadRequest(f"'features[{i}]' is out of range: {_describe(value)}")
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BadRequest(f"'features[{i}]' must be a number")
+            raise BadRequest(f"'features[{i}]' must be a number, got {_describe(value)}")
         try:
             to_dynamo(value)
         except ValueError as exc:
@@ -255,6 +345,7 @@ def _invoke(features: list[int | float], target: str | None) -> tuple[Any, str |
 def _score(event: dict[str, Any]) -> dict[str, Any]:
     body = _parse_body(event)
     features = validate_features(body.get("features"))
+    check_cache_key(event, body)
     active, deployment = _params.get()
     target = _target_variant(body, deployment)
 

@@ -7,9 +7,13 @@ BatchWriteItem.
 
 Failure handling:
 
-* A malformed record (bad base64/JSON, invalid features, or too large for one request) can
-  never succeed on retry, so it is logged as a poison record and skipped: it is not reported
-  as a failure unless ``REPORT_MALFORMED=true``. The number skipped is in the batch log line.
+* A malformed record (bad base64/JSON, nested too deeply, a number out of range, invalid
+  features, or too large for one request) can never succeed on retry. Each is validated on its
+  own and set aside without failing the batch: sent with its reason, location and data to the
+  failure queue ``FAILURE_QUEUE_URL`` (SQS SendMessageBatch), and logged as a poison record.
+  Without that queue, or when sending fails, it is reported as a failure if
+  ``REPORT_MALFORMED=true`` (so the event source mapping's retries end in its on-failure
+  destination), else skipped. The number set aside is in the batch log line.
 * Records whose InvokeEndpoint call fails, or whose response is unusable, are reported.
 * Items DynamoDB leaves unprocessed are retried with bounded exponential backoff; records
   whose items are still unprocessed afterwards are reported.
@@ -22,7 +26,8 @@ its earlier items instead of duplicating them.
 
 Environment: as the preprocess handler (ENDPOINT_NAME, TABLE_NAME, ACTIVE_VERSION_PARAM,
 DEPLOYMENT_PARAM, SSM_CACHE_TTL_SECONDS, PREDICTION_TTL_DAYS, FEATURE_COUNT, LOG_LEVEL), plus
-MAX_PAYLOAD_BYTES (request body limit, default 5000000) and REPORT_MALFORMED (default false).
+MAX_PAYLOAD_BYTES (request body limit, default 5000000), FAILURE_QUEUE_URL (optional) and
+REPORT_MALFORMED (default false).
 
 This module is deployed on its own and imports only the standard library and boto3.
 """
@@ -60,6 +65,12 @@ _MAX_FEATURES_BYTES = 256_000  # keeps an item well under DynamoDB's 400 KB item
 _ENVELOPE_HEAD = '{"instances":['
 _ENVELOPE_TAIL = "]}"
 _ID_NAMESPACE = uuid.UUID("5d0d7f56-3c1e-4c55-9a57-1b4f0f6c2a10")
+# Integers longer than this are refused before Python converts them (DynamoDB keeps 38 digits).
+_MAX_INT_DIGITS = 64
+# A poison record's data kept in its failure message: ten of them stay under the 256 KiB
+# SQS allows for a whole SendMessageBatch request.
+_MAX_FAILURE_DATA_CHARS = 20_000
+_SQS_BATCH_SIZE = 10
 
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 _clients: dict[str, Any] = {}
@@ -166,6 +177,17 @@ def to_dynamo(value: Any) -> Any:
     raise ValueError(f"unsupported value type: {type(value).__name__}")
 
 
+class _HugeInt:
+    """An integer literal too long to convert: refused with its field's name."""
+
+    def __init__(self, digits: str) -> None:
+        self.length = len(digits.lstrip("-"))
+
+
+def _parse_int(digits: str) -> int | _HugeInt:
+    return _HugeInt(digits) if len(digits) > _MAX_INT_DIGITS else int(digits)
+
+
 def _validate_features(features: Any) -> list[int | float]:
     if not isinstance(features, list) or not features:
         raise BadRecord("'features' must be a non-empty list of numbers")
@@ -173,6 +195,8 @@ def _validate_features(features: Any) -> list[int | float]:
     if expected and len(features) != expected:
         raise BadRecord(f"'features' must have {expected} values, got {len(features)}")
     for i, value in enumerate(features):
+        if isinstance(value, _HugeInt):
+            raise BadRecord(f"'features[{i}]' is out of range: a {value.length}-digit integer")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadRecord(f"'features[{i}]' must be a number")
         try:
@@ -194,9 +218,13 @@ class _Record:
 def _decode(raw: dict[str, Any], sequence_number: str, max_bytes: int) -> _Record:
     kinesis = raw.get("kinesis") or {}
     try:
-        payload = json.loads(base64.b64decode(kinesis.get("data", ""), validate=True))
+        payload = json.loads(
+            base64.b64decode(kinesis.get("data", ""), validate=True), parse_int=_parse_int
+        )
     except (binascii.Error, TypeError, ValueError) as exc:
         raise BadRecord(f"data is not base64-encoded JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRecord("data is nested too deeply") from exc
     if not isinstance(payload, dict):
         raise BadRecord("data must be a JSON object")
     features = _validate_features(payload.get("features"))
@@ -368,6 +396,48 @@ def _write(scored: list[tuple[_Record, dict[str, Any]]], failed: set[str]) -> No
                 _log(logging.ERROR, "record not stored", sequenceNumbers=seqs)
 
 
+def _failure_message(raw: dict[str, Any], reason: str) -> str:
+    kinesis = raw.get("kinesis") or {}
+    data = kinesis.get("data")
+    data = data if isinstance(data, str) else ""
+    return json.dumps(
+        {
+            "reason": reason,
+            "sequenceNumber": kinesis.get("sequenceNumber"),
+            "partitionKey": kinesis.get("partitionKey"),
+            "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
+            "eventSourceARN": raw.get("eventSourceARN"),
+            "data": data[:_MAX_FAILURE_DATA_CHARS],
+            "dataTruncated": len(data) > _MAX_FAILURE_DATA_CHARS,
+        },
+        default=str,
+    )
+
+
+def _set_aside(poisoned: list[tuple[dict[str, Any], str]]) -> list[str]:
+    """Send poison records with their reasons to the failure queue; return the sequence
+    numbers of those not sent."""
+    queue = os.environ.get("FAILURE_QUEUE_URL", "").strip()
+    sequence_numbers = [raw["kinesis"]["sequenceNumber"] for raw, _ in poisoned]
+    if not queue:
+        return sequence_numbers
+    unsent: list[str] = []
+    for start in range(0, len(poisoned), _SQS_BATCH_SIZE):
+        chunk = list(enumerate(poisoned[start : start + _SQS_BATCH_SIZE]))
+        entries = [
+            {"Id": str(i), "MessageBody": _failure_message(raw, reason)}
+            for i, (raw, reason) in chunk
+        ]
+        try:
+            answer = _client("sqs").send_message_batch(QueueUrl=queue, Entries=entries)
+            failed_ids = {f["Id"] for f in answer.get("Failed", [])}
+        except (ClientError, EndpointUnreachable, HTTPClientError):
+            _log(logging.ERROR, "could not send poison records", exc_info=True)
+            failed_ids = {e["Id"] for e in entries}
+        unsent += [sequence_numbers[start + int(i)] for i in sorted(failed_ids, key=int)]
+    return unsent
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Kinesis event source mapping entry point."""
     report_malformed = os.environ.get("REPORT_MALFORMED", "false").strip().lower() == "true"
@@ -376,6 +446,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     order: list[str] = []
     failed: set[str] = set()
     valid: list[_Record] = []
+    poisoned: list[tuple[dict[str, Any], str]] = []
     poison = 0
     for raw in raw_records:
         sequence_number = (raw.get("kinesis") or {}).get("sequenceNumber")
@@ -388,15 +459,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
             valid.append(_decode(raw, sequence_number, max_bytes))
         except BadRecord as exc:
             poison += 1
-            _log(
-                logging.WARNING,
-                "poison record",
-                sequenceNumber=sequence_number,
-                error=str(exc),
-                reported=report_malformed,
-            )
-            if report_malformed:
-                failed.add(sequence_number)
+            _log(logging.WARNING, "poison record", sequenceNumber=sequence_number, error=str(exc))
+            poisoned.append((raw, str(exc)))
+    if poisoned:
+        unsent = _set_aside(poisoned)
+        if report_malformed:
+            failed.update(unsent)
     if valid:
         _write(_score(valid, max_bytes, failed), failed)
     _log(

@@ -121,6 +121,12 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("Interrupted.")
         return 130
+    except Exception as exc:  # the last resort: one line on the terminal, the trace in a file
+        from mlpipe.cli.crash import write_trace
+
+        detail = " ".join(str(exc).split())[:200]
+        err(f"Error: unexpected {type(exc).__name__}: {detail} ({write_trace(exc)})")
+        return ExitStatus.ERROR
     return ExitStatus.OK
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import MlpipeError
@@ -30,6 +31,8 @@ def up(
     ctx: typer.Context,
     port: int = typer.Option(
         DEFAULT_PORT,
+        min=0,
+        max=65533,
         help="Port of the embedded AWS (0: any free one); the SageMaker runtime and the API "
         "take the next two (free ones with 0).",
     ),
@@ -37,6 +40,7 @@ def up(
     timeout: float = typer.Option(30.0, help="Seconds to wait for a detached server."),
 ) -> None:
     """Start the embedded AWS (foreground unless --detach)."""
+    validation.positive_seconds(timeout, "--timeout")
     server = local_server()
     try:
         if detach:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out
 from mlpipe.core.errors import UsageError
@@ -23,14 +24,26 @@ def register(
     ),
     image: str | None = typer.Option(None, help="Inference image (default: the spec's)."),
     force: bool = typer.Option(False, "--force", help="Replace a registered version."),
+    feature_count: int | None = typer.Option(
+        None, min=1, max=100_000, help="Features the model takes (checked on promote)."
+    ),
 ) -> None:
     """Upload a model version (SSE-KMS) and record its metadata in Parameter Store."""
     from mlpipe.ops import registry
 
     registry.check_version(version)
+    validation.existing_path(path, "PATH")
     parsed = registry.parse_baseline(baseline)
     pipeline = options(ctx).pipeline()
-    meta = registry.register(pipeline.ctx, version, path, baseline=parsed, image=image, force=force)
+    meta = registry.register(
+        pipeline.ctx,
+        version,
+        path,
+        baseline=parsed,
+        image=image,
+        force=force,
+        feature_count=feature_count,
+    )
     err(f"Registered {version}: {meta['s3Path']} ({meta['size']} bytes, sha256 {meta['sha256']})")
     emit_json(meta)
 

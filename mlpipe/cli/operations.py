@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out, stderr
 from mlpipe.core.errors import UsageError
@@ -20,6 +21,7 @@ FORCE_UNLOCK = typer.Option(False, "--force-unlock", help="Break a stale operati
 def _runner(ctx: typer.Context, timeout: float | None, force_unlock: bool) -> Runner:
     from mlpipe.ops.deployments import Runner
 
+    validation.positive_seconds(timeout, "--timeout")
     pipeline = options(ctx).pipeline(lambda key, msg: stderr.print(f"    {key}: {msg}"))
     return Runner(pipeline.ctx, timeout=timeout, force_unlock=force_unlock)
 
@@ -37,6 +39,8 @@ def _report(outcome: Outcome) -> None:
 
 
 def _pairs(items: list[str]) -> dict[str, int]:
+    from mlpipe.spec import VARIANT_NAME
+
     weights: dict[str, int] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -46,7 +50,15 @@ def _pairs(items: list[str]) -> dict[str, int]:
             weights[name] = int(value)
         except ValueError as exc:
             raise UsageError(f"--set {item!r}: the weight must be an integer") from exc
+        if not VARIANT_NAME.fullmatch(name):
+            raise UsageError(f"--set {item!r}: {name!r} is not a variant name like ModelA")
     return weights
+
+
+def _weight(option: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 100:
+        raise UsageError(f"{option}: {value} is not a weight from 0 to 100 (percent)")
+    return value
 
 
 def traffic(
@@ -61,6 +73,9 @@ def traffic(
     from mlpipe.ops import deployments
 
     requested = _pairs(set_)
+    checks = {"--a": a, "--b": b, **{f"--set {k}": v for k, v in requested.items()}}
+    for option, value in checks.items():
+        _weight(option, value)
     runner = _runner(ctx, timeout, force_unlock)
     variants = [v.name for v in runner.current().variants]
     for index, weight in enumerate((a, b)):
@@ -83,8 +98,9 @@ def promote(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Make a registered version active, deploying it to the challenger variant first."""
-    from mlpipe.ops import deployments
+    from mlpipe.ops import deployments, registry
 
+    registry.check_version(version)
     plan = deployments.parse_canary(canary, interval)
     outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
     if dry_run:
@@ -102,8 +118,10 @@ def rollback(
     force_unlock: bool = FORCE_UNLOCK,
 ) -> None:
     """Go back to the previous active version: a weight shift when it is still served."""
-    from mlpipe.ops import deployments
+    from mlpipe.ops import deployments, registry
 
+    if to is not None:
+        registry.check_version(to)
     _report(deployments.rollback(_runner(ctx, timeout, force_unlock), to))
 
 

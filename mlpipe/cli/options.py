@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mlpipe.cli import validation
+
 if TYPE_CHECKING:
     from mlpipe.core.clients import AwsTarget
     from mlpipe.core.context import Progress
@@ -34,6 +36,9 @@ class Options:
     endpoint_url: str | None = None
     local: bool = False
     max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
 
     def target(self) -> AwsTarget:
         from mlpipe.core.clients import AwsTarget

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from mlpipe.cli import validation
 from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import emit_json, err
 from mlpipe.core.errors import MlpipeError, UsageError
@@ -15,11 +16,11 @@ from mlpipe.core.errors import MlpipeError, UsageError
 stream_app = typer.Typer(help="Send records to the inference stream.", no_args_is_help=True)
 
 
-def _features(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError as exc:
-        raise UsageError(f"--features: {text!r} is not a comma-separated list of numbers") from exc
+def _feature_count(ctx: typer.Context) -> int | None:
+    """The features the served models take, from the spec (read before any AWS call)."""
+    from mlpipe.spec import load_spec
+
+    return load_spec(options(ctx).spec).lambdas.feature_count
 
 
 def predict(
@@ -30,9 +31,17 @@ def predict(
     url: str | None = typer.Option(None, help="The API's stage URL (default: found)."),
 ) -> None:
     """Send one prediction request through the deployed API and print the answer."""
+    from mlpipe.ops import registry
     from mlpipe.ops.client import api_client
+    from mlpipe.spec import VARIANT_NAME
 
-    values = _features(features)
+    values = validation.features(features, count=_feature_count(ctx))
+    if variant is not None and not VARIANT_NAME.fullmatch(variant):
+        raise UsageError(f"--variant {variant!r}: not a variant name like ModelA")
+    if version is not None:
+        registry.check_version(version)
+    if url is not None:
+        validation.endpoint_url(url, "--url")
     pipeline = options(ctx).pipeline()
     if url is None and pipeline.aws.target.local:
         info = local_server().detached_status()
@@ -59,18 +68,19 @@ def put(
     ctx: typer.Context,
     features: str | None = typer.Option(None, help="Comma-separated feature values."),
     file: Path | None = typer.Option(None, help='JSON Lines of {"features": [...]}.'),
-    count: int = typer.Option(1, min=1, help="Send the --features record this many times."),
+    count: int = typer.Option(
+        1, min=1, max=100_000, help="Send the --features record this many times."
+    ),
 ) -> None:
     """Put records on the inference stream; the stream Lambda scores them in batches."""
     if (features is None) == (file is None):
         raise UsageError("give either --features or --file")
+    expected = _feature_count(ctx)
     if file is not None:
-        try:
-            records = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{file}: {exc}") from exc
+        records = validation.records_file(file, expected)
     else:
-        records = [{"features": _features(features or "")} for _ in range(count)]
+        row = validation.features(features or "", count=expected)
+        records = [{"features": row} for _ in range(count)]
     pipeline = options(ctx).pipeline()
     kinesis = pipeline.aws.client("kinesis")
     entries = []

@@ -19,9 +19,17 @@ What API Gateway would do first is done here too, in its order:
   stage's method settings), 429 ``Too Many Requests`` when empty. Quotas are not counted;
 * caching, when the stage has a cache cluster and the method's settings enable caching
   (``*/*`` enables it for GET only, as on AWS; other methods need their own method setting):
-  integration responses are kept in memory for ``cacheTtlInSeconds``, keyed by the method and
-  the values of the integration's ``cacheKeyParameters``. Hits and misses are counted on the
-  server (``cache_hits``, ``cache_misses``), as CloudWatch's CacheHitCount/CacheMissCount.
+  integration responses of any status (API Gateway does not cache by status code) are kept in
+  memory for ``cacheTtlInSeconds``, keyed by the method and the values of the integration's
+  ``cacheKeyParameters`` (a missing parameter is an empty part of the key). Hits and misses
+  are counted on the server (``cache_hits``, ``cache_misses``), as CloudWatch's
+  CacheHitCount/CacheMissCount.
+
+Payload limits, as AWS applies them: a body over API Gateway's 10 MB is answered 413 ``Request
+Too Long`` before anything else; a proxy event over Lambda's 6 MB synchronous invocation payload
+(6,291,456 bytes, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html) is
+refused by Lambda before the function runs, answered 413 ``Request Entity Too Large``
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html). Neither is cached.
 
 A function error or a malformed proxy response is answered 502 ``Internal server error``, an
 integration slower than its ``timeoutInMillis`` 504 ``Endpoint request timed out``.
@@ -71,9 +79,13 @@ FORBIDDEN = {"message": "Forbidden"}
 TOO_MANY_REQUESTS = {"message": "Too Many Requests"}
 INTERNAL_ERROR = {"message": "Internal server error"}
 TIMED_OUT = {"message": "Endpoint request timed out"}
+REQUEST_TOO_LONG = {"message": "Request Too Long"}
+ENTITY_TOO_LARGE = {"message": "Request Entity Too Large"}
 
 DEFAULT_CACHE_TTL = 300
 MAX_CACHED_BYTES = 1_048_576  # API Gateway's largest cacheable response
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's REST API payload quota
+MAX_INVOKE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation request payload
 PROXY_RESPONSE_KEYS = frozenset(
     {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 )
@@ -471,6 +483,8 @@ class LocalApi(BackgroundHttpServer):
         source_ip: str,
         request_id: str,
     ) -> ApiResponse:
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return ApiResponse.json(413, REQUEST_TOO_LONG, request_id)
         config = self.config()
         url = urlsplit(target)
         stage_name, _, rest = url.path.lstrip("/").partition("/")
@@ -546,6 +560,8 @@ class LocalApi(BackgroundHttpServer):
             request_id,
             key,
         )
+        if len(json.dumps(event).encode()) > MAX_INVOKE_BYTES:
+            return ApiResponse.json(413, ENTITY_TOO_LARGE, request_id)
         started = self.clock()
         response = self._integrate(method, event, request_id)
         if (self.clock() - started) * 1000 > method.timeout_ms:

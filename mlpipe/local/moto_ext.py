@@ -66,7 +66,6 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
-
 __all__ = [
     "ENDPOINT_TRANSITION_SECONDS",
     "clock",

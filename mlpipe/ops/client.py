@@ -12,6 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,20 @@ class Prediction:
         return self.prediction.get("label") if isinstance(self.prediction, dict) else None
 
 
+class _Refused(MlpipeError):
+    """A 400: this request is invalid, or the cache holds a refusal of someone else's."""
+
+
+def features_hash(
+    features: list[float], variant: str | None = None, version: str | None = None
+) -> str:
+    """The API's cache key for a request, as the preprocess handler recomputes and checks it:
+    SHA-256 of the canonical JSON of the features (as floats), variant and version."""
+    canonical = {"features": [float(v) for v in features], "variant": variant, "version": version}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class ApiClient:
     def __init__(
         self,
@@ -59,32 +74,26 @@ class ApiClient:
         version: str | None = None,
         fresh: str | None = None,
     ) -> Prediction:
-        """POST the features. The cache key is their hash, so the API answers repeated
-        features from its cache; `fresh` makes a key of its own, for an answer from the
-        model."""
+        """POST the features. The cache key is the request's hash (`features_hash`), so the API
+        answers repeated requests from its cache; `fresh` (letters, digits, `._-`) makes a key
+        of its own, for an answer from the model.
+
+        API Gateway caches every status, so a client that sent someone else's hash with other
+        (or invalid) features leaves a cached 400, never an answer, under that hash for the
+        cache's TTL. A 400 is therefore asked once more under a key of our own: a stale refusal
+        then gets its answer, a request that is really invalid gets its 400 again."""
         payload: dict[str, Any] = {"features": features}
         if variant:
             payload["variant"] = variant
         if version:
             payload["version"] = version
         body = json.dumps(payload).encode()
-        key = hashlib.sha256(json.dumps(features).encode()).hexdigest()
-        headers = {"Content-Type": "application/json", self.cache_header: f"{key}{fresh or ''}"}
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
-        if self.signer:
-            signed = AWSRequest(method="POST", url=self.url, data=body, headers=headers)
-            self.signer.add_auth(signed)
-            headers = dict(signed.headers.items())
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        key = features_hash(features, variant or None, version or None)
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise MlpipeError(f"POST {self.url}: {exc.code} {exc.read().decode()}") from exc
-        except urllib.error.URLError as exc:
-            raise MlpipeError(f"POST {self.url}: {exc.reason}") from exc
+            answer = self._post(body, f"{key}-{fresh.lstrip('-')}" if fresh else key)
+        except _Refused:
+            answer = self._post(body, f"{key}-{uuid.uuid4().hex}")
         return Prediction(
             prediction_id=answer["predictionId"],
             variant=answer["invokedVariant"],
@@ -92,6 +101,25 @@ class ApiClient:
             prediction=answer.get("predictions"),
             latency_ms=(time.monotonic() - started) * 1000,
         )
+
+    def _post(self, body: bytes, key: str) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", self.cache_header: key}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        if self.signer:
+            signed = AWSRequest(method="POST", url=self.url, data=body, headers=headers)
+            self.signer.add_auth(signed)
+            headers = dict(signed.headers.items())
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode()
+            error = _Refused if exc.code == 400 else MlpipeError
+            raise error(f"POST {self.url}: {exc.code} {text}") from exc
+        except urllib.error.URLError as exc:
+            raise MlpipeError(f"POST {self.url}: {exc.reason}") from exc
 
 
 def api_client(ctx: Context, url: str | None = None) -> ApiClient:

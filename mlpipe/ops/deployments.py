@@ -11,6 +11,7 @@ which reconciles the state to what the endpoint serves and says so.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -298,12 +299,10 @@ def parse_canary(text: str | None, interval: str | None) -> Canary:
 
 def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError) as exc:
-        raise UsageError(f"{text!r} is not a duration like 30s, 5m or 1h") from exc
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text)
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(f"{text!r} is not a duration above zero like 30s, 5m or 1h")
+    return float(match[1]) * units.get(match[2], 1)
 
 
 def alarms_firing(ctx: Context, variant: str) -> list[str]:

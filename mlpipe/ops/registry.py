@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ from mlpipe.ops.lock import operation_lock
 from mlpipe.resources.artifacts import content_key, pack
 from mlpipe.resources.sagemaker import load_state
 from mlpipe.resources.ssm import is_registered
-from mlpipe.spec import VERSION_RE
+from mlpipe.spec import check_version as spec_check_version
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version):
-        raise UsageError(f"{version!r} is not a version like v1.2.3 (semantic version with a v)")
-    return version
+    try:
+        return spec_check_version(version)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (semantic version with a v)") from exc
 
 
 def parse_baseline(text: str | None) -> dict[str, float]:
@@ -35,7 +36,10 @@ def parse_baseline(text: str | None) -> dict[str, float]:
         return {}
     path = Path(text)
     if path.is_file():
-        raw = yaml.safe_load(path.read_text())
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+            raise UsageError(f"{path}: not a YAML or JSON file of name: number pairs") from exc
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: a baseline file holds name: number pairs")
         pairs = list(raw.items())
@@ -47,9 +51,13 @@ def parse_baseline(text: str | None) -> dict[str, float]:
                 raise UsageError(f"--baseline: {part!r} is not name=number")
             pairs.append((name.strip(), value.strip()))
     try:
-        return {str(name): float(value) for name, value in pairs}
+        parsed = {str(name): float(value) for name, value in pairs}
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--baseline: every value must be a number ({exc})") from exc
+    for name, value in parsed.items():
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--baseline: {name}={value} is not a finite number from 0")
+    return parsed
 
 
 def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
@@ -109,6 +117,13 @@ def require_deployable(ctx: Context, version: str) -> dict[str, Any]:
             f"registered {meta['sha256'][:12]}…: it was changed behind the registry; register "
             "it again with --force"
         )
+    takes = meta.get("featureCount")
+    expected = ctx.spec.lambdas.feature_count
+    if takes and expected and takes != expected:
+        raise UsageError(
+            f"{version} takes {takes} features; the handlers accept {expected} "
+            "(lambdas.feature_count): every request would be refused"
+        )
     return meta
 
 
@@ -121,6 +136,7 @@ def register(
     image: str | None = None,
     force: bool = False,
     now: datetime | None = None,
+    feature_count: int | None = None,
 ) -> dict[str, Any]:
     """Upload a model version's artifact and record its metadata; refuse to overwrite."""
     check_version(version)
@@ -128,7 +144,7 @@ def register(
     if is_registered(metadata(ctx, version)) and not force:
         raise UsageError(f"{version} is already registered; pass --force to replace it")
     with operation_lock(ctx, f"register {version}"):
-        return _register(ctx, version, body, baseline, image, force, now)
+        return _register(ctx, version, body, baseline, image, force, now, feature_count)
 
 
 def _register(
@@ -139,6 +155,7 @@ def _register(
     image: str | None,
     force: bool,
     now: datetime | None,
+    feature_count: int | None,
 ) -> dict[str, Any]:
     existing = metadata(ctx, version)
     if is_registered(existing) and not force:
@@ -172,6 +189,9 @@ def _register(
         "registeredBy": ctx.aws.caller_arn,
         "image": image or (existing or {}).get("image") or ctx.spec.models.image,
     }
+    feature_count = feature_count or (existing or {}).get("featureCount")
+    if feature_count:
+        meta["featureCount"] = int(feature_count)  # what the model takes: checked on promote
     merged = {**((existing or {}).get("performanceBaseline") or {}), **(baseline or {})}
     if merged:
         meta["performanceBaseline"] = merged

@@ -7,8 +7,9 @@ hash of the features in the header `api.cache.key_header` (default `X-Features-H
 method declares that header, the integration lists `method.request.header.<key_header>` in its
 `cacheKeyParameters`, and the stage enables caching for `POST /predict` through a method
 setting (API Gateway caches only GET methods unless a method setting says otherwise). Identical
-feature vectors then hit the cache; a request without the header shares the entry of every
-other request without it, so clients must always send it.
+requests then hit the cache. The preprocess handler recomputes the hash from the body and
+refuses a request without the header or with one that does not match it, so the entry of the
+empty key only ever holds that refusal and no answer is cached under another request's hash.
 
 Deployments. A stage serves a snapshot (deployment) of the API's routes. The hash of the route
 definition is written into the deployment's description; the stage is redeployed only when the

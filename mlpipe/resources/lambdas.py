@@ -112,10 +112,21 @@ def environment(ctx: Context, purpose: str) -> dict[str, str]:
     }
     if spec.lambdas.feature_count is not None:
         variables["FEATURE_COUNT"] = str(spec.lambdas.feature_count)
+    if purpose == PREPROCESS and spec.api.cache.enabled:
+        # The handler refuses a request whose cache key header does not match its body.
+        variables["CACHE_KEY_HEADER"] = spec.api.cache.key_header
     if purpose == STREAM_PROCESSOR:
         variables["MAX_PAYLOAD_BYTES"] = str(MAX_PAYLOAD_BYTES)
-        # Report malformed records too, so that after the retries they reach the on-failure
-        # queue instead of being dropped.
+        # With an SQS endpoint in the VPC, the handler sends each malformed record with its
+        # reason to the on-failure queue (the role's sqs:SendMessage on it, as the event source
+        # mapping's destination needs). Otherwise, or when that send fails, malformed records
+        # are reported, so that after the retries the mapping sends their location there.
+        if "sqs" in spec.network.interface_endpoints:
+            aws = ctx.aws
+            suffix = "amazonaws.com.cn" if aws.partition == "aws-cn" else "amazonaws.com"
+            variables["FAILURE_QUEUE_URL"] = (
+                f"https://sqs.{aws.region}.{suffix}/{aws.account}/{names.stream_dlq}"
+            )
         variables["REPORT_MALFORMED"] = "true"
     return variables
 

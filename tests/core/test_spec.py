@@ -1,10 +1,11 @@
 from pathlib import Path
 
+import botocore.session
 import pytest
 import yaml
 
 from mlpipe.core.errors import ExitStatus, SpecError
-from mlpipe.spec import Names, load_spec
+from mlpipe.spec import Names, check_instance_type, check_schedule, check_version, load_spec
 from tests.conftest import SPEC_PATH
 
 
@@ -115,3 +116,53 @@ def test_reserved_tag_prefixes(tmp_path: Path) -> None:
     data["tags"]["mlpipe:pipeline"] = "x"
     (line,) = errors_of(tmp_path, data)
     assert "tags: tag key 'mlpipe:pipeline' uses a reserved prefix" in line
+
+
+def test_every_sagemaker_hosting_instance_type_is_accepted() -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    types = model.shape_for("ProductionVariantInstanceType").enum
+    assert len(types) > 100
+    assert [t for t in types if check_instance_type(t) != t] == []
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # The examples of EventBridge's schedule expression reference.
+        "cron(0 10 * * ? *)",
+        "cron(15 12 * * ? *)",
+        "cron(0 18 ? * MON-FRI *)",
+        "cron(0 8 1 * ? *)",
+        "cron(0/15 * * * ? *)",
+        "cron(0/10 * ? * MON-FRI *)",
+        "cron(0/5 8-17 ? * MON-FRI *)",
+        "cron(0 9 ? * 2#1 *)",
+        "cron(0 0 L * ? *)",
+        "cron(0 0 ? * 6L *)",
+        "cron(0 0 15W * ? *)",
+        "cron(30 4 ? JAN-MAR SUN,SAT 2027-2030)",
+        "rate(1 minute)",
+        "rate(5 minutes)",
+        "rate(1 hour)",
+        "rate(12 hours)",
+        "rate(1 day)",
+        "rate(7 days)",
+    ],
+)
+def test_eventbridge_schedule_expressions_are_accepted(expression: str) -> None:
+    assert check_schedule(expression) == expression
+
+
+@pytest.mark.parametrize(
+    "version", ["v1.0.0", "v10.20.30", "v1.0.0-rc.1", "v1.0.0-alpha-1.x", "v0.0.0-0a"]
+)
+def test_semantic_versions_with_a_v_are_accepted(version: str) -> None:
+    assert check_version(version) == version
+
+
+@pytest.mark.parametrize(
+    "version", ["v1.0.0\n", "v1.0", "V1.0.0", "v1.0.0-01", "v1.0.0-", "v1.0.0-a..b", " v1.0.0"]
+)
+def test_anything_else_is_not_a_version(version: str) -> None:
+    with pytest.raises(ValueError, match="is not a version"):
+        check_version(version)

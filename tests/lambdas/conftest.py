@@ -121,6 +121,7 @@ def pipeline(aws: None, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
         "FEATURE_COUNT",
         "MAX_PAYLOAD_BYTES",
         "REPORT_MALFORMED",
+        "CACHE_KEY_HEADER",
     ):
         monkeypatch.delenv(name, raising=False)
     return Pipeline(monkeypatch)

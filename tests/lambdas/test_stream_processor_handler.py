@@ -250,6 +250,8 @@ MALFORMED = [
     '{"features": [NaN]}',
     json.dumps({"features": [1], "requestId": 7}),
     json.dumps({"features": list(range(100))}),  # too large for MAX_PAYLOAD_BYTES=200
+    "[" * 100_000 + "]" * 100_000,
+    '{"features": [1' + "0" * 5000 + "]}",
 ]
 
 
@@ -295,3 +297,62 @@ def test_ssm_is_read_once_per_ttl(pipeline: Any, clock: Any) -> None:
     sp.handler(kinesis_event([{"features": [3]}], start=2), None)
     assert ssm_calls == ["GetParameters", "GetParameters"]
     assert len(pipeline.items()) == 3
+
+
+def test_malformed_records_go_to_the_failure_queue_with_their_reasons(
+    pipeline: Any, clock: Any, monkeypatch: Any
+) -> None:
+    sqs = boto3.client("sqs", region_name=pipeline.region)
+    url = sqs.create_queue(QueueName="stream-failures")["QueueUrl"]
+    monkeypatch.setenv("FAILURE_QUEUE_URL", url)
+    monkeypatch.setenv("REPORT_MALFORMED", "true")
+    deep = "[" * 100_000 + "]" * 100_000
+    huge = '{"features": [1' + "0" * 5000 + "]}"
+    event = kinesis_event([{"features": [1.0]}, deep, huge, "not json", {"features": [2.0]}])
+    pipeline.queue(([0.1, 0.2], "ModelA"))
+
+    result = sp.handler(event, None)
+
+    assert failures(result) == []  # set aside, not failed: the batch is not retried
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    found = sorted((json.loads(m["Body"]) for m in messages), key=lambda m: m["sequenceNumber"])
+    assert [(m["sequenceNumber"], m["reason"][:30]) for m in found] == [
+        (sequence(1), "data is nested too deeply"),
+        (sequence(2), "'features[0]' is out of range:"),
+        (sequence(3), "data is not base64-encoded JSO"),
+    ]
+    assert base64.b64decode(found[2]["data"]) == b"not json"
+    assert found[0]["eventSourceARN"] == STREAM_ARN and found[0]["partitionKey"] == "1"
+    assert len(pipeline.items()) == 2
+
+
+def test_malformed_records_are_reported_when_the_failure_queue_cannot_take_them(
+    pipeline: Any, clock: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("FAILURE_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/gone")
+    monkeypatch.setenv("REPORT_MALFORMED", "true")
+    pipeline.queue(([0.1], "ModelA"))
+
+    result = sp.handler(kinesis_event([{"features": [1.0]}, "not json"]), None)
+
+    assert failures(result) == [sequence(1)]  # retried, then the mapping's destination
+    assert len(pipeline.items()) == 1
+
+
+def test_a_batch_of_large_poison_records_fits_one_failure_queue_request(
+    pipeline: Any, clock: Any, monkeypatch: Any
+) -> None:
+    sqs = boto3.client("sqs", region_name=pipeline.region)
+    url = sqs.create_queue(QueueName="stream-failures")["QueueUrl"]
+    monkeypatch.setenv("FAILURE_QUEUE_URL", url)
+    monkeypatch.setenv("REPORT_MALFORMED", "true")
+    sends = pipeline.record_calls(sp._client("sqs"), "sqs.SendMessageBatch")
+    big = "x" * 900_000  # a Kinesis record of almost 1 MiB that is not JSON
+
+    result = sp.handler(kinesis_event([big] * 10), None)
+
+    assert failures(result) == []
+    [send] = sends
+    assert sum(len(e["MessageBody"].encode()) for e in send["Entries"]) < 256 * 1024
+    bodies = [json.loads(e["MessageBody"]) for e in send["Entries"]]
+    assert all(b["dataTruncated"] for b in bodies)

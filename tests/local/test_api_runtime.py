@@ -30,10 +30,14 @@ from mlpipe.local.functions import (
     LocalFunctions,
     runtime_environment,
 )
+from mlpipe.ops.client import ApiClient, features_hash
 from mlpipe.resources.api import PREDICT_METHOD
 from mlpipe.resources.lambdas import PREPROCESS
+from tests.corpus.corpus import api_body, cache_key, cases
 
 HEADER = "X-Features-Hash"
+KEY_1 = features_hash([1.5, 2.5, 3.0])
+KEY_12 = features_hash([1, 2])
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -136,7 +140,7 @@ def test_predict_with_a_valid_key_stores_the_version_of_the_variant_that_answere
         status, headers, body = post(
             f"{api.url}/prod/predict",
             {"features": [1.5, 2.5, 3.0]},
-            {"x-api-key": api_key, HEADER: "abc", "Content-Type": "application/json"},
+            {"x-api-key": api_key, HEADER: KEY_1, "Content-Type": "application/json"},
         )
 
     assert status == 200, body
@@ -156,8 +160,8 @@ def test_predict_with_a_valid_key_stores_the_version_of_the_variant_that_answere
     assert event["httpMethod"] == "POST"
     assert json.loads(event["body"]) == {"features": [1.5, 2.5, 3.0]}
     assert event["isBase64Encoded"] is False
-    assert event["headers"][HEADER] == "abc"
-    assert event["multiValueHeaders"][HEADER] == ["abc"]
+    assert event["headers"][HEADER] == KEY_1
+    assert event["multiValueHeaders"][HEADER] == [KEY_1]
     assert event["queryStringParameters"] is None and event["pathParameters"] is None
     context = event["requestContext"]
     assert context["stage"] == "prod" and context["resourcePath"] == "/predict"
@@ -178,11 +182,13 @@ def test_without_a_valid_key_the_api_answers_403_and_nothing_runs(
     with serving(pipeline, fake_sagemaker) as (api, recorder):
         url = f"{api.url}/prod/predict"
         answers = [
-            post(url, body, {HEADER: "k"}),
-            post(url, body, {HEADER: "k", "x-api-key": "wrong"}),
-            post(url, body, {HEADER: "k", "x-api-key": loose_value}),  # bound to no plan
+            post(url, body, {HEADER: features_hash([1, 2, 3])}),
+            post(url, body, {HEADER: features_hash([1, 2, 3]), "x-api-key": "wrong"}),
+            post(
+                url, body, {HEADER: features_hash([1, 2, 3]), "x-api-key": loose_value}
+            ),  # bound to no plan
         ]
-        assert post(url, body, {HEADER: "k", "x-api-key": api_key})[0] == 200
+        assert post(url, body, {HEADER: features_hash([1, 2, 3]), "x-api-key": api_key})[0] == 200
     for status, _, answer in answers:
         assert (status, answer) == (403, {"message": "Forbidden"})
     assert len(recorder.events) == 1  # the one request with the pipeline's key
@@ -272,7 +278,11 @@ def test_iam_methods_need_an_authorization_header(
             url = f"{api.url}/prod/signed"
             unsigned = post(url, {"features": [1]})
             signed = [
-                post(url, {"features": [1]}, {"Authorization": "AWS4-HMAC-SHA256 ..."})
+                post(
+                    url,
+                    {"features": [1]},
+                    {"Authorization": "AWS4-HMAC-SHA256 ...", HEADER: features_hash([1])},
+                )
                 for _ in range(2)
             ]
     finally:
@@ -291,17 +301,19 @@ def test_the_stage_cache_answers_repeated_requests_without_running_the_function(
     clock = Clock()
     with serving(pipeline, fake_sagemaker, clock) as (api, recorder):
         url = f"{api.url}/prod/predict"
-        first = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: "h1"})
-        again = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: "h1"})
+        first = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: KEY_12})
+        again = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: KEY_12})
         assert len(recorder.events) == 1
         assert (api.cache_hits, api.cache_misses) == (1, 1)
-        other = post(url, {"features": [3, 4]}, {"x-api-key": api_key, HEADER: "h2"})
+        other = post(
+            url, {"features": [3, 4]}, {"x-api-key": api_key, HEADER: features_hash([3, 4])}
+        )
         assert len(recorder.events) == 2
         clock.advance(299)
-        post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: "h1"})
+        post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: KEY_12})
         assert len(recorder.events) == 2  # still within the stage's 300 s TTL
         clock.advance(1)
-        expired = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: "h1"})
+        expired = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: KEY_12})
         assert len(recorder.events) == 3
         assert (api.cache_hits, api.cache_misses) == (2, 3)
     assert first[0] == again[0] == other[0] == expired[0] == 200
@@ -309,7 +321,6 @@ def test_the_stage_cache_answers_repeated_requests_without_running_the_function(
     assert again[1]["x-amzn-RequestId"] != first[1]["x-amzn-RequestId"]
     assert other[2]["predictionId"] != first[2]["predictionId"]
     assert expired[2]["predictionId"] != first[2]["predictionId"]
-    # The cache key is the header, never the body: a different body with the same hash hits.
     assert first[2]["features"] == [1, 2]
 
 
@@ -321,7 +332,9 @@ def test_with_caching_off_for_the_method_every_request_runs_the_function(
         with serving(pipeline, fake_sagemaker) as (api, recorder):
             url = f"{api.url}/prod/predict"
             for _ in range(2):
-                status, _, _ = post(url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: "h"})
+                status, _, _ = post(
+                    url, {"features": [1, 2]}, {"x-api-key": api_key, HEADER: KEY_12}
+                )
                 assert status == 200
     finally:
         update_stage(pipeline, caching(True))
@@ -349,7 +362,7 @@ def test_the_usage_plan_throttles_the_key(
     try:
         with serving(pipeline, fake_sagemaker, clock) as (api, _):
             url = f"{api.url}/prod/predict"
-            headers = {"x-api-key": api_key, HEADER: "t"}
+            headers = {"x-api-key": api_key, HEADER: features_hash([1])}
             statuses = [post(url, {"features": [1]}, headers)[0] for _ in range(3)]
             refused = post(url, {"features": [1]}, headers)
             clock.advance(1)
@@ -532,3 +545,111 @@ def test_local_functions_follow_configuration_changes(
     assert second is not first
     assert second.config.variables["LOG_LEVEL"] == "DEBUG"
     assert boto3.DEFAULT_SESSION is None or boto3.DEFAULT_SESSION is not first._session
+
+
+# --- a cache no client can poison ------------------------------------------------------------
+
+
+def cached_answers(api: LocalApi) -> list[tuple[str | None, int, dict[str, Any]]]:
+    """(cache key header value, status, body) of every entry in the local API's cache."""
+    found = []
+    for key, (_, response) in api._cache.items():
+        [(_, value)] = key[3]
+        found.append((value, response.status, json.loads(response.body)))
+    return found
+
+
+def assert_every_cached_answer_is_keyed_by_its_own_hash(api: LocalApi) -> None:
+    for value, status, body in cached_answers(api):
+        if status == 200:
+            assert value is not None
+            digest = value[:64]
+            assert digest in {
+                features_hash(body["features"]),
+                features_hash(body["features"], variant=body["invokedVariant"]),
+                features_hash(body["features"], version=body["modelVersion"]),
+            }
+
+
+def test_a_mismatched_hash_is_refused_and_never_caches_an_answer_under_it(
+    pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
+) -> None:
+    wanted, other = [1.0, 2.0], [9.0, 9.0]
+    before = item_count(pipeline)
+    with serving(pipeline, fake_sagemaker) as (api, _):
+        url = f"{api.url}/prod/predict"
+        # The first client sends other features under the hash of `wanted`.
+        poison = post(url, {"features": other}, {"x-api-key": api_key, HEADER: KEY_12})
+        assert fake_sagemaker.calls == []  # refused before scoring
+        assert_every_cached_answer_is_keyed_by_its_own_hash(api)
+        # The second client asks for `wanted` with its true hash and gets its own answer.
+        client = ApiClient(f"{api.url}/prod", api_key=api_key)
+        answer = client.predict(wanted)
+        assert_every_cached_answer_is_keyed_by_its_own_hash(api)
+    assert poison[0] == 400
+    assert poison[2] == {"error": f"header {HEADER} does not match the request's features_hash"}
+    assert answer.prediction == 3.0  # the sum of `wanted`, not of `other` (18.0)
+    assert [call["instances"] for call in fake_sagemaker.calls] == [[wanted]]
+    assert item_count(pipeline) == before + 1
+
+
+def test_a_request_without_the_header_is_refused_and_shares_no_answer(
+    pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
+) -> None:
+    with serving(pipeline, fake_sagemaker) as (api, recorder):
+        url = f"{api.url}/prod/predict"
+        answers = [post(url, {"features": f}, {"x-api-key": api_key}) for f in ([1], [2])]
+    assert [a[0] for a in answers] == [400, 400]
+    assert answers[1][2] == {
+        "error": f"header {HEADER} is required: the hash of the request (features_hash)"
+    }
+    assert fake_sagemaker.calls == []
+    # API Gateway caches the first refusal under the empty key: only a refusal is ever there.
+    assert len(recorder.events) == 1
+    assert [(value, status) for value, status, _ in cached_answers(api)] == [(None, 400)]
+
+
+def test_an_explicit_variant_is_part_of_the_cache_key(
+    pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
+) -> None:
+    features = [4.0, 5.0]
+    with serving(pipeline, fake_sagemaker) as (api, recorder):
+        client = ApiClient(f"{api.url}/prod", api_key=api_key)
+        fake_sagemaker.variant = "ModelA"
+        first = client.predict(features, variant="ModelA")
+        fake_sagemaker.variant = "ModelB"
+        second = client.predict(features, variant="ModelB")
+        again = client.predict(features, variant="ModelA")  # from the cache
+        # A client sending ModelA's key gets what that key names, whatever its body says: the
+        # cached entry was written only by a request whose body matched the key.
+        url = f"{api.url}/prod/predict"
+        crossed = post(
+            url,
+            {"features": features, "variant": "ModelB"},
+            {"x-api-key": api_key, HEADER: features_hash(features, variant="ModelA")},
+        )
+        assert_every_cached_answer_is_keyed_by_its_own_hash(api)
+    assert (first.variant, second.variant, again.variant) == ("ModelA", "ModelB", "ModelA")
+    assert again.prediction_id == first.prediction_id != second.prediction_id
+    targets = [c["headers"].get("X-Amzn-SageMaker-Target-Variant") for c in fake_sagemaker.calls]
+    assert targets == ["ModelA", "ModelB"]
+    assert len(recorder.events) == 2
+    assert crossed[0] == 200 and crossed[2]["predictionId"] == first.prediction_id
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in cases("api") if c.values[0].get("layer", "handler") == "gateway"]
+)
+def test_the_bad_input_corpus_at_the_gateway(
+    case: dict[str, Any], pipeline: Pipeline, fake_sagemaker: FakeSageMaker, api_key: str
+) -> None:
+    body = api_body(case).encode()
+    headers = {HEADER: cache_key(case, body.decode())[-1]}
+    if case.get("api_key") != "none":
+        headers["x-api-key"] = api_key
+    with serving(pipeline, fake_sagemaker) as (api, recorder):
+        status, _, answer = post(f"{api.url}/prod/predict", body, headers)
+    assert (status, answer) == (case["status"], {"message": case["message"]})
+    assert recorder.events == [] and fake_sagemaker.calls == []
+    if status == 413:
+        assert api._cache == {}  # refused before the cache, as by API Gateway and Lambda

@@ -3,6 +3,7 @@ stream per its event source mapping, as mlpipe applied them to the embedded AWS.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -249,12 +250,12 @@ def test_a_reported_item_failure_is_retried_from_that_record(
 
 
 @pytest.mark.usefixtures("empty_queue")
-def test_a_poison_record_is_isolated_and_its_location_sent_to_the_failure_queue(
+def test_a_record_failing_every_retry_is_isolated_and_its_location_sent_to_the_failure_queue(
     pipeline: Pipeline, fake_sagemaker: FakeSageMaker
 ) -> None:
-    prefix = "poison-"
+    prefix = "unstorable-"
     payloads = [record(f"{prefix}{i}", float(i)) for i in range(8)]
-    payloads[3] = b"this is not json"
+    fake_sagemaker.nan_for[3.0] = 1000  # its prediction can never be stored
     with stream_processor(pipeline, fake_sagemaker) as (poller, batches, clock):
         placed = put(pipeline, payloads, "one-shard")
         drain(poller, clock)
@@ -264,7 +265,7 @@ def test_a_poison_record_is_isolated_and_its_location_sent_to_the_failure_queue(
     assert (
         batches.batches
         == [
-            seqs,  # fails at the poison record: the three before it are checkpointed
+            seqs,  # fails at record 3: the three before it are checkpointed
             seqs[3:],  # fails at its first record: bisected
             seqs[3:5],  # again: bisected
             *[[seqs[3]]] * attempts,  # alone: the first attempt and every retry
@@ -300,6 +301,47 @@ def test_a_poison_record_is_isolated_and_its_location_sent_to_the_failure_queue(
 
 
 @pytest.mark.usefixtures("empty_queue")
+def test_malformed_records_are_set_aside_with_their_reasons_without_failing_the_batch(
+    pipeline: Pipeline, fake_sagemaker: FakeSageMaker
+) -> None:
+    prefix = "poison-"
+    payloads = [record(f"{prefix}{i}", float(i)) for i in range(6)]
+    payloads[1] = b"this is not json"
+    payloads[2] = b"[" * 100_000 + b"]" * 100_000
+    payloads[3] = b'{"features": [1' + b"0" * 5000 + b"]}"
+    # As applied with an SQS endpoint in network.interface_endpoints.
+    lam = pipeline.clients("lambda")
+    function = pipeline.names.function(STREAM_PROCESSOR)
+    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    queue = pipeline.clients("sqs").get_queue_url(QueueName=pipeline.names.stream_dlq)
+    with_queue = {**variables, "FAILURE_QUEUE_URL": queue["QueueUrl"]}
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": with_queue})
+    try:
+        with stream_processor(pipeline, fake_sagemaker) as (poller, batches, clock):
+            placed = put(pipeline, payloads, "one-shard")
+            drain(poller, clock)
+    finally:
+        lam.update_function_configuration(
+            FunctionName=function, Environment={"Variables": variables}
+        )
+
+    seqs = [s for _, s in placed]
+    assert batches.batches == [seqs]  # one pass: nothing reported, nothing retried
+    messages = sorted(failure_messages(pipeline), key=lambda m: int(m["sequenceNumber"]))
+    assert [(m["sequenceNumber"], m["reason"]) for m in messages] == [
+        (seqs[1], messages[0]["reason"]),
+        (seqs[2], "data is nested too deeply"),
+        (seqs[3], "'features[0]' is out of range: a 5001-digit integer"),
+    ]
+    assert messages[0]["reason"].startswith("data is not base64-encoded JSON")
+    assert base64.b64decode(messages[0]["data"]) == b"this is not json"
+    assert messages[0]["eventSourceARN"] == stream_arn(pipeline)
+    assert stored(pipeline, prefix) == {f"{prefix}{i}": 1 for i in (0, 4, 5)}
+    assert poller.checkpoints[placed[0][0]] == seqs[-1]
+    assert poller.discarded == 0
+
+
+@pytest.mark.usefixtures("empty_queue")
 def test_without_bisect_the_whole_failing_rest_of_the_batch_is_discarded(
     pipeline: Pipeline, fake_sagemaker: FakeSageMaker
 ) -> None:
@@ -311,7 +353,8 @@ def test_without_bisect_the_whole_failing_rest_of_the_batch_is_discarded(
         UUID=uuid, BisectBatchOnFunctionError=False, MaximumRetryAttempts=1
     )
     try:
-        payloads = [record("nobisect-0", 0.0), b"{", record("nobisect-2", 2.0)]
+        payloads = [record(f"nobisect-{i}", float(i)) for i in range(3)]
+        fake_sagemaker.nan_for[1.0] = 1000  # record 1 fails every time
         with stream_processor(pipeline, fake_sagemaker) as (poller, batches, clock):
             seqs = [s for _, s in put(pipeline, payloads, "one-shard")]
             drain(poller, clock)

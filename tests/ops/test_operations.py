@@ -122,6 +122,19 @@ def test_promoting_an_unregistered_version_changes_nothing(runner: Runner) -> No
     assert runner.ctx.aws.log.writes() == []
 
 
+def test_a_version_taking_another_feature_count_is_not_promoted(
+    runner: Runner, tmp_path: Path
+) -> None:
+    ctx = runner.ctx
+    meta = registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"), feature_count=12)
+    assert meta["featureCount"] == 12
+    assert registry.metadata(ctx, "v3.0.0")["featureCount"] == 12
+    ctx.aws.log.reset()
+    with pytest.raises(UsageError, match=r"v3\.0\.0 takes 12 features; the handlers accept 30"):
+        deployments.promote(runner, "v3.0.0")
+    assert ctx.aws.log.writes() == []
+
+
 def test_bad_weights_change_nothing(runner: Runner) -> None:
     runner.ctx.aws.log.reset()
     for weights, message in (

@@ -113,13 +113,26 @@ def test_environment_names_what_each_handler_reads(ctx: Context, applied: Report
         "DEPLOYMENT_PARAM": "/ml-pipeline/prod/models/deployment",
         "SSM_CACHE_TTL_SECONDS": "30",
         "PREDICTION_TTL_DAYS": "30",
+        "FEATURE_COUNT": "30",
     }
     stream_only = {"MAX_PAYLOAD_BYTES": "5000000", "REPORT_MALFORMED": "true"}
     lam = client("lambda")
     preprocess = lam.get_function_configuration(FunctionName=names.function(PREPROCESS))
     stream = lam.get_function_configuration(FunctionName=names.function(STREAM_PROCESSOR))
-    assert preprocess["Environment"]["Variables"] == common
+    cache_key = {"CACHE_KEY_HEADER": "X-Features-Hash"}
+    assert preprocess["Environment"]["Variables"] == {**common, **cache_key}
     assert stream["Environment"]["Variables"] == {**common, **stream_only}
+
+
+def test_with_an_sqs_endpoint_the_stream_handler_sends_malformed_records_itself(
+    ctx: Context,
+) -> None:
+    endpoints = [*ctx.spec.network.interface_endpoints, "sqs"]
+    with_sqs = with_spec(ctx, "network", interface_endpoints=endpoints)
+    variables = lambdas.environment(with_sqs, STREAM_PROCESSOR)
+    url = f"https://sqs.us-east-1.amazonaws.com/123456789012/{ctx.names.stream_dlq}"
+    assert variables["FAILURE_QUEUE_URL"] == url
+    assert "FAILURE_QUEUE_URL" not in lambdas.environment(ctx, STREAM_PROCESSOR)
 
 
 def test_feature_count_reaches_both_handlers(ctx: Context) -> None:
