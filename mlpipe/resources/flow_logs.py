@@ -24,6 +24,7 @@ class FlowLog(Ec2):
     delivered with a role limited to that group. Every property is fixed at creation."""
 
     resource_type = "vpc-flow-log"
+    describe, listed, id_field = "describe_flow_logs", "FlowLogs", "FlowLogId"
     replace_on = ("ResourceId", "TrafficType", "LogGroupName", "DeliverLogsPermissionArn")
 
     def __init__(self, ctx: Context) -> None:
@@ -35,7 +36,7 @@ class FlowLog(Ec2):
         )
 
     def read(self) -> Observed | None:
-        found = self.find(self.ec2.describe_flow_logs, "FlowLogs")
+        found = self.find()
         if found is None:
             return None
         state = {

@@ -641,7 +641,7 @@ class DefaultSecurityGroup(Ec2):
         super().__init__(ctx, "default-sg", ctx.names.security_group("default"), (VPC,))
 
     def read(self) -> Observed | None:
-        vpc = Vpc(self.ctx).find(self.ec2.describe_vpcs, "Vpcs")
+        vpc = Vpc(self.ctx).find()
         if vpc is None:
             return None
         group = self._group(vpc["VpcId"])

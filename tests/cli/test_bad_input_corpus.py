@@ -170,7 +170,7 @@ def test_an_unforeseen_error_prints_one_line_and_where_its_trace_is(
     def broken(*_args: Any) -> None:
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr("mlpipe.cli.options.load_spec", broken)
+    monkeypatch.setattr("mlpipe.spec.load_spec", broken)
     assert run(["--spec", str(SPEC_PATH), "plan"]) == 1
     captured = capsys.readouterr()
     [line] = captured.err.strip().splitlines()
