@@ -66,6 +66,8 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
+from mlpipe.local import alarms
+
 __all__ = [
     "ENDPOINT_TRANSITION_SECONDS",
     "clock",
@@ -111,6 +113,7 @@ def install_extensions() -> None:
         _install_cloudwatch()
         _install_serving()
         _install_batch()
+        alarms.install()
         _installed = True
 
 

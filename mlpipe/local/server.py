@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -35,6 +36,8 @@ from moto.moto_server.werkzeug_app import (
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from mlpipe.local import alarms
+from mlpipe.local.alarms import AlarmEvaluator
 from mlpipe.local.moto_ext import install_extensions
 from mlpipe.local.service import Service
 
@@ -63,9 +66,13 @@ DEFAULT_HOST = "127.0.0.1"
 # Keys of moto's /moto-api/config that moto 5.2 reads: batch, lambda, stepfunctions.
 MOTO_CONFIG: dict[str, Any] = {"batch": {"use_docker": False}, "lambda": {"use_docker": False}}
 
+# How often the embedded AWS evaluates its CloudWatch alarms, in seconds.
+ALARM_INTERVAL = 1.0
+
 PID_FILE = "server.pid"
 INFO_FILE = "server.json"
 LOG_FILE = "server.log"
+NOTIFICATIONS_FILE = "notifications.jsonl"
 
 
 class LocalAwsError(RuntimeError):
@@ -192,11 +199,17 @@ class LocalAws(Service):
     """moto's server in this process, with mlpipe's extensions. Port 0 picks a free port."""
 
     def __init__(
-        self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log_requests: bool = False
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        log_requests: bool = False,
+        alarm_interval: float = ALARM_INTERVAL,
     ):
         self.host = host
         self._requested_port = port
         self._log_requests = log_requests
+        self.alarms = AlarmEvaluator(alarm_interval)
         self._server: _MotoServer | None = None
         self._port: int | None = None
         self._previous_config: dict[str, Any] | None = None
@@ -235,6 +248,7 @@ class LocalAws(Service):
             raise LocalAwsError(f"Cannot start the local AWS: {error}") from error
         self._server = server
         self._port = server.get_host_and_port()[1]
+        self.alarms.start()
         config_url = f"{self.endpoint_url}/moto-api/config"
         try:
             # moto's settings are process-wide: keep them to give them back on stop().
@@ -250,6 +264,7 @@ class LocalAws(Service):
         server, self._server = self._server, None
         if server is None:
             return
+        self.alarms.stop()
         previous, self._previous_config = self._previous_config, None
         if previous:
             with contextlib.suppress(OSError, ValueError):
@@ -525,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=None)
     parser.add_argument("--runtime-ports", default=None, help="SageMaker runtime,API ports")
     args = parser.parse_args(argv)
+    # Alarm notifications go to the log (stderr) and to a file `mlpipe local status` reads.
+    alarms.NOTIFICATIONS_FILE = state_dir() / NOTIFICATIONS_FILE
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    alarms.log.addHandler(handler)
+    alarms.log.setLevel(logging.INFO)
     ports = None
     if args.runtime_ports:
         runtime, api = (int(p) for p in args.runtime_ports.split(","))

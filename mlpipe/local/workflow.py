@@ -21,6 +21,7 @@ from typing import Any
 
 from mlpipe.core.clients import Aws
 from mlpipe.local.functions import runtime_environment
+from mlpipe.local.metrics import MetricSink
 
 SUBMIT_JOB = "batch:submitJob"
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,10 +86,23 @@ def _resolve(entries: list[dict[str, str]], execution: str) -> dict[str, str]:
 
 
 class LocalWorkflow:
-    def __init__(self, aws: Aws, state_machine_arn: str, sagemaker_runtime_url: str) -> None:
+    def __init__(
+        self,
+        aws: Aws,
+        state_machine_arn: str,
+        sagemaker_runtime_url: str,
+        metrics: MetricSink | None = None,
+    ) -> None:
         self.aws = aws
         self.state_machine_arn = state_machine_arn
         self.sagemaker_runtime_url = sagemaker_runtime_url
+        self.metrics = metrics
+
+    def _count(self, name: str) -> None:
+        """Step Functions' execution metrics, per StateMachineArn."""
+        if self.metrics is not None:
+            dims = {"StateMachineArn": self.state_machine_arn}
+            self.metrics.put("AWS/States", name, 1, "Count", dims)
 
     def run(self, execution: str, timeout: float = 600.0) -> WorkflowRun:
         machine = self.aws.client("stepfunctions").describe_state_machine(
@@ -96,11 +110,13 @@ class LocalWorkflow:
         )
         definition = json.loads(machine["definition"])
         tasks, parallel = _tasks(definition)
+        self._count("ExecutionsStarted")
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             shards = list(
                 pool.map(lambda task: self._shard(execution, *task, timeout=timeout), tasks)
             )
         run = WorkflowRun(execution, shards)
+        self._count("ExecutionsSucceeded" if run.ok else "ExecutionsFailed")
         if not run.ok:
             run.alert = self._alert(alert_topic(definition, parallel), machine, run)
         return run
