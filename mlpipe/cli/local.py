@@ -67,11 +67,17 @@ def local_status(
 ) -> None:
     """Say whether the background embedded AWS runs, and where."""
     info = server.detached_status()
+    notifications = server.recent_notifications()
     if json_output:
         emit_json(info.__dict__ if info else None)
     elif info:
         out.print(f"running at {info.endpoint_url} (pid {info.pid}, since {info.started_at})")
     else:
         out.print("not running")
+    if notifications and not json_output:
+        out.print("Latest alarm notifications (SNS):")
+        for note in notifications:
+            reason = note["message"].get("NewStateReason", "")
+            out.print(f"  {note['time']} {note['subject']}: {reason}", markup=False)
     if info is None:
         raise typer.Exit(1)

@@ -54,6 +54,7 @@ __all__ = [
     "ServerInfo",
     "ServerStartError",
     "detached_status",
+    "recent_notifications",
     "serve",
     "start_detached",
     "state_dir",
@@ -387,6 +388,19 @@ def detached_status() -> ServerInfo | None:
     return info
 
 
+def recent_notifications(count: int = 5) -> list[dict[str, Any]]:
+    """The last alarm notifications the detached server published, oldest first."""
+    try:
+        lines = (state_dir() / NOTIFICATIONS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines[-count:]:
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
@@ -542,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Alarm notifications go to the log (stderr) and to a file `mlpipe local status` reads.
     alarms.NOTIFICATIONS_FILE = state_dir() / NOTIFICATIONS_FILE
+    alarms.NOTIFICATIONS_FILE.unlink(missing_ok=True)  # a new embedded AWS starts empty
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     alarms.log.addHandler(handler)

@@ -180,3 +180,27 @@ def test_output_fn_refuses_other_accept_types():
     with pytest.raises(inference.UnsupportedContentType):
         inference.output_fn([], "text/csv")
     assert inference.output_fn([], "*/*") == ('{"predictions":[]}', "application/json")
+
+
+def test_the_faulty_version_fails_half_its_requests_with_500(tmp_path: Path):
+    from mlpipe.examples.models import FAULTY_VERSION
+    from mlpipe.local.runtime import ModelCodeError, load_model
+
+    built = {m.version: m for m in build_examples(tmp_path / "out", fault="errors")}
+    assert list(built) == [*VERSIONS, FAULTY_VERSION]
+    faulty = built[FAULTY_VERSION]
+    assert faulty.description.startswith("FAULTY (error_rate=0.5)")
+    with tarfile.open(faulty.path) as tar:
+        assert json.loads(tar.extractfile("fault.json").read()) == {"error_rate": 0.5}  # type: ignore[union-attr]
+    model = load_model(faulty.path, tmp_path / "model")
+    rows, _ = read_heldout(faulty.heldout)
+    outcomes = []
+    for row in rows[:6]:
+        try:
+            model.invoke(json.dumps({"instances": [row]}).encode(), "application/json")
+            outcomes.append(200)
+        except ModelCodeError as exc:
+            outcomes.append(exc.status)
+    assert outcomes == [200, 500, 200, 500, 200, 500]
+    # the model under the fault is v2.0.0's, and measured without the fault
+    assert faulty.accuracy == built["v2.0.0"].accuracy
