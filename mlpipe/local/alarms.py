@@ -254,6 +254,14 @@ def evaluate(
                 data,
             )
     alarming = breaching >= settings.datapoints_to_alarm
+    if not present:  # notBreaching or breaching, as CloudWatch words it
+        treated = "Breaching" if treat == "breaching" else "NonBreaching"
+        return Evaluation(
+            ALARM if alarming else OK,
+            f"Threshold Crossed: no datapoints were received for {missing} periods and "
+            f"{missing} missing datapoints were treated as [{treated}].",
+            data,
+        )
     shown = ", ".join(f"{v:g} ({_stamp(start)})" for start, v in reversed(present))
     counted = len(points) if treat in ("breaching", "notBreaching") else len(present)
     verb = "was" if breaching == 1 else "were"
@@ -365,7 +373,7 @@ def _notify(alarm: MotoAlarm, topic_arn: str, old: str, when: float) -> None:
     else:
         outcome = "Unsupported locally:"
     _record(alarm, "Action", f"{outcome} action {topic_arn}", {"actionState": outcome}, when)
-    log.warning("alarm notification: %s -> %s: %s", subject, topic_arn, alarm.state_reason)
+    log.info("alarm notification: %s -> %s: %s", subject, topic_arn, alarm.state_reason)
     if NOTIFICATIONS_FILE is not None:
         line = {"time": _iso(when), "subject": subject, "topic": topic_arn, "message": message}
         with contextlib.suppress(OSError), NOTIFICATIONS_FILE.open("a", encoding="utf-8") as f:

@@ -31,6 +31,7 @@ class LocalServices(Service):
     runtime_port: int = 0
     api_port: int = 0
     poll_interval: float = 0.5
+    metrics_interval: float = 1.0
     metrics: MetricsPublisher = field(init=False)
     runtime: LocalRuntime = field(init=False)
     functions: LocalFunctions = field(init=False)
@@ -44,7 +45,9 @@ class LocalServices(Service):
         return self.api.stage_url(self.stage)
 
     def start(self) -> LocalServices:
-        self.metrics = MetricsPublisher(lambda: self.aws.client("cloudwatch")).start()
+        self.metrics = MetricsPublisher(
+            lambda: self.aws.client("cloudwatch"), flush_interval=self.metrics_interval
+        ).start()
         self.runtime = LocalRuntime(
             self.aws, self.host, self.runtime_port, metrics=self.metrics
         ).start()
