@@ -24,6 +24,7 @@ from mlpipe.cli import (
     serving,
     status,
     validate,
+    watch,
 )
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
@@ -73,6 +74,7 @@ app.command()(operations.promote)
 app.command()(operations.rollback)
 app.command("history")(operations.history_command)
 app.command()(serving.predict)
+app.command()(watch.watch)
 app.add_typer(serving.stream_app, name="stream")
 app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")

@@ -75,10 +75,18 @@ def promote(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing."),
     timeout: float | None = TIMEOUT,
     force_unlock: bool = FORCE_UNLOCK,
+    watch: bool = typer.Option(False, "--watch", help="Show the live view while it runs."),
 ) -> None:
     """Make a registered version active, deploying it to the challenger variant first."""
     plan = deployments.parse_canary(canary, interval)
-    outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
+    runner = _runner(ctx, timeout, force_unlock)
+    if watch and not dry_run:
+        from mlpipe.cli.watch import watching
+
+        with watching(runner.ctx):
+            outcome = deployments.promote(runner, version, plan, dry_run)
+    else:
+        outcome = deployments.promote(runner, version, plan, dry_run)
     if dry_run:
         for step in outcome.steps:
             out.print(f"• {step}", markup=False)
