@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mlpipe.cli.options import options
-from mlpipe.cli.output import emit_json, out
+from mlpipe.cli.output import emit_json, out, stderr
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
 
     from mlpipe.core.context import Context
 
@@ -114,13 +114,15 @@ def live(
     take: Callable[[], dict[str, Any]],
     interval: float,
     until: threading.Event | None = None,
+    console: Console = out,
 ) -> None:
-    """Refresh the view every ``interval`` seconds until Ctrl-C, or until ``until`` is set."""
+    """Refresh the view every ``interval`` seconds until Ctrl-C, or until ``until`` is set.
+    What else is printed on ``console`` meanwhile goes above the view."""
     from rich.live import Live
 
     stop = until or threading.Event()
     prefix = f"{ctx.names.pipeline_id}-"
-    with Live(render(take(), prefix), console=out, auto_refresh=False) as view:
+    with Live(render(take(), prefix), console=console, auto_refresh=False) as view:
         try:
             while not stop.wait(interval):
                 view.update(render(take(), prefix), refresh=True)
@@ -130,13 +132,14 @@ def live(
 
 @contextmanager
 def watching(ctx: Context, interval: float = 1.0) -> Iterator[None]:
-    """The live view, refreshed in the background for the duration of the block."""
+    """The live view, refreshed in the background for the duration of the block, on stderr
+    where the operation's progress goes (printed above it)."""
     from mlpipe.ops.watch import snapshot
 
     done = threading.Event()
     viewer = threading.Thread(
         target=live,
-        args=(ctx, lambda: snapshot(ctx), interval, done),
+        args=(ctx, lambda: snapshot(ctx), interval, done, stderr),
         name="mlpipe-watch",
         daemon=True,
     )
