@@ -18,6 +18,7 @@ from mlpipe.cli import (
     apply,
     demo,
     local,
+    logs,
     models,
     operations,
     plan,
@@ -75,6 +76,7 @@ app.command()(operations.rollback)
 app.command("history")(operations.history_command)
 app.command()(serving.predict)
 app.command()(watch.watch)
+app.command()(logs.logs)
 app.add_typer(serving.stream_app, name="stream")
 app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")

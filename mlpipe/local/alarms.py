@@ -258,8 +258,9 @@ def evaluate(
         treated = "Breaching" if treat == "breaching" else "NonBreaching"
         return Evaluation(
             ALARM if alarming else OK,
-            f"Threshold Crossed: no datapoints were received for {missing} periods and "
-            f"{missing} missing datapoints were treated as [{treated}].",
+            f"Threshold Crossed: no datapoints were received for {missing} period"
+            f"{'s' if missing > 1 else ''} and {missing} missing datapoint"
+            f"{'s were' if missing > 1 else ' was'} treated as [{treated}].",
             data,
         )
     shown = ", ".join(f"{v:g} ({_stamp(start)})" for start, v in reversed(present))
