@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mlpipe.core.context import Context
 
 STATE_COLOURS = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
+WIDE = 110  # columns from which the trends are shown
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -28,8 +29,10 @@ def _since(stamp: str | None) -> str:
     return stamp[11:19] if stamp else ""
 
 
-def render(view: dict[str, Any], prefix: str = "") -> RenderableType:
-    """A snapshot as a terminal view: header, variants, deployment, alarms."""
+def render(view: dict[str, Any], prefix: str = "", wide: bool = True) -> RenderableType:
+    """A snapshot as a terminal view: header, variants, deployment, alarms; ``wide`` adds
+    trend sparklines of invocations and p99 latency."""
+    from rich import box
     from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
@@ -43,42 +46,32 @@ def render(view: dict[str, Any], prefix: str = "") -> RenderableType:
         f"[bold]{escape(str(view['active_version']))}[/] · last {view['window_seconds'] // 60}m "
         f"in {view['period_seconds']}s periods · {view['time'][11:19]} UTC"
     )
-    variants = Table(expand=False, title="Variants", title_justify="left")
-    for column, justify in (
-        ("variant", "left"),
-        ("version", "left"),
-        ("weight", "right"),
-        ("share", "right"),
-        ("invocations", "right"),
-        ("trend", "left"),
-        ("p50 ms", "right"),
-        ("p99 ms", "right"),
-        ("p99 trend", "left"),
-        ("4xx", "right"),
-        ("5xx", "right"),
-        ("instances", "right"),
-    ):
-        variants.add_column(column, justify=justify)  # type: ignore[arg-type]
+    variants = Table(title="Variants", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["variant", "version", "weight", "share", "calls", "p50 ms", "p99 ms", "4xx/5xx"]
+    columns += ["inst"] + (["calls trend", "p99 trend"] if wide else [])
+    for column in columns:
+        justify = "left" if column[0] == "v" or "trend" in column else "right"
+        variants.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for v in view["variants"]:
         share = "-" if v["share_percent"] is None else f"{v['share_percent']:.1f}%"
         weight = f"{v['live_weight_percent']:g}%"
         if v["weight"] is not None and v["weight"] != v["live_weight_percent"]:
-            weight += f" → {v['weight']}%"
-        errors = "red" if v["errors_5xx"] else ""
-        variants.add_row(
+            weight += f"→{v['weight']}%"
+        errors = f"{v['errors_4xx']}/{v['errors_5xx']}"
+        row = [
             escape(v["name"]),
             escape(str(v["version"] or "-")),
             weight,
             share,
             f"{v['invocations']:,}",
-            sparkline(v["invocations_series"]),
             _number(v["p50_ms"]),
             _number(v["p99_ms"]),
-            sparkline(v["p99_ms_series"]),
-            str(v["errors_4xx"]),
-            f"[{errors}]{v['errors_5xx']}[/]" if errors else str(v["errors_5xx"]),
+            f"[red]{errors}[/]" if v["errors_5xx"] else errors,
             str(v["instances"] if v["instances"] is not None else "-"),
-        )
+        ]
+        if wide:
+            row += [sparkline(v["invocations_series"]), sparkline(v["p99_ms_series"])]
+        variants.add_row(*row)
     operation = deployment.get("operation") or {}
     lines = [
         f"champion [bold]{escape(str(deployment['champion']))}[/], challenger "
@@ -92,10 +85,10 @@ def render(view: dict[str, Any], prefix: str = "") -> RenderableType:
     lock = deployment.get("lock")
     if lock:
         lines.append(f"[bold yellow]in progress:[/] {escape(str(lock.get('operation')))}")
-    alarms = Table(title="Alarms", title_justify="left", expand=False)
-    alarms.add_column("alarm")
-    alarms.add_column("state")
-    alarms.add_column("since")
+    alarms = Table(title="Alarms", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    alarms.add_column("alarm", no_wrap=True)
+    alarms.add_column("state", no_wrap=True, min_width=17)
+    alarms.add_column("since", no_wrap=True, min_width=8)
     alarms.add_column("reason", overflow="ellipsis", no_wrap=True, max_width=70)
     for alarm in view["alarms"]:
         state = alarm["state"]
@@ -122,10 +115,11 @@ def live(
 
     stop = until or threading.Event()
     prefix = f"{ctx.names.pipeline_id}-"
-    with Live(render(take(), prefix), console=console, auto_refresh=False) as view:
+    wide = console.width >= WIDE
+    with Live(render(take(), prefix, wide), console=console, auto_refresh=False) as view:
         try:
             while not stop.wait(interval):
-                view.update(render(take(), prefix), refresh=True)
+                view.update(render(take(), prefix, console.width >= WIDE), refresh=True)
         except KeyboardInterrupt:
             return
 
@@ -180,6 +174,6 @@ def watch(
         if json_output:
             emit_json(view)
         else:
-            out.print(render(view, f"{pipeline_ctx.names.pipeline_id}-"))
+            out.print(render(view, f"{pipeline_ctx.names.pipeline_id}-", out.width >= WIDE))
         return
     live(pipeline_ctx, take, interval)

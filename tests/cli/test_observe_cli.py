@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -70,7 +71,10 @@ def test_watch_once_json_and_logs(aws: None, capsys: pytest.CaptureFixture[str])
 
     assert cli("watch", "--once") == 0
     shown = capsys.readouterr().out
-    assert "v2.0.0" in shown and "Alarms" in shown and "INSUFFICIENT_DATA" in shown
+    # 80 columns: the figures without the trends, nothing cut
+    assert re.search(r"ModelB\s+v2\.0\.0\s+20%\s+20\.0%\s+2\s+10\.0\s+30\.0\s+0/1\s+1\s", shown)
+    assert "invocation-5xx-ModelB" in shown and "INSUFFICIENT_DATA" in shown
+    assert "invocation-5xx-ModelB" in shown and "INSUFFICIENT_DATA" in shown
 
     logs = boto3.client("logs", region_name="us-east-1")
     group = "/aws/lambda/ml-pipeline-prod-preprocess"
