@@ -361,7 +361,11 @@ class Demo:
                 Bucket=names.data_bucket, Key=f"input/{run_id}/part-{part}.jsonl", Body=body
             )
         workflow = LocalWorkflow(
-            aws, Arns(pipeline.ctx).state_machine, services.runtime.endpoint_url, services.metrics
+            aws,
+            Arns(pipeline.ctx).state_machine,
+            services.runtime.endpoint_url,
+            services.metrics,
+            services.logs,
         )
         with self.reporter.step(f"run the batch workflow ({self.spec.batch.shards} shards)"):
             run = workflow.run(run_id, timeout=self.settings.batch_shards_timeout)

@@ -58,6 +58,7 @@ from urllib.parse import unquote, urlsplit
 from botocore.exceptions import ClientError
 
 from mlpipe.core.clients import Aws
+from mlpipe.local.logship import LogShipper
 from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import BackgroundHttpServer
 
@@ -395,11 +396,13 @@ class LocalRuntime(BackgroundHttpServer):
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         metrics: MetricSink | None = None,
+        logs: LogShipper | None = None,
     ) -> None:
         super().__init__(host, port)
         self.aws = aws
         self.refresh_seconds = refresh_seconds
         self.metrics = metrics
+        self.logs = logs
         self._rng = rng or random.Random()
         self._clock = clock
         self._lock = threading.Lock()
@@ -485,6 +488,7 @@ class LocalRuntime(BackgroundHttpServer):
         except ModelCodeError as exc:
             self._record(endpoint.name, variant.name, None)
             self._publish(endpoint.name, variant.name, exc.status, received, started)
+            self._log(endpoint, variant, f"ERROR status {exc.status}: {exc.message}")
             raise self._model_error(endpoint, exc) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         self._record(endpoint.name, variant.name, latency_ms)
@@ -514,6 +518,12 @@ class LocalRuntime(BackgroundHttpServer):
             put(SAGEMAKER_NAMESPACE, "ModelLatency", round(model_us), "Microseconds", dims)
             overhead_us = (started - received) * 1e6
             put(SAGEMAKER_NAMESPACE, "OverheadLatency", round(overhead_us), "Microseconds", dims)
+
+    def _log(self, endpoint: _Endpoint, variant: _Variant, message: str) -> None:
+        """A line of the variant's container log, where SageMaker writes it."""
+        if self.logs is not None:
+            group = f"/aws/sagemaker/Endpoints/{endpoint.name}"
+            self.logs.write(group, f"{variant.name}/{variant.artifact.model_name}", message)
 
     def _not_found(self, name: str) -> RuntimeApiError:
         return _validation(f"Endpoint {name} of account {self.aws.account} not found.")
@@ -653,6 +663,8 @@ class LocalRuntime(BackgroundHttpServer):
                     loaded = self._load(artifact)
                     with self._lock:
                         self._models[artifact] = loaded
+                    what = loaded.message if isinstance(loaded, ModelCodeError) else "loaded"
+                    self._log(endpoint, variant, f"model {artifact.model_name}: {what}")
             if isinstance(loaded, ModelCodeError):
                 raise loaded
         except ModelCodeError as exc:

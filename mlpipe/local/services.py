@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from mlpipe.core.clients import Aws
 from mlpipe.local.api import LocalApi
 from mlpipe.local.functions import FunctionNotFoundError, LocalFunctions, pipeline_sources
+from mlpipe.local.logship import LogShipper
 from mlpipe.local.metrics import MetricsPublisher
 from mlpipe.local.runtime import LocalRuntime
 from mlpipe.local.service import Service
@@ -33,6 +34,7 @@ class LocalServices(Service):
     poll_interval: float = 0.5
     metrics_interval: float = 1.0
     metrics: MetricsPublisher = field(init=False)
+    logs: LogShipper = field(init=False)
     runtime: LocalRuntime = field(init=False)
     functions: LocalFunctions = field(init=False)
     api: LocalApi = field(init=False)
@@ -48,8 +50,11 @@ class LocalServices(Service):
         self.metrics = MetricsPublisher(
             lambda: self.aws.client("cloudwatch"), flush_interval=self.metrics_interval
         ).start()
+        self.logs = LogShipper(
+            lambda: self.aws.client("logs"), flush_interval=self.metrics_interval
+        ).start()
         self.runtime = LocalRuntime(
-            self.aws, self.host, self.runtime_port, metrics=self.metrics
+            self.aws, self.host, self.runtime_port, metrics=self.metrics, logs=self.logs
         ).start()
         self.functions = LocalFunctions(
             self.aws.client,
@@ -98,3 +103,4 @@ class LocalServices(Service):
         self.runtime.stop()
         self.functions.close()
         self.metrics.stop()
+        self.logs.stop()

@@ -552,8 +552,13 @@ class RecordedMetrics:
 def test_each_invocation_publishes_sagemakers_metrics_per_variant(
     ctx: Context, clock: FakeClock, heldout: tuple[list[list[float]], list[int]]
 ):
-    metrics = RecordedMetrics()
-    with LocalRuntime(ctx.aws, port=0, clock=clock, metrics=metrics) as runtime:
+    metrics, logged = RecordedMetrics(), []
+
+    class Logs:
+        def write(self, group: str, stream: str, message: str) -> None:
+            logged.append((group, stream, message))
+
+    with LocalRuntime(ctx.aws, port=0, clock=clock, metrics=metrics, logs=Logs()) as runtime:  # type: ignore[arg-type]
         client = boto3.client(
             "sagemaker-runtime", region_name=REGION, endpoint_url=runtime.endpoint_url
         )
@@ -577,3 +582,8 @@ def test_each_invocation_publishes_sagemakers_metrics_per_variant(
     latencies = metrics.of("ModelLatency", "ModelB")
     assert len(latencies) == 2 and all(v > 0 for v in latencies)
     assert len(metrics.of("OverheadLatency", "ModelB")) == 2
+    # the container log: the model loaded, then the refused request
+    group, stream = f"/aws/sagemaker/Endpoints/{ENDPOINT}", "ModelB/model-v2.0.0"
+    assert [(g, s) for g, s, _ in logged] == [(group, stream)] * 2
+    assert logged[0][2] == "model model-v2.0.0: loaded"
+    assert logged[1][2].startswith("ERROR status 400: InferenceError: each instance needs 30")
