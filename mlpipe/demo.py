@@ -135,8 +135,9 @@ class Demo:
                 promoted = deployments.promote(runner, "v2.0.0")
             self.result.add("promote v2.0.0", f"{promoted.seconds:.2f}s; " + promoted.steps[-1])
             self._rollback(runner, client, heldout)
-            self._canary(runner, client, heldout)
+            fired = self._canary(runner, client, heldout)
             self._batch(pipeline, services, heldout)
+            self._alarm_history(ctx, *fired)
             if before_destroy is not None:
                 before_destroy(pipeline, services)
         with step("destroy"):
@@ -282,9 +283,10 @@ class Demo:
         runner: deployments.Runner,
         client: ApiClient,
         heldout: tuple[list[list[float]], list[int]],
-    ) -> None:
+    ) -> tuple[str, datetime]:
         """Promote the faulty version by canary under traffic: its errors become metrics, an
-        alarm fires from them, and the promotion rolls back by itself."""
+        alarm fires from them, and the promotion rolls back by itself. Returns the alarm and
+        when the canary began."""
         from mlpipe.examples.models import FAULTY_VERSION
 
         ctx, rows = runner.ctx, heldout[0]
@@ -324,7 +326,7 @@ class Demo:
             raise MlpipeError(
                 f"the canary was rolled back without a bad answer or an alarm: {aborted}"
             )
-        alarm, reason, fired_at, transitions = fired
+        alarm, reason, fired_at = fired
         step = re.search(r" at (\d+%)", aborted)
         seconds = restored - first_bad[0]
         period = self.spec.monitoring.period_seconds
@@ -339,11 +341,23 @@ class Demo:
             canary_rollback_seconds=seconds,
             canary_alarm=alarm,
         )
+        return alarm, since
+
+    def _alarm_history(self, ctx: Context, alarm: str, since: datetime) -> None:
+        """The fired alarm's state changes since the canary began, from its history: by now
+        (a scaled period later) it is back to OK."""
+        items = ctx.aws.client("cloudwatch").describe_alarm_history(
+            AlarmName=alarm,
+            HistoryItemType="StateUpdate",
+            StartDate=since,
+            ScanBy="TimestampAscending",
+        )["AlarmHistoryItems"]
+        changes = [(i["Timestamp"], i["HistorySummary"]) for i in items]
         history = ", ".join(
             f"{summary.removeprefix('Alarm updated from ')} at {when:%H:%M:%S.%f}"[:-3]
-            for when, summary in transitions
+            for when, summary in changes
         )
-        self.result.add("alarm history", f"{alarm}: {history}", alarm_history=transitions)
+        self.result.add("alarm history", f"{alarm}: {history}", alarm_history=changes)
 
     def _batch(
         self,
@@ -397,11 +411,9 @@ class Demo:
             time.sleep(0.1)
 
 
-def _first_alarm(
-    ctx: Context, since: datetime
-) -> tuple[str, str, float, list[tuple[datetime, str]]] | None:
+def _first_alarm(ctx: Context, since: datetime) -> tuple[str, str, float] | None:
     """The first of the pipeline's alarms to go to ALARM since ``since``: its name, the reason
-    CloudWatch gave, when (epoch seconds), and its state changes since then, from its history."""
+    CloudWatch gave, and when (epoch seconds), from the alarms' history."""
     from mlpipe.resources.monitoring import alarm_rules
 
     cloudwatch, first = ctx.aws.client("cloudwatch"), None
@@ -416,10 +428,9 @@ def _first_alarm(
         for item in items:
             new = json.loads(item.get("HistoryData") or "{}").get("newState", {})
             if new.get("stateValue") == "ALARM" and (first is None or item["Timestamp"] < first[0]):
-                changes = [(i["Timestamp"], i["HistorySummary"]) for i in items]
-                first = (item["Timestamp"], name, new.get("stateReason", ""), changes)
+                first = (item["Timestamp"], name, new.get("stateReason", ""))
                 break
     if first is None:
         return None
-    when, name, reason, changes = first
-    return name, reason, when.timestamp(), changes
+    when, name, reason = first
+    return name, reason, when.timestamp()

@@ -12,6 +12,8 @@ Behaviour follows the AWS API references:
   is refused while an endpoint is in progress, and keeps the properties it is not given.
 - Glue ``UpdateCrawler``.
 - Athena ``UpdateWorkGroup``.
+- CloudWatch alarms that evaluate, notify and keep a history, and percentile statistics
+  (:mod:`mlpipe.local.alarms`).
 - CloudWatch dashboard tags: ``PutDashboard`` applies ``Tags`` when it creates a dashboard (and
   ignores them on an update), ``TagResource``/``UntagResource``/``ListTagsForResource`` take
   dashboard ARNs, and ``DeleteDashboards`` drops the tags.
