@@ -162,8 +162,13 @@ def watch(
     if json_output and not once:
         raise UsageError("--json prints one snapshot: use it with --once")
     seconds = int(parse_duration(window))
-    if seconds < period:
-        raise UsageError(f"--window {window} is shorter than --period {period}s")
+    # CloudWatch's periods: 1, 5, 10, 30 (high resolution) or a multiple of 60 seconds.
+    if period not in (1, 5, 10, 30) and period % 60:
+        raise UsageError(f"--period {period}: use 1, 5, 10, 30 or a multiple of 60 seconds")
+    if seconds < 60 or seconds % 60 or seconds % period:
+        raise UsageError(
+            f"--window {window}: a whole number of minutes, and of --period ({period}s)"
+        )
     pipeline_ctx = options(ctx).pipeline().ctx
 
     def take() -> dict[str, Any]:

@@ -36,6 +36,9 @@ def test_bad_input_exits_2_before_any_aws_call(capsys: pytest.CaptureFixture[str
     assert cli("watch", "--json") == 2
     assert "--json prints one snapshot: use it with --once" in capsys.readouterr().err
     assert cli("logs", "preprocess", "--since", "ten") == 2
+    assert cli("watch", "--period", "45") == 2
+    assert "--period 45: use 1, 5, 10, 30 or a multiple of 60" in capsys.readouterr().err
+    assert cli("watch", "--window", "90s") == 2
 
 
 def test_watch_once_json_and_logs(aws: None, capsys: pytest.CaptureFixture[str]) -> None:

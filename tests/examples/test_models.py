@@ -204,3 +204,24 @@ def test_the_faulty_version_fails_half_its_requests_with_500(tmp_path: Path):
     assert outcomes == [200, 500, 200, 500, 200, 500]
     # the model under the fault is v2.0.0's, and measured without the fault
     assert faulty.accuracy == built["v2.0.0"].accuracy
+
+
+def test_a_slow_fault_delays_every_answer(examples: dict[str, ExampleModel], tmp_path: Path):
+    import time
+
+    from mlpipe.local.runtime import load_model
+    from mlpipe.ops import registry
+
+    with tarfile.open(examples["v2.0.0"].path) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    files["fault.json"] = json.dumps({"delay_ms": 40}).encode()
+    archive = tmp_path / "slow.tar.gz"
+    archive.write_bytes(registry.archive(files))
+    model = load_model(archive, tmp_path / "model")
+    rows, _ = read_heldout(examples["v2.0.0"].heldout)
+    body = json.dumps({"instances": [rows[0]]}).encode()
+    for _ in range(2):  # every answer, and none fails
+        started = time.perf_counter()
+        answer, _ = model.invoke(body, "application/json")
+        assert time.perf_counter() - started >= 0.04
+        assert len(json.loads(answer)["predictions"]) == 1
