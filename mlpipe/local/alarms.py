@@ -6,17 +6,15 @@ in), cannot compute percentiles, and has no ``DescribeAlarmHistory``. This modul
 - **Evaluation**, as "Evaluating an alarm" describes it
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html#alarm-evaluation):
   the alarm's statistic (``Sum``, ``Average``, ``SampleCount``, ``Minimum``, ``Maximum`` or a
-  percentile such as ``p99``) of each of the last ``EvaluationPeriods`` periods of ``Period``
-  seconds (aligned on multiples of the period, the newest one still filling) makes one
-  datapoint; the alarm is ``ALARM`` when at least ``DatapointsToAlarm`` of them breach the
-  threshold by ``ComparisonOperator``. Periods without data are treated by
-  ``TreatMissingData`` (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html):
-  ``notBreaching`` and ``breaching`` count them as good or bad; ``ignore`` keeps the current
-  state when every period is missing; ``missing`` (the default) makes the alarm
-  ``INSUFFICIENT_DATA`` when every period is missing. Otherwise the missing periods are left
-  out. A percentile alarm with ``EvaluateLowSampleCountPercentile: ignore`` keeps its state
-  while a period has fewer than 10/(1-p) samples. Metrics are matched by namespace, name and
-  the exact set of dimensions, as CloudWatch identifies a metric.
+  percentile such as ``p99``) of each period of ``Period`` seconds (aligned on multiples of the
+  period, the newest one still filling) makes one datapoint; the alarm is ``ALARM`` when at
+  least ``DatapointsToAlarm`` of the ``EvaluationPeriods`` evaluated datapoints breach the
+  threshold by ``ComparisonOperator``. Missing datapoints are handled as "How alarm state is
+  evaluated when data is missing" says, ``TreatMissingData`` filling in only what the real
+  datapoints of the evaluation range do not cover (see :func:`evaluate`; the doc's example
+  tables are tests). A percentile alarm with ``EvaluateLowSampleCountPercentile: ignore``
+  keeps its state while a period has fewer than 10/(1-p) samples. Metrics are matched by
+  namespace, name and the exact set of dimensions, as CloudWatch identifies a metric.
 - **State changes**: a new alarm starts ``INSUFFICIENT_DATA``; ``PutMetricAlarm`` on an existing
   alarm keeps its state and history. Every change (from evaluation or ``SetAlarmState``) sets
   ``StateValue``, ``StateReason``, ``StateReasonData`` and ``StateUpdatedTimestamp``, is
@@ -91,6 +89,8 @@ wall: Callable[[], float] = time.time
 """Time source (epoch seconds) of state changes made by SetAlarmState."""
 
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
+# CloudWatch retrieves more datapoints than EvaluationPeriods (the doc's examples: 5 for 3).
+RANGE_EXTRA = 2
 PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
@@ -204,73 +204,85 @@ def evaluate(
     current: str,
     scale: float = 1.0,
 ) -> Evaluation:
-    """Evaluate an alarm at ``now`` over ``samples`` (epoch seconds, value) of its metric."""
+    """Evaluate an alarm at ``now`` over ``samples`` (epoch seconds, value) of its metric.
+
+    As "How alarm state is evaluated when data is missing" describes it: the evaluation range
+    is the last N + :data:`RANGE_EXTRA` periods (N = EvaluationPeriods). With at least N
+    datapoints there, the N most recent are evaluated and TreatMissingData plays no part;
+    with fewer, every real one is evaluated and the rest (up to N) are filled in by
+    TreatMissingData. ALARM when at least M (DatapointsToAlarm) breach, else OK; with no
+    datapoint at all, ``missing`` gives INSUFFICIENT_DATA and ``ignore`` keeps the state; with
+    only breaching ones, too few for M, ``ignore`` keeps the state and ``missing`` gives ALARM
+    when the oldest period of the range has data, else INSUFFICIENT_DATA (the doc's table).
+    """
     length = settings.period / scale
     newest = math.floor(now / length)
-    first = newest - settings.evaluation_periods + 1
+    n, m = settings.evaluation_periods, settings.datapoints_to_alarm
+    first = newest - (n + RANGE_EXTRA) + 1
     by_period: dict[int, list[float]] = defaultdict(list)
     for when, value in samples:
         index = math.floor(when / length)
         if first <= index <= newest and when <= now:
             by_period[index].append(value)
     compare, words = COMPARISONS[settings.comparison]
-    points = []  # (period start, value or None), oldest first
+    points = []  # (period start, value or None, samples), oldest first
     for index in range(first, newest + 1):
         values = by_period.get(index, [])
-        if (
-            values
-            and settings.low_sample_count == "ignore"
-            and _low_sample(settings.stat, len(values))
-        ):
+        ignore_low = settings.low_sample_count == "ignore"
+        if values and ignore_low and _low_sample(settings.stat, len(values)):
             return Evaluation(None, "too few samples", {})
         points.append((index * length, statistic(values, settings.stat), len(values)))
-    present = [(start, v) for start, v, _ in points if v is not None]
-    missing = len(points) - len(present)
+    existing = [(start, v, c) for start, v, c in points if v is not None]
+    evaluated = existing[-n:]
+    breaching = sum(1 for _, v, _ in evaluated if compare(v, settings.threshold))
+    fill = n - len(evaluated)  # missing datapoints TreatMissingData decides on
     treat = settings.treat_missing_data
-    breaching = sum(1 for _, v in present if compare(v, settings.threshold))
-    if treat == "breaching":
-        breaching += missing
     data = {
         "version": "1.0",
         "queryDate": _iso(now),
         "startDate": _iso(first * length),
         "statistic": settings.stat,
         "period": settings.period,
-        "recentDatapoints": [v for _, v in reversed(present)],
+        "recentDatapoints": [v for _, v, _ in evaluated],
         "threshold": settings.threshold,
         "evaluatedDatapoints": [
             {"timestamp": _iso(start), "sampleCount": count, "value": value}
-            for start, value, count in reversed(points)
-            if value is not None
+            for start, value, count in reversed(evaluated)
         ],
     }
-    if not present:
+    if not existing and treat in ("missing", "ignore"):
         if treat == "ignore":
             return Evaluation(None, "no datapoints: the state is kept", data)
-        if treat == "missing":
-            return Evaluation(
-                INSUFFICIENT,
-                f"Insufficient Data: {settings.evaluation_periods} datapoints were unknown.",
-                data,
-            )
-    alarming = breaching >= settings.datapoints_to_alarm
-    if not present:  # notBreaching or breaching, as CloudWatch words it
-        treated = "Breaching" if treat == "breaching" else "NonBreaching"
-        return Evaluation(
-            ALARM if alarming else OK,
-            f"Threshold Crossed: no datapoints were received for {missing} period"
-            f"{'s' if missing > 1 else ''} and {missing} missing datapoint"
-            f"{'s were' if missing > 1 else ' was'} treated as [{treated}].",
-            data,
+        return Evaluation(INSUFFICIENT, f"Insufficient Data: {n} datapoints were unknown.", data)
+    real = breaching
+    if treat == "breaching":
+        breaching += fill
+    alarming = breaching >= m
+    if fill and not alarming and real == len(evaluated) and treat in ("missing", "ignore"):
+        # Only breaching datapoints, too few to alarm.
+        unknown = f"Insufficient Data: {fill} datapoints were unknown."
+        if treat == "ignore":
+            return Evaluation(None, "too few datapoints: the state is kept", data)
+        if points[0][1] is None:
+            return Evaluation(INSUFFICIENT, unknown, data)
+        alarming = True  # the oldest datapoint of the range breaches (the doc's last row)
+    shown = ", ".join(f"{v:g} ({_stamp(start)})" for start, v, _ in reversed(evaluated))
+    if not evaluated:
+        counted = f"no datapoints were received for {n} period{'s' if n > 1 else ''}"
+    else:
+        counted = (
+            f"{real} out of the last {len(evaluated)} datapoints [{shown}] "
+            f"{'was' if real == 1 else 'were'} {words} the threshold ({settings.threshold:g})"
         )
-    shown = ", ".join(f"{v:g} ({_stamp(start)})" for start, v in reversed(present))
-    counted = len(points) if treat in ("breaching", "notBreaching") else len(present)
-    verb = "was" if breaching == 1 else "were"
+    if fill and treat in ("breaching", "notBreaching"):
+        treated = "Breaching" if treat == "breaching" else "NonBreaching"
+        counted += (
+            f" and {fill} missing datapoint{'s were' if fill > 1 else ' was'} treated as "
+            f"[{treated}]"
+        )
     reason = (
-        f"Threshold Crossed: {breaching} out of the last {counted} datapoints [{shown}] {verb} "
-        f"{'' if alarming else 'not '}{words} the threshold ({settings.threshold:g}) (minimum "
-        f"{settings.datapoints_to_alarm} datapoint{'s' if settings.datapoints_to_alarm > 1 else ''}"
-        f" for {'OK -> ALARM' if alarming else 'ALARM -> OK'} transition)."
+        f"Threshold Crossed: {counted} (minimum {m} datapoint{'s' if m > 1 else ''} for "
+        f"{'OK -> ALARM' if alarming else 'ALARM -> OK'} transition)."
     )
     return Evaluation(ALARM if alarming else OK, reason, data)
 

@@ -92,8 +92,47 @@ def test_sum_breaches_at_the_threshold_and_old_periods_drop_out() -> None:
     errors = [(T0 + 5, 0.0), (T0 + 6, 1.0), (T0 + 7, 0.0)]
     assert evaluate(rule, errors, T0 + 10, "OK").state == "ALARM"
     assert evaluate(rule, [(T0 + 5, 0.0)] * 3, T0 + 10, "OK").state == "OK"
-    # a minute later the error is in the previous period: notBreaching → OK
-    assert evaluate(rule, errors, T0 + 61, "ALARM").state == "OK"
+    # Once the metric stops, the last datapoint is evaluated again while it is in the
+    # evaluation range (1 + 2 periods); a newer datapoint replaces it at once.
+    assert evaluate(rule, errors, T0 + 179, "ALARM").state == "ALARM"
+    assert evaluate(rule, [*errors, (T0 + 70, 0.0)], T0 + 75, "ALARM").state == "OK"
+    assert evaluate(rule, errors, T0 + 181, "ALARM").state == "OK"  # notBreaching
+
+
+# "How alarm state is evaluated when data is missing", the two example tables: 5 periods,
+# oldest first (0 not breaching, X breaching, - missing), and the state for each
+# TreatMissingData (None: the current state is kept).
+DOC_TABLES = [
+    (3, "0-X-X", ("OK", "OK", "OK", "OK")),
+    (3, "0----", ("OK", "OK", "OK", "OK")),
+    (3, "-----", ("INSUFFICIENT_DATA", None, "ALARM", "OK")),
+    (3, "0XX-X", ("ALARM", "ALARM", "ALARM", "ALARM")),
+    (3, "----X", ("INSUFFICIENT_DATA", None, "ALARM", "OK")),
+    (3, "X----", ("ALARM", None, "ALARM", "OK")),
+    (2, "0-X-X", ("ALARM", "ALARM", "ALARM", "ALARM")),
+    (2, "00X0X", ("ALARM", "ALARM", "ALARM", "ALARM")),
+    (2, "0-X--", ("OK", "OK", "ALARM", "OK")),
+    (2, "----0", ("OK", "OK", "ALARM", "OK")),
+    (2, "----X", ("INSUFFICIENT_DATA", None, "ALARM", "OK")),
+]
+
+
+@pytest.mark.parametrize(("to_alarm", "points", "states"), DOC_TABLES)
+def test_the_docs_missing_data_tables(to_alarm: int, points: str, states: tuple[Any, ...]) -> None:
+    now = T0 + 4 * 60 + 30  # in the fifth period
+    samples = [
+        (T0 + i * 60 + 1, 5.0 if p == "X" else 0.0) for i, p in enumerate(points) if p != "-"
+    ]
+    for treat, expected in zip(
+        ("missing", "ignore", "breaching", "notBreaching"), states, strict=True
+    ):
+        rule = settings(
+            evaluation_periods=3,
+            datapoints_to_alarm=to_alarm,
+            comparison="GreaterThanThreshold",
+            treat_missing_data=treat,
+        )
+        assert evaluate(rule, samples, now, "OK").state == expected, (points, treat)
 
 
 def test_maximum_and_average_and_samplecount() -> None:
@@ -161,8 +200,9 @@ def test_some_periods_missing() -> None:
     bad = [(T0 + 61, 1.0)]
     rule = settings(treat_missing_data="breaching", evaluation_periods=2, datapoints_to_alarm=2)
     assert evaluate(rule, bad, T0 + 100, "OK").state == "ALARM"
+    # only a breaching datapoint, too few to alarm, the oldest period of the range empty
     rule = settings(treat_missing_data="missing", evaluation_periods=2, datapoints_to_alarm=2)
-    assert evaluate(rule, bad, T0 + 100, "OK").state == "OK"
+    assert evaluate(rule, bad, T0 + 100, "OK").state == "INSUFFICIENT_DATA"
 
 
 def test_low_sample_count_percentile_ignored_keeps_the_state() -> None:
@@ -261,8 +301,9 @@ def test_alarm_fires_from_published_metrics_and_notifies(
     assert bodies[1]["OldStateValue"] == "OK" and bodies[1]["AlarmName"] == "5xx"
     lines = (tmp_path / "n.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["subject"] == 'ALARM: "5xx" in us-east-1'
-    # the next period has no errors: back to OK
-    assert evaluator.evaluate_once(T0 + 301) == [("5xx", "ALARM", "OK")]
+    # no datapoint since: back to OK once the error leaves the evaluation range (3 periods)
+    assert evaluator.evaluate_once(T0 + 899) == []
+    assert evaluator.evaluate_once(T0 + 901) == [("5xx", "ALARM", "OK")]
     history = cw.describe_alarm_history(AlarmName="5xx", HistoryItemType="StateUpdate")
     summaries = [i["HistorySummary"] for i in history["AlarmHistoryItems"]]
     assert summaries == [
