@@ -138,6 +138,14 @@ class Demo:
             fired = self._canary(runner, client, heldout)
             self._batch(pipeline, services, heldout)
             self._alarm_history(ctx, *fired)
+            published = services.metrics
+            self.result.add(
+                "metrics",
+                f"{published.sent} values published by the runtimes in {published.calls} "
+                "PutMetricData calls",
+                metric_values=published.sent,
+                metric_calls=published.calls,
+            )
             if before_destroy is not None:
                 before_destroy(pipeline, services)
         with step("destroy"):
