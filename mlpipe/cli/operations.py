@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 from rich.table import Table
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, err, out, stderr
+from mlpipe.cli.watch import watching
 from mlpipe.core.errors import UsageError
 from mlpipe.ops import deployments, history
 from mlpipe.ops.deployments import Outcome, Runner
@@ -80,12 +83,7 @@ def promote(
     """Make a registered version active, deploying it to the challenger variant first."""
     plan = deployments.parse_canary(canary, interval)
     runner = _runner(ctx, timeout, force_unlock)
-    if watch and not dry_run:
-        from mlpipe.cli.watch import watching
-
-        with watching(runner.ctx):
-            outcome = deployments.promote(runner, version, plan, dry_run)
-    else:
+    with watching(runner.ctx) if watch and not dry_run else contextlib.nullcontext():
         outcome = deployments.promote(runner, version, plan, dry_run)
     if dry_run:
         for step in outcome.steps:

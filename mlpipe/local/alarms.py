@@ -318,9 +318,11 @@ def change_state(
 ) -> None:
     """Move the alarm to ``state``: fields, history, and its actions' notifications."""
     old = alarm.state_value
-    alarm.state_value = state
     alarm.state_reason = reason
     alarm.state_reason_data = reason_data or "{}"
+    if old == state:  # no transition: nothing to record or notify
+        return
+    alarm.state_value = state
     alarm.state_updated_timestamp = datetime.fromtimestamp(when, UTC)
     _record(
         alarm,
@@ -333,8 +335,6 @@ def change_state(
         },
         when,
     )
-    if old == state:
-        return
     actions = {
         ALARM: alarm.alarm_actions,
         OK: alarm.ok_actions,
@@ -384,7 +384,7 @@ def _notify(alarm: MotoAlarm, topic_arn: str, old: str, when: float) -> None:
         except Exception as exc:  # as CloudWatch records a failed action, and goes on
             outcome = f"Failed to execute ({type(exc).__name__})"
     else:
-        outcome = "Unsupported locally:"
+        outcome = "Not executed locally (not an SNS topic):"
     _record(alarm, "Action", f"{outcome} action {topic_arn}", {"actionState": outcome}, when)
     log.info("alarm notification: %s -> %s: %s", subject, topic_arn, alarm.state_reason)
     if NOTIFICATIONS_FILE is not None:
