@@ -342,8 +342,8 @@ class Demo:
             f"canary {FAULTY_VERSION} (faulty)",
             f"rolled back automatically at {step[1] if step else '?'}: alarm {alarm} fired "
             f"{fired_at - first_bad[0]:.2f}s after the first bad answer ({reason}); "
-            f"{seconds:.2f}s from the first bad answer to full rollback; {counts['bad']} bad "
-            f"answers of {counts['good'] + counts['bad']}. Alarm periods are scaled "
+            f"{seconds:.2f}s from the first bad answer to full rollback; {counts['bad']} of "
+            f"{counts['good'] + counts['bad']} answers failed. Alarm periods are scaled "
             f"{TIME_SCALE:g}x on this embedded AWS: a {period}s period lasts "
             f"{period / TIME_SCALE:g}s",
             canary_rollback_seconds=seconds,
