@@ -10,21 +10,25 @@ workflow's shard jobs, destroys, and returns the numbers it measured.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from mlpipe.core.clients import AwsTarget
+from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report
 from mlpipe.core.pipeline import Pipeline
-from mlpipe.local import moto_ext
+from mlpipe.local import alarms, moto_ext
 from mlpipe.local.server import LocalAws
 from mlpipe.local.services import LocalServices
 from mlpipe.local.workflow import LocalWorkflow
@@ -37,6 +41,13 @@ from mlpipe.spec import Spec
 # enough for a demo.
 ENDPOINT_TRANSITION_SECONDS = 0.5
 BATCH_INPUT_PARTS = 6
+# Alarm periods pass this many times faster on the demo's embedded AWS (300 s in 5 s), and
+# alarms are evaluated and metrics published every quarter second.
+TIME_SCALE = 60.0
+ALARM_INTERVAL = 0.25
+# The faulty version's canary: its steps, and how long each step is watched at most.
+CANARY_STEPS = (10, 50, 100)
+CANARY_WATCH_SECONDS = 30.0
 
 
 Inspect = Callable[[Pipeline, LocalServices], None]
@@ -80,15 +91,19 @@ class Demo:
 
     def run(self, before_destroy: Inspect | None = None) -> DemoResult:
         """Run every step; `before_destroy` sees the live pipeline before it is destroyed."""
-        before = moto_ext.ENDPOINT_TRANSITION_SECONDS
+        before = moto_ext.ENDPOINT_TRANSITION_SECONDS, alarms.TIME_SCALE
         moto_ext.ENDPOINT_TRANSITION_SECONDS = ENDPOINT_TRANSITION_SECONDS
+        alarms.TIME_SCALE = TIME_SCALE
         try:
-            with LocalAws(port=0) as local, tempfile.TemporaryDirectory() as work:
+            with (
+                LocalAws(port=0, alarm_interval=ALARM_INTERVAL) as local,
+                tempfile.TemporaryDirectory() as work,
+            ):
                 local.reset()  # an embedded AWS of its own, whatever this process ran before
                 target = AwsTarget(endpoint_url=local.endpoint_url, local=True)
                 self._run(target, Path(work), before_destroy)
         finally:
-            moto_ext.ENDPOINT_TRANSITION_SECONDS = before
+            moto_ext.ENDPOINT_TRANSITION_SECONDS, alarms.TIME_SCALE = before
         return self.result
 
     # --- the steps --------------------------------------------------------------------------
@@ -97,7 +112,7 @@ class Demo:
 
         step = self.reporter.step
         with step("build the example models"):
-            examples = build_examples(work / "models", seed=self.settings.seed)
+            examples = build_examples(work / "models", seed=self.settings.seed, fault="errors")
         for example in examples:
             self.result.add(
                 f"model {example.version}",
@@ -117,7 +132,9 @@ class Demo:
         pipeline = Pipeline.connect(self.spec, target, self.reporter.note)
         ctx = pipeline.ctx
         self._apply(pipeline)
-        with LocalServices(pipeline.aws, ctx.names, self.spec.api.stage) as services:
+        with LocalServices(
+            pipeline.aws, ctx.names, self.spec.api.stage, metrics_interval=ALARM_INTERVAL
+        ) as services:
             client = api_client(ctx, services.api_url)
             self._predict(client, heldout)
             self._stream(pipeline, services, heldout)
@@ -126,7 +143,17 @@ class Demo:
                 promoted = deployments.promote(runner, "v2.0.0")
             self.result.add("promote v2.0.0", f"{promoted.seconds:.2f}s; " + promoted.steps[-1])
             self._rollback(runner, client, heldout)
+            fired = self._canary(runner, client, heldout)
             self._batch(pipeline, services, heldout)
+            self._alarm_history(ctx, *fired)
+            published = services.metrics
+            self.result.add(
+                "metrics",
+                f"{published.sent} values published by the runtimes in {published.calls} "
+                "PutMetricData calls",
+                metric_values=published.sent,
+                metric_calls=published.calls,
+            )
             if before_destroy is not None:
                 before_destroy(pipeline, services)
         with step("destroy"):
@@ -267,6 +294,87 @@ class Demo:
             rollback_served_seconds=until,
         )
 
+    def _canary(
+        self,
+        runner: deployments.Runner,
+        client: ApiClient,
+        heldout: tuple[list[list[float]], list[int]],
+    ) -> tuple[str, datetime]:
+        """Promote the faulty version by canary under traffic: its errors become metrics, an
+        alarm fires from them, and the promotion rolls back by itself. Returns the alarm and
+        when the canary began."""
+        from mlpipe.examples.models import FAULTY_VERSION
+
+        ctx, rows = runner.ctx, heldout[0]
+        stop, first_bad, counts = threading.Event(), [], Counter[str]()
+
+        def traffic() -> None:
+            sent = 0
+            while not stop.is_set():
+                try:
+                    client.predict(rows[sent % len(rows)], fresh=f"-canary-{sent}")
+                    counts["good"] += 1
+                except MlpipeError as exc:
+                    if ": 502 " in str(exc):  # the endpoint failed the request
+                        counts["bad"] += 1
+                        if not first_bad:
+                            first_bad.append(time.time())
+                sent += 1
+                stop.wait(0.005)
+
+        canary = deployments.Canary(CANARY_STEPS, CANARY_WATCH_SECONDS, poll=ALARM_INTERVAL)
+        since = datetime.now(UTC)
+        sender = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
+        title = f"promote the faulty {FAULTY_VERSION} by canary {CANARY_STEPS} under traffic"
+        with self.reporter.step(title):
+            sender.start()
+            try:
+                deployments.promote(runner, FAULTY_VERSION, canary)
+            except deployments.PromotionAborted as exc:
+                aborted, restored = str(exc), time.time()
+            else:
+                raise MlpipeError(f"the faulty {FAULTY_VERSION} was promoted: no alarm fired")
+            finally:
+                stop.set()
+                sender.join()
+        fired = _first_alarm(ctx, since)
+        if not first_bad or fired is None:
+            raise MlpipeError(
+                f"the canary was rolled back without a bad answer or an alarm: {aborted}"
+            )
+        alarm, reason, fired_at = fired
+        step = re.search(r" at (\d+%)", aborted)
+        seconds = restored - first_bad[0]
+        period = self.spec.monitoring.period_seconds
+        self.result.add(
+            f"canary {FAULTY_VERSION} (faulty)",
+            f"rolled back automatically at {step[1] if step else '?'}: alarm {alarm} fired "
+            f"{fired_at - first_bad[0]:.2f}s after the first bad answer ({reason}); "
+            f"{seconds:.2f}s from the first bad answer to full rollback; {counts['bad']} of "
+            f"{counts['good'] + counts['bad']} answers failed. Alarm periods are scaled "
+            f"{TIME_SCALE:g}x on this embedded AWS: a {period}s period lasts "
+            f"{period / TIME_SCALE:g}s",
+            canary_rollback_seconds=seconds,
+            canary_alarm=alarm,
+        )
+        return alarm, since
+
+    def _alarm_history(self, ctx: Context, alarm: str, since: datetime) -> None:
+        """The fired alarm's state changes since the canary began, from its history: by now
+        (a scaled period later) it is back to OK."""
+        items = ctx.aws.client("cloudwatch").describe_alarm_history(
+            AlarmName=alarm,
+            HistoryItemType="StateUpdate",
+            StartDate=since,
+            ScanBy="TimestampAscending",
+        )["AlarmHistoryItems"]
+        changes = [(i["Timestamp"], i["HistorySummary"]) for i in items]
+        history = ", ".join(
+            f"{summary.removeprefix('Alarm updated from ')} at {when:%H:%M:%S.%f}"[:-3]
+            for when, summary in changes
+        )
+        self.result.add("alarm history", f"{alarm}: {history}", alarm_history=changes)
+
     def _batch(
         self,
         pipeline: Pipeline,
@@ -283,7 +391,11 @@ class Demo:
                 Bucket=names.data_bucket, Key=f"input/{run_id}/part-{part}.jsonl", Body=body
             )
         workflow = LocalWorkflow(
-            aws, Arns(pipeline.ctx).state_machine, services.runtime.endpoint_url
+            aws,
+            Arns(pipeline.ctx).state_machine,
+            services.runtime.endpoint_url,
+            services.metrics,
+            services.logs,
         )
         with self.reporter.step(f"run the batch workflow ({self.spec.batch.shards} shards)"):
             run = workflow.run(run_id, timeout=self.settings.batch_shards_timeout)
@@ -313,3 +425,28 @@ class Demo:
             if time.monotonic() > deadline:
                 raise MlpipeError(f"gave up waiting for {what} after {timeout:.0f}s")
             time.sleep(0.1)
+
+
+def _first_alarm(ctx: Context, since: datetime) -> tuple[str, str, float] | None:
+    """The first of the pipeline's alarms to go to ALARM since ``since``: its name, the reason
+    CloudWatch gave, and when (epoch seconds), from the alarms' history."""
+    from mlpipe.resources.monitoring import alarm_rules
+
+    cloudwatch, first = ctx.aws.client("cloudwatch"), None
+    for rule in alarm_rules(ctx):
+        name = ctx.names.alarm(rule.purpose)
+        items = cloudwatch.describe_alarm_history(
+            AlarmName=name,
+            HistoryItemType="StateUpdate",
+            StartDate=since,
+            ScanBy="TimestampAscending",
+        )["AlarmHistoryItems"]
+        for item in items:
+            new = json.loads(item.get("HistoryData") or "{}").get("newState", {})
+            if new.get("stateValue") == "ALARM" and (first is None or item["Timestamp"] < first[0]):
+                first = (item["Timestamp"], name, new.get("stateReason", ""))
+                break
+    if first is None:
+        return None
+    when, name, reason = first
+    return name, reason, when.timestamp()

@@ -14,12 +14,14 @@ from mlpipe.cli import (
     apply,
     demo,
     local,
+    logs,
     models,
     operations,
     plan,
     serving,
     status,
     validate,
+    watch,
 )
 from mlpipe.cli.options import DEFAULT_SPEC, Options
 from mlpipe.cli.output import err
@@ -81,6 +83,8 @@ app.command()(operations.promote)
 app.command()(operations.rollback)
 app.command("history")(operations.history_command)
 app.command()(serving.predict)
+app.command()(watch.watch)
+app.command()(logs.logs)
 app.add_typer(serving.stream_app, name="stream")
 app.add_typer(models.app, name="models")
 app.add_typer(local.app, name="local")

@@ -75,12 +75,19 @@ def local_status(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Say whether the background embedded AWS runs, and where."""
-    info = local_server().detached_status()
+    server = local_server()
+    info = server.detached_status()
+    notifications = server.recent_notifications()
     if json_output:
         emit_json(info.__dict__ if info else None)
     elif info:
         out.print(f"running at {info.endpoint_url} (pid {info.pid}, since {info.started_at})")
     else:
         out.print("not running")
+    if notifications and not json_output:
+        out.print("Latest alarm notifications (SNS):")
+        for note in notifications:
+            reason = note["message"].get("NewStateReason", "")
+            out.print(f"  {note['time']} {note['subject']}: {reason}", markup=False)
     if info is None:
         raise typer.Exit(1)

@@ -82,13 +82,20 @@ def list_versions(
 def example(
     out_dir: Path = typer.Option(Path("examples"), "--out", help="Where to write them."),
     seed: int = typer.Option(0, help="Seed of the split and the training."),
+    faulty: str | None = typer.Option(
+        None,
+        help="Also build v3.0.0, a faulty version: 'errors' (status 500 on half the requests) "
+        "or 'slow' (every answer 2.5 s late), to see a canary roll back.",
+    ),
 ) -> None:
-    """Build the two example model versions (scikit-learn, breast cancer data)."""
+    """Build the example model versions (scikit-learn, breast cancer data)."""
     try:
         from mlpipe.examples.models import build_examples
     except ImportError as exc:  # pragma: no cover - the demo extra is missing
         raise UsageError("the examples need scikit-learn: pip install 'mlpipe[demo]'") from exc
-    built = build_examples(out_dir, seed)
+    if faulty is not None and faulty not in ("errors", "slow"):
+        raise UsageError(f"--faulty {faulty!r}: use errors or slow")
+    built = build_examples(out_dir, seed, faulty)
     for model in built:
         out.print(
             f"{model.version}: {model.path} accuracy {model.accuracy:.3f} "

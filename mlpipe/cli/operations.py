@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import typer
@@ -96,13 +97,18 @@ def promote(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the steps; change nothing."),
     timeout: float | None = TIMEOUT,
     force_unlock: bool = FORCE_UNLOCK,
+    watch: bool = typer.Option(False, "--watch", help="Show the live view while it runs."),
 ) -> None:
     """Make a registered version active, deploying it to the challenger variant first."""
     from mlpipe.ops import deployments, registry
 
     registry.check_version(version)
     plan = deployments.parse_canary(canary, interval)
-    outcome = deployments.promote(_runner(ctx, timeout, force_unlock), version, plan, dry_run)
+    from mlpipe.cli.watch import watching
+
+    runner = _runner(ctx, timeout, force_unlock)
+    with watching(runner.ctx) if watch and not dry_run else contextlib.nullcontext():
+        outcome = deployments.promote(runner, version, plan, dry_run)
     if dry_run:
         for step in outcome.steps:
             out.print(f"• {step}", markup=False)

@@ -17,20 +17,31 @@ of class 1, a float in [0, 1].
 
 Errors: a body that is not JSON, rows of the wrong width or values that are not finite numbers
 are refused with status 400; a content type or accept type other than JSON with 415.
+
+Faults: an archive with a ``fault.json`` beside ``model.joblib`` misbehaves on purpose, to test
+what watches the endpoint: ``{"delay_ms": 2500}`` answers every request that much later, and
+``{"error_rate": 0.5}`` fails that share of the requests (evenly spread) with status 500.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import time
 from typing import Any
 
 import joblib
 import numpy as np
 
 MODEL_FILE = "model.joblib"
+FAULT_FILE = "fault.json"
 JSON = "application/json"
+
+# The archive's fault, if it has one (model_fn reads it), and the requests counted for it.
+_fault: dict[str, float] = {}
+_requests = itertools.count(1)
 
 
 class InferenceError(ValueError):
@@ -43,9 +54,30 @@ class UnsupportedContentType(InferenceError):
     status_code = 415
 
 
+class InjectedFault(RuntimeError):
+    """A failure the archive's ``fault.json`` asks for."""
+
+    status_code = 500
+
+
 def model_fn(model_dir: str) -> Any:
     """Load the fitted scikit-learn estimator from the extracted model archive."""
+    fault_path = os.path.join(model_dir, FAULT_FILE)
+    if os.path.exists(fault_path):
+        with open(fault_path, encoding="utf-8") as f:
+            _fault.update({k: float(v) for k, v in json.load(f).items()})
     return joblib.load(os.path.join(model_dir, MODEL_FILE))
+
+
+def _misbehave() -> None:
+    """What ``fault.json`` asks for: a delay, and an error on a share of the requests."""
+    if not _fault:
+        return
+    if _fault.get("delay_ms"):
+        time.sleep(_fault["delay_ms"] / 1000)
+    rate, n = _fault.get("error_rate", 0.0), next(_requests)
+    if math.floor(n * rate) != math.floor((n - 1) * rate):
+        raise InjectedFault(f"injected fault: request {n} fails (error rate {rate:g})")
 
 
 def _is_json(media_type: str | None) -> bool:
@@ -79,6 +111,7 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.
 
 def predict_fn(input_data: np.ndarray, model: Any) -> list[dict[str, Any]]:
     """Predict the class and the probability of class 1 for each row."""
+    _misbehave()
     expected = getattr(model, "n_features_in_", None)
     if expected is not None and input_data.shape[1] != expected:
         raise InferenceError(f"each instance needs {expected} features, got {input_data.shape[1]}")

@@ -12,6 +12,8 @@ Layout of ``out``::
     manifest.json              the versions, their archives, sha256, accuracy, latency
     v1.0.0/model.tar.gz
     v2.0.0/model.tar.gz
+    v3.0.0/model.tar.gz        with a fault (build_examples(fault=...)): v2.0.0's model that
+                               fails a share of its requests, or answers slowly
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from mlpipe.resources import artifacts
 
 __all__ = [
     "DATASET",
+    "FAULTS",
+    "FAULTY_VERSION",
     "HELDOUT_FILE",
     "MANIFEST_FILE",
     "ExampleModel",
@@ -112,6 +116,14 @@ VERSIONS: dict[str, tuple[Callable[[], Any], str]] = {
 }
 
 
+FAULTY_VERSION = "v3.0.0"
+# What the faulty version does (its fault.json, read by inference.py).
+FAULTS: dict[str, dict[str, float]] = {
+    "errors": {"error_rate": 0.5},  # status 500 on every other request
+    "slow": {"delay_ms": 2500},  # every answer 2.5 s late
+}
+
+
 def _inference_script() -> bytes:
     return (resources.files("mlpipe.examples") / "inference.py").read_bytes()
 
@@ -161,12 +173,16 @@ def read_heldout(path: Path) -> tuple[list[list[float]], list[int]]:
     return rows, labels
 
 
-def build_examples(out: Path, seed: int = 0) -> list[ExampleModel]:
+def build_examples(out: Path, seed: int = 0, fault: str | None = None) -> list[ExampleModel]:
     """Train, package and measure the example models into ``out``; returns them by version.
 
     ``seed`` fixes the train/test split; the same seed and scikit-learn version give the same
-    archive bytes.
+    archive bytes. With a ``fault`` (a key of :data:`FAULTS`), a third version,
+    :data:`FAULTY_VERSION`, is v2.0.0's model with that fault; its accuracy and latency are
+    measured without the fault.
     """
+    if fault is not None and fault not in FAULTS:
+        raise MlpipeError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
     sklearn = _require_sklearn()
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
@@ -186,13 +202,22 @@ def build_examples(out: Path, seed: int = 0) -> list[ExampleModel]:
         "code/requirements.txt": f"scikit-learn=={sklearn.__version__}\n".encode(),
     }
     models = []
-    for version, (make, description) in VERSIONS.items():
+    builds = [(version, make, text, None) for version, (make, text) in VERSIONS.items()]
+    if fault is not None:
+        make, description = VERSIONS["v2.0.0"]
+        what = ", ".join(f"{k}={v:g}" for k, v in FAULTS[fault].items())
+        builds.append((FAULTY_VERSION, make, f"FAULTY ({what}): {description}", FAULTS[fault]))
+    for version, make, description, faults in builds:
         estimator = make().fit(x_train, y_train)
-        archive = artifacts.archive({**code, "model.joblib": _pickled(estimator)})
+        files = {**code, "model.joblib": _pickled(estimator)}
         path = out / version / "model.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(archive)
+        path.write_bytes(artifacts.archive(files))
         accuracy, latency_ms = _measure(path, rows, labels)
+        if faults is not None:
+            files["fault.json"] = json.dumps(faults, sort_keys=True).encode()
+        archive = artifacts.archive(files)
+        path.write_bytes(archive)
         models.append(
             ExampleModel(
                 version=version,

@@ -58,6 +58,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mlpipe.local.functions import ClientFactory, FunctionNotFoundError, LocalFunctions
+from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import BackgroundHttpServer
 
 __all__ = [
@@ -407,9 +408,11 @@ class LocalApi(BackgroundHttpServer):
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         config_ttl: float = 5.0,
+        metrics: MetricSink | None = None,
     ) -> None:
         super().__init__(host, port)
         self.clients = clients
+        self.metrics = metrics
         self.functions = functions
         self.api_name = api_name
         self.clock = clock
@@ -465,14 +468,30 @@ class LocalApi(BackgroundHttpServer):
     ) -> ApiResponse:
         """Answer one request as API Gateway would (``target`` is ``/<stage>/<path>?query``)."""
         request_id = str(uuid.uuid4())
+        started = self.clock()
         try:
-            return self._handle(http_method.upper(), target, headers, body, source_ip, request_id)
+            response = self._handle(
+                http_method.upper(), target, headers, body, source_ip, request_id
+            )
         except ApiNotFoundError:
             # As API Gateway answers for an API id that does not exist (not deployed yet).
             return ApiResponse.json(403, MISSING_TOKEN, request_id)
         except Exception:
             log.exception("local API failed on %s %s", http_method, target)
-            return ApiResponse.json(500, INTERNAL_ERROR, request_id)
+            response = ApiResponse.json(500, INTERNAL_ERROR, request_id)
+        stage = unquote(urlsplit(target).path.lstrip("/").partition("/")[0])
+        if self._config is not None and stage in self._config.stages:
+            self._put(stage, "Count", 1, "Count")
+            self._put(stage, "Latency", (self.clock() - started) * 1000, "Milliseconds")
+            self._put(stage, "4XXError", int(400 <= response.status < 500), "Count")
+            self._put(stage, "5XXError", int(response.status >= 500), "Count")
+        return response
+
+    def _put(self, stage: str, name: str, value: float, unit: str) -> None:
+        """One of API Gateway's metrics, per ApiName + Stage."""
+        if self.metrics is not None:
+            dims = {"ApiName": self.api_name, "Stage": stage}
+            self.metrics.put("AWS/ApiGateway", name, value, unit, dims)
 
     def _handle(
         self,
@@ -543,6 +562,8 @@ class LocalApi(BackgroundHttpServer):
                 parts.append((parameter, values.get(source, {}).get(lookup)))
             cache_key = (stage_name, route.path, method.http_method, tuple(parts))
             cached = self._cached(cache_key, now)
+            self._put(stage_name, "CacheHitCount", int(cached is not None), "Count")
+            self._put(stage_name, "CacheMissCount", int(cached is None), "Count")
             if cached is not None:
                 return cached.for_request(request_id)
 
@@ -564,6 +585,7 @@ class LocalApi(BackgroundHttpServer):
             return ApiResponse.json(413, ENTITY_TOO_LARGE, request_id)
         started = self.clock()
         response = self._integrate(method, event, request_id)
+        self._put(stage_name, "IntegrationLatency", (self.clock() - started) * 1000, "Milliseconds")
         if (self.clock() - started) * 1000 > method.timeout_ms:
             return ApiResponse.json(504, TIMED_OUT, request_id)
         if response is None:

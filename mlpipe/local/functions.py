@@ -52,6 +52,7 @@ import boto3
 import boto3.session
 
 if TYPE_CHECKING:
+    from mlpipe.local.metrics import MetricSink
     from mlpipe.spec import Names
 
 __all__ = [
@@ -424,8 +425,10 @@ class LocalFunctions:
         sagemaker_runtime_url: str | None = None,
         clock: Clock = time.monotonic,
         on_invoke: InvokeListener | None = None,
+        metrics: MetricSink | None = None,
     ) -> None:
         self.clients = clients
+        self.metrics = metrics
         self.sources = {name: Path(path) for name, path in sources.items()}
         self.runtime_env = runtime_environment(endpoint_url, region, sagemaker_runtime_url)
         self.clock = clock
@@ -464,6 +467,7 @@ class LocalFunctions:
         function = self.get(name_or_arn)
         outcome = function.invoke(event)
         self._ship_logs(function)
+        self._publish(function, outcome)
         if outcome.error is not None:
             log.warning(
                 "%s failed: %s: %s",
@@ -474,6 +478,17 @@ class LocalFunctions:
         if self.on_invoke is not None:
             self.on_invoke(function, event, outcome)
         return outcome
+
+    def _publish(self, function: LocalFunction, outcome: Invocation) -> None:
+        """Lambda's metrics for one invocation, per FunctionName. Local functions run one at
+        a time and are never throttled: Throttles is 0, as Lambda reports it then."""
+        if self.metrics is None:
+            return
+        put, dims = self.metrics.put, {"FunctionName": function.config.name}
+        put("AWS/Lambda", "Invocations", 1, "Count", dims)
+        put("AWS/Lambda", "Errors", int(outcome.error is not None), "Count", dims)
+        put("AWS/Lambda", "Throttles", 0, "Count", dims)
+        put("AWS/Lambda", "Duration", outcome.duration_ms, "Milliseconds", dims)
 
     def _ship_logs(self, function: LocalFunction) -> None:
         """The invocation's output to the function's log group, as Lambda writes it."""

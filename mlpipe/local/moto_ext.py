@@ -12,6 +12,8 @@ Behaviour follows the AWS API references:
   is refused while an endpoint is in progress, and keeps the properties it is not given.
 - Glue ``UpdateCrawler``.
 - Athena ``UpdateWorkGroup``.
+- CloudWatch alarms that evaluate, notify and keep a history, and percentile statistics
+  (:mod:`mlpipe.local.alarms`).
 - CloudWatch dashboard tags: ``PutDashboard`` applies ``Tags`` when it creates a dashboard (and
   ignores them on an update), ``TagResource``/``UntagResource``/``ListTagsForResource`` take
   dashboard ARNs, and ``DeleteDashboards`` drops the tags.
@@ -118,6 +120,7 @@ def install_extensions() -> None:
 def _install_modules() -> None:
     """The extensions that live in modules of their own (``mlpipe/local/ext_*.py``)."""
     from mlpipe.local import (
+        alarms,
         ext_idempotency,
         ext_models,
         ext_s3_logging,
@@ -134,6 +137,7 @@ def _install_modules() -> None:
         ext_wafv2,
         ext_idempotency,
         ext_tags,
+        alarms,
         faults,  # last: in front of everything else
     )
     for module in modules:

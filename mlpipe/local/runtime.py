@@ -58,6 +58,8 @@ from urllib.parse import unquote, urlsplit
 from botocore.exceptions import ClientError
 
 from mlpipe.core.clients import Aws
+from mlpipe.local.logship import LogShipper
+from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import BackgroundHttpServer
 
 __all__ = [
@@ -80,6 +82,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4600
 DEFAULT_REFRESH_SECONDS = 1.0
 """How long a ``DescribeEndpoint`` answer is used before the endpoint is described again."""
+
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 
 ENDPOINT_URL_VARIABLE = "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"
 """The environment variable that points boto3's ``sagemaker-runtime`` clients at a URL."""
@@ -391,10 +395,14 @@ class LocalRuntime(BackgroundHttpServer):
         rng: random.Random | None = None,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        metrics: MetricSink | None = None,
+        logs: LogShipper | None = None,
     ) -> None:
         super().__init__(host, port)
         self.aws = aws
         self.refresh_seconds = refresh_seconds
+        self.metrics = metrics
+        self.logs = logs
         self._rng = rng or random.Random()
         self._clock = clock
         self._lock = threading.Lock()
@@ -466,18 +474,56 @@ class LocalRuntime(BackgroundHttpServer):
         target_variant: str | None = None,
     ) -> Invocation:
         """Answer one InvokeEndpoint request; raises :class:`RuntimeApiError` as the API would."""
+        received = time.perf_counter()
         endpoint = self._endpoint(endpoint_name)
         variant = self._choose(endpoint, target_variant)
-        model = self._model(endpoint, variant)
+        try:
+            model = self._model(endpoint, variant)
+        except RuntimeApiError:
+            self._publish(endpoint.name, variant.name, 500)
+            raise
         started = time.perf_counter()
         try:
             payload, response_type = model.invoke(body, content_type, accept)
         except ModelCodeError as exc:
             self._record(endpoint.name, variant.name, None)
+            self._publish(endpoint.name, variant.name, exc.status, received, started)
+            self._log(endpoint, variant, f"ERROR status {exc.status}: {exc.message}")
             raise self._model_error(endpoint, exc) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         self._record(endpoint.name, variant.name, latency_ms)
+        self._publish(endpoint.name, variant.name, 200, received, started)
         return Invocation(payload, response_type, variant.name, latency_ms)
+
+    def _publish(
+        self,
+        endpoint: str,
+        variant: str,
+        status: int,
+        received: float | None = None,
+        started: float | None = None,
+    ) -> None:
+        """What SageMaker publishes for one invocation, per EndpointName + VariantName: the
+        model's answer counted as 4XX/5XX by its status, its latency and SageMaker's overhead
+        (the rest of the request's time) in microseconds."""
+        if self.metrics is None:
+            return
+        put, dims = self.metrics.put, {"EndpointName": endpoint, "VariantName": variant}
+        put(SAGEMAKER_NAMESPACE, "Invocations", 1, "None", dims)
+        put(SAGEMAKER_NAMESPACE, "Invocation4XXErrors", int(400 <= status < 500), "None", dims)
+        put(SAGEMAKER_NAMESPACE, "Invocation5XXErrors", int(status >= 500), "None", dims)
+        if received is not None and started is not None:
+            done = time.perf_counter()
+            model_us = (done - started) * 1e6
+            put(SAGEMAKER_NAMESPACE, "ModelLatency", round(model_us), "Microseconds", dims)
+            overhead_us = (started - received) * 1e6
+            put(SAGEMAKER_NAMESPACE, "OverheadLatency", round(overhead_us), "Microseconds", dims)
+
+    def _log(self, endpoint: _Endpoint, variant: _Variant, message: str) -> None:
+        """A line of the variant's container log, where SageMaker writes it."""
+        if self.logs is not None:
+            group = f"/aws/sagemaker/Endpoints/{endpoint.name}"
+            self.logs.write(group, f"{variant.name}/{variant.artifact.model_name}", message)
 
     def _not_found(self, name: str) -> RuntimeApiError:
         return _validation(f"Endpoint {name} of account {self.aws.account} not found.")
@@ -617,6 +663,8 @@ class LocalRuntime(BackgroundHttpServer):
                     loaded = self._load(artifact)
                     with self._lock:
                         self._models[artifact] = loaded
+                    what = loaded.message if isinstance(loaded, ModelCodeError) else "loaded"
+                    self._log(endpoint, variant, f"model {artifact.model_name}: {what}")
             if isinstance(loaded, ModelCodeError):
                 raise loaded
         except ModelCodeError as exc:

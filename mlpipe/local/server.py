@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -44,6 +45,7 @@ __all__ = [
     "ServerInfo",
     "ServerStartError",
     "detached_status",
+    "recent_notifications",
     "serve",
     "start_detached",
     "state_dir",
@@ -54,9 +56,13 @@ __all__ = [
 # Keys of moto's /moto-api/config that moto 5.2 reads: batch, lambda, stepfunctions.
 MOTO_CONFIG: dict[str, Any] = {"batch": {"use_docker": False}, "lambda": {"use_docker": False}}
 
+# How often the embedded AWS evaluates its CloudWatch alarms, in seconds.
+ALARM_INTERVAL = 1.0
+
 PID_FILE = "server.pid"
 INFO_FILE = "server.json"
 LOG_FILE = "server.log"
+NOTIFICATIONS_FILE = "notifications.jsonl"
 
 
 class LocalAwsError(RuntimeError):
@@ -151,11 +157,19 @@ class LocalAws(Service):
     """moto's server in this process, with mlpipe's extensions. Port 0 picks a free port."""
 
     def __init__(
-        self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log_requests: bool = False
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        log_requests: bool = False,
+        alarm_interval: float = ALARM_INTERVAL,
     ):
         self.host = host
         self._requested_port = port
         self._log_requests = log_requests
+        from mlpipe.local.alarms import AlarmEvaluator
+
+        self.alarms = AlarmEvaluator(alarm_interval)
         self._server: MotoServer | None = None
         self._port: int | None = None
         self._previous_config: dict[str, Any] | None = None
@@ -200,6 +214,7 @@ class LocalAws(Service):
             raise LocalAwsError(f"Cannot start the local AWS: {error}") from error
         self._server = server
         self._port = server.get_host_and_port()[1]
+        self.alarms.start()
         config_url = f"{self.endpoint_url}/moto-api/config"
         try:
             # moto's settings are process-wide: keep them to give them back on stop().
@@ -215,6 +230,7 @@ class LocalAws(Service):
         server, self._server = self._server, None
         if server is None:
             return
+        self.alarms.stop()
         previous, self._previous_config = self._previous_config, None
         if previous:
             with contextlib.suppress(OSError, ValueError):
@@ -335,6 +351,19 @@ def detached_status() -> ServerInfo | None:
         _remove_state(directory)
         return None
     return info
+
+
+def recent_notifications(count: int = 5) -> list[dict[str, Any]]:
+    """The last alarm notifications the detached server published, oldest first."""
+    try:
+        lines = (state_dir() / NOTIFICATIONS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines[-count:]:
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
 
 
 def _free_port(host: str) -> int:
@@ -490,6 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=None)
     parser.add_argument("--runtime-ports", default=None, help="SageMaker runtime,API ports")
     args = parser.parse_args(argv)
+    from mlpipe.local import alarms
+
+    # Alarm notifications go to the log (stderr) and to a file `mlpipe local status` reads.
+    alarms.NOTIFICATIONS_FILE = state_dir() / NOTIFICATIONS_FILE
+    alarms.NOTIFICATIONS_FILE.unlink(missing_ok=True)  # a new embedded AWS starts empty
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    alarms.log.addHandler(handler)
+    alarms.log.setLevel(logging.INFO)
     ports = None
     if args.runtime_ports:
         runtime, api = (int(p) for p in args.runtime_ports.split(","))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 class Service:
@@ -27,6 +28,14 @@ class Service:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class _HttpServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is not an error worth a traceback on stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class BackgroundHttpServer(Service):
@@ -68,7 +77,7 @@ class BackgroundHttpServer(Service):
     def start(self) -> Self:
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self._requested_port), self.handler_class())
+        server = _HttpServer((self.host, self._requested_port), self.handler_class())
         server.daemon_threads = True
         server.owner = self  # type: ignore[attr-defined]
         self._server = server

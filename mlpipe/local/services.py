@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from mlpipe.core.clients import Aws
 from mlpipe.local.api import LocalApi
 from mlpipe.local.functions import FunctionNotFoundError, LocalFunctions, pipeline_sources
+from mlpipe.local.logship import LogShipper
+from mlpipe.local.metrics import MetricsPublisher
 from mlpipe.local.runtime import LocalRuntime
 from mlpipe.local.service import Service
 from mlpipe.local.stream import MappingNotFoundError, StreamPoller
@@ -30,6 +32,9 @@ class LocalServices(Service):
     runtime_port: int = 0
     api_port: int = 0
     poll_interval: float = 0.5
+    metrics_interval: float = 1.0
+    metrics: MetricsPublisher = field(init=False)
+    logs: LogShipper = field(init=False)
     runtime: LocalRuntime = field(init=False)
     functions: LocalFunctions = field(init=False)
     api: LocalApi = field(init=False)
@@ -42,16 +47,30 @@ class LocalServices(Service):
         return self.api.stage_url(self.stage)
 
     def start(self) -> LocalServices:
-        self.runtime = LocalRuntime(self.aws, self.host, self.runtime_port).start()
+        self.metrics = MetricsPublisher(
+            lambda: self.aws.client("cloudwatch"), flush_interval=self.metrics_interval
+        ).start()
+        self.logs = LogShipper(
+            lambda: self.aws.client("logs"), flush_interval=self.metrics_interval
+        ).start()
+        self.runtime = LocalRuntime(
+            self.aws, self.host, self.runtime_port, metrics=self.metrics, logs=self.logs
+        ).start()
         self.functions = LocalFunctions(
             self.aws.client,
             pipeline_sources(self.names),
             endpoint_url=str(self.aws.endpoint_url),
             region=self.aws.region,
             sagemaker_runtime_url=self.runtime.endpoint_url,
+            metrics=self.metrics,
         )
         self.api = LocalApi(
-            self.aws.client, self.functions, self.names.api, host=self.host, port=self.api_port
+            self.aws.client,
+            self.functions,
+            self.names.api,
+            host=self.host,
+            port=self.api_port,
+            metrics=self.metrics,
         ).start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._stream, name="mlpipe-stream", daemon=True)
@@ -63,7 +82,10 @@ class LocalServices(Service):
             try:
                 if self.poller is None:
                     self.poller = StreamPoller(
-                        self.aws.client, self.functions, self.names.function("stream-processor")
+                        self.aws.client,
+                        self.functions,
+                        self.names.function("stream-processor"),
+                        metrics=self.metrics,
                     )
                 self.poller.poll_once()
             except (FunctionNotFoundError, MappingNotFoundError):
@@ -80,3 +102,5 @@ class LocalServices(Service):
         self.api.stop()
         self.runtime.stop()
         self.functions.close()
+        self.metrics.stop()
+        self.logs.stop()

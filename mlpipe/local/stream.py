@@ -47,6 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.local.functions import ClientFactory, Invocation, LocalFunctions
+from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import Service
 
 __all__ = [
@@ -197,8 +198,10 @@ class StreamPoller(Service):
         wall: Clock = time.time,
         poll_interval: float = 1.0,
         config_ttl: float = 5.0,
+        metrics: MetricSink | None = None,
     ) -> None:
         self.clients = clients
+        self.metrics = metrics
         self.functions = functions
         self.clock = clock
         self.wall = wall
@@ -348,6 +351,7 @@ class StreamPoller(Service):
                 return
             raise
         now = self.clock()
+        self._publish_age(page.get("Records", []))
         for raw in page.get("Records", []):
             arrival = raw.get("ApproximateArrivalTimestamp")
             shard.buffer.append(
@@ -363,6 +367,19 @@ class StreamPoller(Service):
         shard.iterator = page.get("NextShardIterator")
         if shard.iterator is None:
             shard.closed = True
+
+    def _publish_age(self, records: list[dict[str, Any]]) -> None:
+        """Kinesis's GetRecords.IteratorAgeMilliseconds: how old the last record a GetRecords
+        call returned is (0 when it returned none: the reader is caught up)."""
+        if self.metrics is None:
+            return
+        arrival = records[-1].get("ApproximateArrivalTimestamp") if records else None
+        age = 0.0
+        if isinstance(arrival, datetime):
+            age = max(0.0, self.wall() - arrival.timestamp()) * 1000
+        dims = {"StreamName": self.mapping.stream_name}
+        name = "GetRecords.IteratorAgeMilliseconds"
+        self.metrics.put("AWS/Kinesis", name, age, "Milliseconds", dims)
 
     def _next_batch(self, shard: _Shard) -> _Batch | None:
         if shard.queued:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 from mlpipe.core.clients import Aws
 from mlpipe.local.batch_auth import SubmitDenied, authorize_submit_job
 from mlpipe.local.functions import runtime_environment
+from mlpipe.local.logship import LogShipper
+from mlpipe.local.metrics import MetricSink
 
 SUBMIT_JOB = "batch:submitJob"
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +90,25 @@ def _resolve(entries: list[dict[str, str]], execution: str) -> dict[str, str]:
 
 
 class LocalWorkflow:
-    def __init__(self, aws: Aws, state_machine_arn: str, sagemaker_runtime_url: str) -> None:
+    def __init__(
+        self,
+        aws: Aws,
+        state_machine_arn: str,
+        sagemaker_runtime_url: str,
+        metrics: MetricSink | None = None,
+        logs: LogShipper | None = None,
+    ) -> None:
         self.aws = aws
         self.state_machine_arn = state_machine_arn
         self.sagemaker_runtime_url = sagemaker_runtime_url
+        self.metrics = metrics
+        self.logs = logs
+
+    def _count(self, name: str) -> None:
+        """Step Functions' execution metrics, per StateMachineArn."""
+        if self.metrics is not None:
+            dims = {"StateMachineArn": self.state_machine_arn}
+            self.metrics.put("AWS/States", name, 1, "Count", dims)
 
     def run(self, execution: str, timeout: float = 600.0) -> WorkflowRun:
         machine = self.aws.client("stepfunctions").describe_state_machine(
@@ -98,6 +116,8 @@ class LocalWorkflow:
         )
         definition = json.loads(machine["definition"])
         tasks, parallel = _tasks(definition)
+        self._count("ExecutionsStarted")
+        self._history(machine, execution, "ExecutionStarted", {})
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             shards = list(
                 pool.map(
@@ -108,6 +128,10 @@ class LocalWorkflow:
                 )
             )
         run = WorkflowRun(execution, shards)
+        self._count("ExecutionsSucceeded" if run.ok else "ExecutionsFailed")
+        outcome = {s.branch: {"jobId": s.job_id, "exitCode": s.exit_code} for s in shards}
+        kind = "ExecutionSucceeded" if run.ok else "ExecutionFailed"
+        self._history(machine, execution, kind, {"output": json.dumps(outcome)})
         if not run.ok:
             run.alert = self._alert(alert_topic(definition, parallel), machine, run)
         return run
@@ -154,8 +178,42 @@ class LocalWorkflow:
             timeout=timeout,
             check=False,
         )
+        self._job_log(container, params["JobDefinition"], job_id, proc.stdout + proc.stderr)
         tail = "\n".join(proc.stderr.splitlines()[-5:])
         return ShardRun(branch, job_id, proc.returncode, _summary(proc.stderr + proc.stdout), tail)
+
+    def _job_log(
+        self, container: dict[str, Any], definition: str, job_id: str, output: str
+    ) -> None:
+        """The job's output to its awslogs group and stream, as Batch sends it."""
+        if self.logs is None:
+            return
+        options = (container.get("logConfiguration") or {}).get("options") or {}
+        group = options.get("awslogs-group", "/aws/batch/job")
+        name = definition.rsplit("/", 1)[-1].split(":")[0]
+        stream = f"{options.get('awslogs-stream-prefix', name)}/default/{job_id}"
+        for line in output.splitlines():
+            self.logs.write(group, stream, line)
+
+    def _history(
+        self, machine: dict[str, Any], execution: str, kind: str, details: dict[str, Any]
+    ) -> None:
+        """An execution history event to the state machine's log group, at its level."""
+        logging = machine.get("loggingConfiguration") or {}
+        level = logging.get("level", "OFF")
+        if self.logs is None or level == "OFF" or (level != "ALL" and "Failed" not in kind):
+            return
+        for destination in logging.get("destinations") or []:
+            arn = (destination.get("cloudWatchLogsLogGroup") or {}).get("logGroupArn", "")
+            group = arn.split(":log-group:", 1)[-1].removesuffix(":*")
+            execution_arn = self.state_machine_arn.replace(":stateMachine:", ":execution:")
+            event = {
+                "type": kind,
+                "details": details,
+                "execution_arn": f"{execution_arn}:{execution}",
+                "event_timestamp": str(int(time.time() * 1000)),
+            }
+            self.logs.write(group, f"states/{machine['name']}/{execution}", json.dumps(event))
 
     def _alert(
         self, topic_arn: str | None, machine: dict[str, Any], run: WorkflowRun

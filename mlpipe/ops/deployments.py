@@ -328,8 +328,12 @@ def _promotion(
         others = [v.name for v in before.variants if v.name != before.champion]
         target = before.challenger or others[0]
         record = runner.record("promote", f"deploy {version} on {target}", to=version)
-        staged = changed(before, record, serve=(target, version))
-        steps.append(f"deploy {version} on {target}: new model and endpoint config, UpdateEndpoint")
+        # The new version starts with no traffic: the canary's steps give it its share.
+        staged = changed(before, record, serve=(target, version), weights=_split(before, target, 0))
+        steps.append(
+            f"deploy {version} on {target} with no traffic: new model and endpoint config, "
+            "UpdateEndpoint"
+        )
     steps += [f"shift {p}% of the traffic to {target} ({version})" for p in canary.steps]
     if len(canary.steps) > 1:
         wait = f"between steps: wait {canary.interval:g}s watching the alarms of {target}"
@@ -360,11 +364,9 @@ def promote(
             firing = _watch(runner, target, canary) if index < len(canary.steps) - 1 else []
             if firing:
                 reason = f"canary aborted: {', '.join(firing)} in ALARM"
-                restore = changed(
-                    staged,
-                    runner.record("rollback", reason, to=active),
-                    weights={v.name: v.weight for v in before.variants},
-                )
+                # Back to the state before: the versions too, or the target would keep
+                # serving the version that fired the alarm.
+                restore = changed(before, runner.record("rollback", reason, to=active))
                 runner.apply(restore, state)
                 raise PromotionAborted(
                     f"promotion of {version} {reason} at {percent}%; traffic restored to "

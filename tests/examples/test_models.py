@@ -180,3 +180,48 @@ def test_output_fn_refuses_other_accept_types():
     with pytest.raises(inference.UnsupportedContentType):
         inference.output_fn([], "text/csv")
     assert inference.output_fn([], "*/*") == ('{"predictions":[]}', "application/json")
+
+
+def test_the_faulty_version_fails_half_its_requests_with_500(tmp_path: Path):
+    from mlpipe.examples.models import FAULTY_VERSION
+    from mlpipe.local.runtime import ModelCodeError, load_model
+
+    built = {m.version: m for m in build_examples(tmp_path / "out", fault="errors")}
+    assert list(built) == [*VERSIONS, FAULTY_VERSION]
+    faulty = built[FAULTY_VERSION]
+    assert faulty.description.startswith("FAULTY (error_rate=0.5)")
+    with tarfile.open(faulty.path) as tar:
+        assert json.loads(tar.extractfile("fault.json").read()) == {"error_rate": 0.5}  # type: ignore[union-attr]
+    model = load_model(faulty.path, tmp_path / "model")
+    rows, _ = read_heldout(faulty.heldout)
+    outcomes = []
+    for row in rows[:6]:
+        try:
+            model.invoke(json.dumps({"instances": [row]}).encode(), "application/json")
+            outcomes.append(200)
+        except ModelCodeError as exc:
+            outcomes.append(exc.status)
+    assert outcomes == [200, 500, 200, 500, 200, 500]
+    # the model under the fault is v2.0.0's, and measured without the fault
+    assert faulty.accuracy == built["v2.0.0"].accuracy
+
+
+def test_a_slow_fault_delays_every_answer(examples: dict[str, ExampleModel], tmp_path: Path):
+    import time
+
+    from mlpipe.local.runtime import load_model
+    from mlpipe.ops import registry
+
+    with tarfile.open(examples["v2.0.0"].path) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    files["fault.json"] = json.dumps({"delay_ms": 40}).encode()
+    archive = tmp_path / "slow.tar.gz"
+    archive.write_bytes(registry.archive(files))
+    model = load_model(archive, tmp_path / "model")
+    rows, _ = read_heldout(examples["v2.0.0"].heldout)
+    body = json.dumps({"instances": [rows[0]]}).encode()
+    for _ in range(2):  # every answer, and none fails
+        started = time.perf_counter()
+        answer, _ = model.invoke(body, "application/json")
+        assert time.perf_counter() - started >= 0.04
+        assert len(json.loads(answer)["predictions"]) == 1

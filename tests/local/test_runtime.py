@@ -532,3 +532,58 @@ def test_variant_stats_percentiles_are_nearest_rank():
         4.0,
     ]
     assert stats.mean_ms == 2.5
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+class RecordedMetrics:
+    def __init__(self) -> None:
+        self.values: list[tuple[str, str, float, str, dict[str, str]]] = []
+
+    def put(self, namespace: str, name: str, value: float, unit: str, dims: Any) -> None:
+        self.values.append((namespace, name, value, unit, dict(dims)))
+
+    def of(self, name: str, variant: str) -> list[float]:
+        return [v for _, n, v, _, d in self.values if n == name and d["VariantName"] == variant]
+
+
+@pytest.mark.usefixtures("deployment")
+def test_each_invocation_publishes_sagemakers_metrics_per_variant(
+    ctx: Context, clock: FakeClock, heldout: tuple[list[list[float]], list[int]]
+):
+    metrics, logged = RecordedMetrics(), []
+
+    class Logs:
+        def write(self, group: str, stream: str, message: str) -> None:
+            logged.append((group, stream, message))
+
+    with LocalRuntime(ctx.aws, port=0, clock=clock, metrics=metrics, logs=Logs()) as runtime:  # type: ignore[arg-type]
+        client = boto3.client(
+            "sagemaker-runtime", region_name=REGION, endpoint_url=runtime.endpoint_url
+        )
+        invoke(client, [heldout[0][0]], TargetVariant="ModelB")
+        error_of(
+            lambda: client.invoke_endpoint(
+                EndpointName=ENDPOINT,
+                ContentType="application/json",
+                Body=b'{"instances": [[1, 2]]}',
+                TargetVariant="ModelB",
+            )
+        )
+    assert {(ns, unit) for ns, _, _, unit, _ in metrics.values} == {
+        ("AWS/SageMaker", "None"),
+        ("AWS/SageMaker", "Microseconds"),
+    }
+    assert all(d == {"EndpointName": ENDPOINT, "VariantName": "ModelB"} for *_, d in metrics.values)
+    assert metrics.of("Invocations", "ModelB") == [1, 1]
+    assert metrics.of("Invocation4XXErrors", "ModelB") == [0, 1]
+    assert metrics.of("Invocation5XXErrors", "ModelB") == [0, 0]
+    latencies = metrics.of("ModelLatency", "ModelB")
+    assert len(latencies) == 2 and all(v > 0 for v in latencies)
+    assert len(metrics.of("OverheadLatency", "ModelB")) == 2
+    # the container log: the model loaded, then the refused request
+    group, stream = f"/aws/sagemaker/Endpoints/{ENDPOINT}", "ModelB/model-v2.0.0"
+    assert [(g, s) for g, s, _ in logged] == [(group, stream)] * 2
+    assert logged[0][2] == "model model-v2.0.0: loaded"
+    assert logged[1][2].startswith("ERROR status 400: InferenceError: each instance needs 30")

@@ -190,9 +190,47 @@ def test_a_canary_rolls_back_when_an_alarm_fires(
     with pytest.raises(PromotionAborted, match="invocation-5xx-ModelB"):
         deployments.promote(runner, "v3.0.0", Canary((10, 50, 100), interval=300, poll=10))
     assert ssm_value(ctx.names.active_version_param) == "v1.0.0"
-    weights = {k: w for k, (w, _) in live(ctx).items()}
+    before = live(ctx)
+    weights = {k: w for k, (w, _) in before.items()}
     assert weights == {"ModelA": 0.8, "ModelB": 0.2}
-    assert json.loads(ssm_value(ctx.names.deployment_param))["operation"]["kind"] == "rollback"
+    # ModelB serves v2.0.0 again, not the version that fired the alarm
+    assert "v3" not in before["ModelB"][1]
+    state = json.loads(ssm_value(ctx.names.deployment_param))
+    assert state["operation"]["kind"] == "rollback"
+    assert {v["name"]: v["version"] for v in state["variants"]}["ModelB"] == "v2.0.0"
+
+
+def test_a_canary_rolls_back_on_the_metrics_its_errors_publish(
+    runner: Runner, clock: FakeTime, tmp_path: Path
+) -> None:
+    """No alarm state is set by hand: the challenger's 5XX answers are published as SageMaker
+    publishes them, the embedded AWS's evaluator fires the alarm, the canary rolls back."""
+    from mlpipe.local.alarms import AlarmEvaluator
+    from mlpipe.local.metrics import MetricsPublisher
+
+    ctx = runner.ctx
+    registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    publisher, evaluator = MetricsPublisher(lambda: cloudwatch), AlarmEvaluator()
+    dims = {"EndpointName": ctx.names.endpoint, "VariantName": "ModelB"}
+
+    def serve() -> None:  # while the canary waits, the challenger fails 1 request in 4
+        for request in range(8):
+            publisher.put(
+                "AWS/SageMaker", "Invocation5XXErrors", int(request % 4 == 0), "None", dims
+            )
+        publisher.flush()
+        evaluator.evaluate_once()
+
+    clock.on_sleep.append(serve)
+    with pytest.raises(PromotionAborted, match="invocation-5xx-ModelB in ALARM at 10%"):
+        deployments.promote(runner, "v3.0.0", Canary((10, 50, 100), interval=300, poll=10))
+    assert ssm_value(ctx.names.active_version_param) == "v1.0.0"
+    alarm = ctx.names.alarm("invocation-5xx-ModelB")
+    history = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="StateUpdate")
+    assert [i["HistorySummary"] for i in history["AlarmHistoryItems"]] == [
+        "Alarm updated from INSUFFICIENT_DATA to ALARM"
+    ]
 
 
 def test_canary_without_alarms_goes_all_the_way(runner: Runner, clock: FakeTime) -> None:

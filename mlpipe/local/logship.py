@@ -1,0 +1,98 @@
+"""CloudWatch Logs written by the embedded AWS's runtimes where AWS's services write them.
+
+A runtime calls :meth:`LogShipper.write` (an append under a lock); a thread sends what was
+written with ``PutLogEvents`` every ``flush_interval`` seconds, one call per log stream,
+creating the group and the stream when they do not exist yet (as the service's role does on
+AWS). Logging never fails the runtime: a failed send is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from mlpipe.local.service import Service
+
+__all__ = ["LogShipper"]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS = 10_000  # PutLogEvents: at most 10,000 events per call
+
+
+class LogShipper(Service):
+    """Buffers log lines per (group, stream) and sends them with PutLogEvents."""
+
+    def __init__(
+        self,
+        logs: Callable[[], Any],
+        *,
+        flush_interval: float = 1.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.logs = logs
+        self.flush_interval = flush_interval
+        self.wall = wall
+        self._pending: list[tuple[str, str, int, str]] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self, group: str, stream: str, message: str) -> None:
+        with self._lock:
+            self._pending.append((group, stream, int(self.wall() * 1000), message))
+
+    def flush(self) -> int:
+        """Send everything written so far; the number of events sent."""
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            by_stream: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+            for group, stream, stamp, message in pending:
+                by_stream[(group, stream)].append({"timestamp": stamp, "message": message})
+            for (group, stream), events in by_stream.items():
+                for start in range(0, len(events), MAX_EVENTS):
+                    self._put(group, stream, events[start : start + MAX_EVENTS])
+            return len(pending)
+
+    def _put(self, group: str, stream: str, events: list[dict[str, Any]]) -> None:
+        logs = self.logs()
+        try:
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+        except logs.exceptions.ResourceNotFoundException:
+            exists = logs.exceptions.ResourceAlreadyExistsException
+            with contextlib.suppress(exists):
+                logs.create_log_group(logGroupName=group)
+            with contextlib.suppress(exists):
+                logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+
+    def start(self) -> LogShipper:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="mlpipe-logs", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            log.warning("could not write logs", exc_info=True)
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+        self._flush_logged()
