@@ -146,25 +146,6 @@ TRANSIENT: tuple[Transient, ...] = (
         "https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html",
     ),
     Transient(
-        # The new default security group is not listed yet right after its VPC was created.
-        "ec2-vpc-not-visible",
-        "ec2",
-        ("DescribeSecurityGroups",),
-        "InvalidVpcID.NotFound",
-        "",
-        "https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html",
-    ),
-    Transient(
-        # The delivery role was just created: "Unable to assume given IAM role" until it
-        # propagates.
-        "ec2-flow-logs-role-not-ready",
-        "ec2",
-        ("CreateFlowLogs",),
-        "InvalidParameter",
-        "role",
-        IAM_CONSISTENCY,
-    ),
-    Transient(
         # "If you've just created a resource that you're using in this operation, you might
         # just need to wait a few minutes."
         "wafv2-entity-unavailable",

@@ -28,12 +28,7 @@ class FlowLog(Ec2):
     replace_on = ("ResourceId", "TrafficType", "LogGroupName", "DeliverLogsPermissionArn")
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(
-            ctx,
-            "flow-log",
-            ctx.names.flow_log_group,
-            (VPC, LOG_GROUP, ROLE),
-        )
+        super().__init__(ctx, "flow-log", ctx.names.flow_log_group, (VPC, LOG_GROUP, ROLE))
 
     def read(self) -> Observed | None:
         found = self.find()
@@ -58,19 +53,17 @@ class FlowLog(Ec2):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        answer = self.ctx.eventually(  # a new role is not usable by the service at once
-            lambda: self.ec2.create_flow_logs(
-                ResourceIds=[desired["ResourceId"]],
-                ResourceType="VPC",
-                TrafficType=desired["TrafficType"],
-                LogDestinationType="cloud-watch-logs",
-                LogGroupName=desired["LogGroupName"],
-                DeliverLogsPermissionArn=desired["DeliverLogsPermissionArn"],
-                ClientToken=str(uuid.uuid4()),
-                TagSpecifications=self.tag_specs(desired["Tags"]),
-            ),
-            "ec2-flow-logs-role-not-ready",
+        answer = self.ec2.create_flow_logs(
+            ResourceIds=[desired["ResourceId"]],
+            ResourceType="VPC",
+            TrafficType=desired["TrafficType"],
+            LogDestinationType="cloud-watch-logs",
+            LogGroupName=desired["LogGroupName"],
+            DeliverLogsPermissionArn=desired["DeliverLogsPermissionArn"],
+            ClientToken=str(uuid.uuid4()),
+            TagSpecifications=self.tag_specs(desired["Tags"]),
         )
+        # A refusal is reported per resource, not raised: nothing was created.
         if answer.get("Unsuccessful"):
             error = answer["Unsuccessful"][0]["Error"]
             raise MlpipeError(f"{self.key}: {error['Code']}: {error['Message']}")

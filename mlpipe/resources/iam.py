@@ -440,7 +440,8 @@ def source_conditions(ctx: Context, purpose: str) -> dict[str, Any] | None:
             # https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html
             return source_arn(arns._arn("ec2", "vpc-flow-log/*"))
         case _:
-            # Lambda, SageMaker and Glue set the account they act for.
+            # Lambda, SageMaker and Glue: the account only; their guides give no source ARN
+            # form for the execution roles they assume.
             return account
 
 

@@ -667,7 +667,7 @@ class DefaultSecurityGroup(Ec2):
         return {"VpcId": refs(VPC, "id"), "Ingress": [], "Egress": [], "Tags": self.tags}
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        group = self.ctx.eventually(lambda: self._group(desired["VpcId"]), "ec2-vpc-not-visible")
+        group = self._group(desired["VpcId"])  # EC2 makes it with the VPC
         group_id = group["GroupId"]
         self.ec2.create_tags(Resources=[group_id], Tags=tags_to_list(desired["Tags"]))
         self._revoke(group_id, rules(group["IpPermissions"]), rules(group["IpPermissionsEgress"]))
