@@ -197,6 +197,17 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * units.get(match[2], 1)
 
 
+def _require_servable(ctx: Context, version: str) -> None:
+    """A registered version taking the features the handlers accept (when both are known)."""
+    takes = require_registered(ctx, version).get("featureCount")
+    expected = ctx.spec.lambdas.feature_count
+    if takes and expected and takes != expected:
+        raise UsageError(
+            f"{version} takes {takes} features; the handlers accept {expected} "
+            "(lambdas.feature_count): every request would be refused"
+        )
+
+
 def alarms_firing(ctx: Context, variant: str) -> list[str]:
     names = [ctx.names.alarm(f"{purpose}-{variant}") for purpose in ctx.spec.models.canary_alarms]
     alarms = ctx.aws.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
@@ -211,13 +222,7 @@ def promote(
     runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
 ) -> Outcome:
     ctx = runner.ctx
-    takes = require_registered(ctx, version).get("featureCount")
-    expected = ctx.spec.lambdas.feature_count
-    if takes and expected and takes != expected:
-        raise UsageError(
-            f"{version} takes {takes} features; the handlers accept {expected} "
-            "(lambdas.feature_count): every request would be refused"
-        )
+    _require_servable(ctx, version)
     before = runner.current()
     active = active_version(ctx)
     target = _serving(before, version)
@@ -308,13 +313,7 @@ def rollback(runner: Runner, to: str | None = None) -> Outcome:
         )
     if version == active:
         raise UsageError(f"{version} is already the active version")
-    takes = require_registered(ctx, version).get("featureCount")
-    expected = ctx.spec.lambdas.feature_count
-    if takes and expected and takes != expected:
-        raise UsageError(
-            f"{version} takes {takes} features; the handlers accept {expected} "
-            "(lambdas.feature_count): every request would be refused"
-        )
+    _require_servable(ctx, version)
     before = runner.current()
     target = _serving(before, version)
     record = runner.record("rollback", f"{active} → {version}", to=version, **{"from": active})
