@@ -29,10 +29,9 @@ class Options:
     endpoint_url: str | None = None
     local: bool = False
 
-    def __post_init__(self) -> None:
-        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
-
     def target(self) -> AwsTarget:
+        # Checked here, before the first AWS call, so that commands without one pay nothing.
+        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         local = self.local or (endpoint is None and self.profile is None and _no_credentials())
         if local and endpoint is None:
