@@ -37,12 +37,11 @@ class Options:
     local: bool = False
     max_attempts: int | None = None
 
-    def __post_init__(self) -> None:
-        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
-
     def target(self) -> AwsTarget:
         from mlpipe.core.clients import AwsTarget
 
+        # Checked here, before the first AWS call, so that commands without one pay nothing.
+        validation.check_global(self.endpoint_url, self.region, self.local, self.profile)
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         if self.local and endpoint is None:
             endpoint = embedded_aws(self.spec if self.spec.is_file() else None)

@@ -19,7 +19,9 @@ What API Gateway would do first is done here too, in its order:
   stage's method settings), 429 ``Too Many Requests`` when empty. Quotas are not counted;
 * caching, when the stage has a cache cluster and the method's settings enable caching
   (``*/*`` enables it for GET only, as on AWS; other methods need their own method setting):
-  integration responses of any status (API Gateway does not cache by status code) are kept in
+  integration responses of any status (API Gateway offers no setting to cache by status code:
+  https://stackoverflow.com/questions/45883323, github.com/DianaIonita/
+  serverless-api-gateway-caching/issues/125) are kept in
   memory for ``cacheTtlInSeconds``, keyed by the method and the values of the integration's
   ``cacheKeyParameters`` (a missing parameter is an empty part of the key). Hits and misses
   are counted on the server (``cache_hits``, ``cache_misses``), as CloudWatch's

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from mlpipe.cli import validation
 from mlpipe.cli.app import run
 from mlpipe.core import clients
+from mlpipe.core.errors import UsageError
 from tests.conftest import ROOT, SPEC_PATH
 from tests.corpus.corpus import cases
 
@@ -182,11 +184,17 @@ def test_an_unforeseen_error_prints_one_line_and_where_its_trace_is(
 
 
 def test_a_region_newer_than_botocore_is_accepted_with_a_warning(
-    no_aws: list[str], capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert run(["--spec", str(SPEC_PATH), "--region", "us-west-9", "validate"]) == 0
+    assert validation.region("us-west-9") == "us-west-9"
+    assert validation.region("us-east-1") == "us-east-1"
     err = capsys.readouterr().err
-    assert "Warning: --region 'us-west-9' is not a region this botocore knows" in err
+    assert err.splitlines() == [
+        "Warning: --region 'us-west-9' is not a region this botocore knows; if it is new, "
+        "upgrade boto3 (continuing)."
+    ]
+    with pytest.raises(UsageError, match="not an AWS region name"):
+        validation.region("us-west-9", local=True)  # the embedded AWS knows botocore's only
 
 
 def test_the_corpus_covers_every_kind() -> None:

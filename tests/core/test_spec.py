@@ -166,3 +166,19 @@ def test_semantic_versions_with_a_v_are_accepted(version: str) -> None:
 def test_anything_else_is_not_a_version(version: str) -> None:
     with pytest.raises(ValueError, match="is not a version"):
         check_version(version)
+
+
+def test_a_merge_key_may_be_overridden_without_counting_as_a_duplicate(tmp_path: Path) -> None:
+    text = SPEC_PATH.read_text().replace(
+        "  preprocess: {memory_mb: 512, timeout_seconds: 30, reserved_concurrency: 50}",
+        "  preprocess: &fn {memory_mb: 512, timeout_seconds: 30, reserved_concurrency: 50}\n"
+        "  stream_processor: {<<: *fn, timeout_seconds: 60}",
+    )
+    text = text.replace(
+        "  stream_processor: {memory_mb: 512, timeout_seconds: 60, reserved_concurrency: 10}\n", ""
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert spec.lambdas.stream_processor.timeout_seconds == 60
+    assert spec.lambdas.stream_processor.reserved_concurrency == 50
