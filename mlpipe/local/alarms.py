@@ -406,12 +406,59 @@ def _requests_lock() -> Any:
     return moto_ext._requests
 
 
+_Key = tuple[str, str, frozenset[tuple[str, str]]]
+# How far back values are kept for evaluation: an alarm's EvaluationPeriods x Period cannot
+# exceed one day (PutMetricAlarm), plus its wider evaluation range.
+HORIZON_SECONDS = 2 * 86_400
+# Values arrive roughly in time order; a scan back stops this far before what it needs.
+DISORDER_SECONDS = 300
+
+
+class _Index:
+    """A backend's raw values by metric (namespace, name, dimensions), read incrementally:
+    moto's list of metric data only grows, so each pass reads only what is new."""
+
+    def __init__(self, backend: CloudWatchBackend) -> None:
+        self.backend = backend
+        self.read = 0
+        self.samples: dict[_Key, list[tuple[float, float, str | None]]] = defaultdict(list)
+        # alarm name -> what its last evaluation saw: nothing new, nothing to evaluate again
+        self.evaluated: dict[str, tuple[Any, ...]] = {}
+
+    def update(self, now: float) -> None:
+        data = self.backend.metric_data
+        if len(data) < self.read:  # emptied: read it all again
+            self.read, self.samples, self.evaluated = 0, defaultdict(list), {}
+        for datum in data[self.read :]:
+            if isinstance(datum, MetricDatum):
+                dims = frozenset((d.name, d.value) for d in datum.dimensions)
+                self.samples[(datum.namespace, datum.name, dims)].append(
+                    (_epoch(datum.timestamp), datum.value, datum.unit)
+                )
+        self.read = len(data)
+        cutoff = now - HORIZON_SECONDS
+        for values in self.samples.values():
+            if values and values[0][0] < cutoff:
+                values[:] = [v for v in values if v[0] >= cutoff]
+
+    def recent(self, key: _Key, since: float, unit: str | None) -> list[tuple[float, float]]:
+        """The metric's values from ``since`` on (of ``unit``, when given)."""
+        found = []
+        for when, value, its_unit in reversed(self.samples.get(key, [])):
+            if when < since - DISORDER_SECONDS:
+                break
+            if when >= since and (unit is None or its_unit == unit):
+                found.append((when, value))
+        return found
+
+
 class AlarmEvaluator(Service):
     """Evaluates every metric alarm of the embedded AWS, every ``interval`` seconds."""
 
     def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self.interval = interval
         self.clock = clock
+        self._indexes: dict[int, _Index] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -421,8 +468,15 @@ class AlarmEvaluator(Service):
         now = self.clock() if now is None else now
         changes = []
         with _requests_lock():
-            for backend in _backends():
-                changes += _evaluate_backend(backend, now)
+            backends = _backends()
+            live = {id(b) for b in backends}
+            self._indexes = {k: v for k, v in self._indexes.items() if k in live}
+            for backend in backends:
+                index = self._indexes.get(id(backend))
+                if index is None or index.backend is not backend:
+                    index = self._indexes[id(backend)] = _Index(backend)
+                index.update(now)
+                changes += _evaluate_backend(backend, index, now)
         return changes
 
     def start(self) -> AlarmEvaluator:
@@ -453,29 +507,30 @@ def _backends() -> list[CloudWatchBackend]:
     return found
 
 
-def _evaluate_backend(backend: CloudWatchBackend, now: float) -> list[tuple[str, str, str]]:
-    settings = {name: AlarmSettings.of(alarm) for name, alarm in backend.alarms.items()}
-    wanted = {(s.namespace, s.metric) for s in settings.values() if s is not None}
-    samples: dict[tuple[str, str, frozenset[tuple[str, str]]], list[tuple[float, float, Any]]]
-    samples = defaultdict(list)
-    for datum in backend.metric_data:
-        if isinstance(datum, MetricDatum) and (datum.namespace, datum.name) in wanted:
-            dims = frozenset((d.name, d.value) for d in datum.dimensions)
-            samples[(datum.namespace, datum.name, dims)].append(
-                (_epoch(datum.timestamp), datum.value, datum.unit)
-            )
+def _evaluate_backend(
+    backend: CloudWatchBackend, index: _Index, now: float
+) -> list[tuple[str, str, str]]:
     changes = []
     for name, alarm in list(backend.alarms.items()):
-        config = settings.get(name)
+        config = AlarmSettings.of(alarm)
         if config is None:
             continue
-        points = [
-            (when, value)
-            for when, value, unit in samples.get(
-                (config.namespace, config.metric, config.dimensions), []
-            )
-            if config.unit is None or unit == config.unit
-        ]
+        length = config.period / TIME_SCALE
+        since = (math.floor(now / length) - config.evaluation_periods - RANGE_EXTRA) * length
+        key = (config.namespace, config.metric, config.dimensions)
+        # The outcome changes only with new values, a new period, or a new state or definition.
+        seen = (
+            id(alarm),
+            config,
+            alarm.state_value,
+            TIME_SCALE,
+            math.floor(now / length),
+            len(index.samples.get(key, ())),
+        )
+        if index.evaluated.get(name) == seen:
+            continue
+        index.evaluated[name] = seen
+        points = index.recent(key, since, config.unit)
         result = evaluate(config, points, now, alarm.state_value, TIME_SCALE)
         if result.state is not None and result.state != alarm.state_value:
             old = alarm.state_value

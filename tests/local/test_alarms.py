@@ -396,3 +396,19 @@ def test_publisher_batches_values_into_few_calls(cw: Any) -> None:
         Statistics=["Sum"],
     )["Datapoints"]
     assert sum(p["Sum"] for p in points) == 500
+
+
+def test_set_alarm_state_lasts_until_the_next_evaluation(
+    cw: Any, topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "This temporary state change lasts only until the next alarm comparison occurs." """
+    monkeypatch.setattr(alarms, "wall", lambda: T0)
+    put_alarm(cw, topic[0])
+    evaluator = AlarmEvaluator()
+    publish(cw, [0.0, 0.0], T0 + 10)
+    assert evaluator.evaluate_once(T0 + 11) == [("5xx", "INSUFFICIENT_DATA", "OK")]
+    assert evaluator.evaluate_once(T0 + 12) == []  # nothing new: nothing changes
+    cw.set_alarm_state(AlarmName="5xx", StateValue="ALARM", StateReason="by hand")
+    assert evaluator.evaluate_once(T0 + 13) == [("5xx", "ALARM", "OK")]
+    publish(cw, [1.0], T0 + 14)  # values that come later are read too
+    assert evaluator.evaluate_once(T0 + 15) == [("5xx", "OK", "ALARM")]
