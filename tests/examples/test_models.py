@@ -210,13 +210,13 @@ def test_a_slow_fault_delays_every_answer(examples: dict[str, ExampleModel], tmp
     import time
 
     from mlpipe.local.runtime import load_model
-    from mlpipe.ops import registry
+    from mlpipe.resources import artifacts
 
     with tarfile.open(examples["v2.0.0"].path) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
     files["fault.json"] = json.dumps({"delay_ms": 40}).encode()
     archive = tmp_path / "slow.tar.gz"
-    archive.write_bytes(registry.archive(files))
+    archive.write_bytes(artifacts.archive(files))
     model = load_model(archive, tmp_path / "model")
     rows, _ = read_heldout(examples["v2.0.0"].heldout)
     body = json.dumps({"instances": [rows[0]]}).encode()

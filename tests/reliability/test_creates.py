@@ -94,7 +94,8 @@ def counts(ctx: Context) -> dict[str, int]:
 def one_of_each(ctx: Context) -> dict[str, int]:
     spec = ctx.spec
     expected = {key: 1 for key in (network.VPC, network.ROUTE_TABLE, network.SG_LAMBDA)}
-    expected |= {network.SG_BATCH: 1, network.SG_ENDPOINTS: 1}
+    expected |= {network.SG_BATCH: 1, network.SG_ENDPOINTS: 1, network.SG_SAGEMAKER: 1}
+    expected[network.DEFAULT_SG] = 1  # the VPC's own, tagged when its rules are removed
     expected |= {key: 1 for key in network.subnet_keys(spec)}
     expected |= {key: 1 for key in network.GATEWAY_ENDPOINTS.values()}
     expected[network.INTERFACE_ENDPOINTS] = len(spec.network.interface_endpoints)

@@ -158,7 +158,10 @@ def test_plan_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = {"seed": 3, "rules": [{"match": "*", "kind": "error", "times": None, "rate": 0.5}]}
     monkeypatch.setenv(faults.ENV, json.dumps(plan))
     recorded: list[tuple[type, str]] = []
-    faults.install(lambda cls, name, make: recorded.append((cls, name)))
+    monkeypatch.setattr(
+        "mlpipe.local.moto_ext._wrap", lambda cls, name, make: recorded.append((cls, name))
+    )
+    faults.install()
     try:
         found = faults.active()
         assert isinstance(found, Faults) and found.seed == 3 and found.rules[0].rate == 0.5

@@ -26,9 +26,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
 
 @pytest.fixture
 def runner(ctx: Context, clock: FakeTime, tmp_path: Path) -> Runner:
+    # The spec names the artifacts of v1.0.0 and v2.0.0: the apply registers them.
     converge([*resources(ctx), *monitoring.resources(ctx)])
-    for version in ("v1.0.0", "v2.0.0", "v3.0.0"):
-        registry.register(ctx, version, model_dir(tmp_path, version))
+    registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
     return Runner(ctx, sleep=clock.sleep, clock=clock)
 
 
@@ -113,12 +113,12 @@ def test_lost_answers_during_a_promote(runner: Runner) -> None:
 def test_promote_refuses_a_missing_or_changed_artifact(runner: Runner) -> None:
     ctx = runner.ctx
     s3 = ctx.aws.client("s3")
-    bucket = ctx.names.model_bucket
-    s3.put_object(Bucket=bucket, Key="models/v3.0.0/model.tar.gz", Body=b"not what was registered")
+    bucket, _, key = registry.metadata(ctx, "v3.0.0")["s3Path"].removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not what was registered")
     ctx.aws.log.reset()
     with pytest.raises(MlpipeError, match=r"has sha256 .* not the registered"):
         deployments.promote(runner, "v3.0.0")
-    s3.delete_object(Bucket=bucket, Key="models/v3.0.0/model.tar.gz")
+    s3.delete_object(Bucket=bucket, Key=key)
     with pytest.raises(MlpipeError, match="is missing"):
         deployments.promote(runner, "v3.0.0")
     assert [c for c in ctx.aws.log.writes() if not c.startswith("s3:")] == []
