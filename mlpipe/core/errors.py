@@ -82,3 +82,25 @@ def describe_error(exc: BaseException) -> str:
         op = getattr(exc, "operation_name", "")
         return f"{err.get('Code', 'Error')}: {err.get('Message', '')} ({op})".strip()
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, MlpipeError) else str(exc)
+
+
+def already_exists(exc: BaseException) -> bool:
+    """AWS refused a create because what it would make exists."""
+    code = error_code(exc)
+    if "AlreadyExists" in code or "AlreadyOwned" in code or code in EXISTS_CODES:
+        return True
+    return "already exist" in str(exc).lower()  # SageMaker, Batch: a message, no code
+
+
+EXISTS_CODES = frozenset(
+    {"ConflictException", "ResourceConflictException", "ResourceInUseException"}
+)
+
+
+def met_itself(exc: BaseException) -> bool:
+    """A call botocore retried after its answer was lost, refused because its first attempt
+    made what it creates."""
+    if not isinstance(exc, ClientError):
+        return False
+    retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    return bool(retried) and already_exists(exc)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from graphlib import TopologicalSorter
 
-from mlpipe.core.errors import describe_error
+from botocore.exceptions import ClientError
+
+from mlpipe.core.errors import describe_error, met_itself
 from mlpipe.core.plan import Action, Plan, Step
 from mlpipe.core.resource import Outputs, Refs
 
@@ -62,7 +64,17 @@ def _run(step: Step, refs: Refs) -> Outputs:
         return {}
     desired = resource.desired(refs)
     if step.action is Action.CREATE:
-        return resource.create(desired)
+        try:
+            return resource.create(desired)
+        except ClientError as exc:
+            # A create retried after a lost answer met its own first attempt: adopt that.
+            found = resource.read() if met_itself(exc) else None
+            if found is None or not found.owned:
+                raise
+            resource.ctx.progress(resource.key, "adopted what a create whose answer was lost made")
+            changes = resource.diff(found.state, desired)
+            updated = resource.update(found, desired, changes) if changes else {}
+            return {**found.outputs, **updated}
     assert observed is not None
     if step.action is Action.REPLACE:
         resource.delete(observed)

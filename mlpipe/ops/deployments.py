@@ -100,15 +100,20 @@ class Runner:
             self.ctx.progress("recover", summary)
             state = changed(served, self.record("recover", summary))
             save_state(self.ctx, state)
-        active = active_version(self.ctx)
-        if active is not None and not any(v.weight for v in state.variants if v.version == active):
-            lead = max(state.variants, key=lambda v: v.weight)
+        # A promote or rollback whose last step was saved, killed before the active version.
+        operation, active = state.operation or {}, active_version(self.ctx)
+        version = operation.get("to")
+        finished = any(
+            v.name == state.champion and v.version == version and v.weight == 100
+            for v in state.variants
+        )
+        if operation.get("kind") in ("promote", "rollback") and version != active and finished:
             self.ctx.progress(
                 "recover",
-                f"active version {active} gets no traffic: {lead.version}, which {lead.name} "
-                "serves, is active",
+                f"an interrupted {operation['kind']} left all the traffic on {version} with "
+                f"{active} still the active version: {version} is active",
             )
-            self.set_active(lead.version)
+            self.set_active(str(version))
         return state
 
     def record(self, kind: str, summary: str, **extra: Any) -> dict[str, Any]:

@@ -206,3 +206,16 @@ def test_create_retries_a_transient_error_that_made_nothing(ctx: Context) -> Non
         assert execute(plan_apply([vpc])).ok
     assert faults.counts()["error"] == 2
     assert tagged_ec2(ctx) == {network.VPC: 1}
+
+
+def test_lost_answers_to_half_the_writes_still_converge_in_one_apply(
+    ctx: Context, clock: FakeTime
+) -> None:
+    """Creates idempotent by name, met by their own retry, adopt what the first attempt made."""
+    lost = [Rule("*:Create*", "lose", None, rate=0.5), Rule("*:Put*", "lose", None, rate=0.5)]
+    with injected(*lost, seed=5) as faults:
+        report = execute(plan_apply(resources.build(ctx)))
+    assert faults.counts()["lose"] >= 20
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    assert counts(ctx) == one_of_each(ctx)
+    assert plan_apply(resources.build(ctx)).changes == []

@@ -67,29 +67,48 @@ def test_a_refused_promote_leaves_everything_as_served_before(runner: Runner) ->
     assert agree(ctx) == {"ModelA": ("v1.0.0", 50), "ModelB": ("v2.0.0", 50)}
 
 
-@pytest.mark.parametrize(
-    "killed_at",
-    [
-        Rule("sagemaker:UpdateEndpointWeightsAndCapacities", "kill"),  # before the state
-        Rule("ssm:PutParameter", "kill", after=1),  # the state written, not the active version
-    ],
-    ids=["endpoint-moved", "state-written"],
-)
-def test_a_killed_promote_is_recovered_by_the_next_operation(
-    runner: Runner, killed_at: Rule
+def test_a_promote_killed_before_the_state_is_recovered_by_the_next_operation(
+    runner: Runner,
 ) -> None:
     ctx = runner.ctx
-    with injected(killed_at) as faults, pytest.raises(Killed):
+    kill = Rule("sagemaker:UpdateEndpointWeightsAndCapacities", "kill")
+    with injected(kill) as faults, pytest.raises(Killed):
         deployments.promote(runner, "v2.0.0")
     assert faults.counts()["kill"] == 1
+    assert state(ctx) == BEFORE  # the endpoint moved, the state did not
+
+    said: list[str] = []
+    ctx.progress = lambda key, text: said.append(f"{key}: {text}")
+    deployments.traffic(runner, {"ModelA": 10, "ModelB": 90})
+    assert any("an interrupted operation left the state" in s for s in said), said
+    assert agree(ctx) == {"ModelA": ("v1.0.0", 10), "ModelB": ("v2.0.0", 90)}
+    assert [e["what"] for e in history.events(ctx)[:2]] == ["traffic", "recover"]
+
+
+def test_a_promote_killed_before_the_active_version_is_finished_by_the_next(
+    runner: Runner,
+) -> None:
+    ctx = runner.ctx
+    kill = Rule("ssm:PutParameter", "kill", after=1)  # the lock, then the state: killed
+    with injected(kill) as faults, pytest.raises(Killed):
+        deployments.promote(runner, "v2.0.0")
+    assert faults.counts()["kill"] == 1
+    assert agree(ctx) == {"ModelA": ("v1.0.0", 0), "ModelB": ("v2.0.0", 100)}
     assert ssm_value(ctx.names.active_version_param) == "v1.0.0"
 
     said: list[str] = []
     ctx.progress = lambda key, text: said.append(f"{key}: {text}")
     deployments.traffic(runner, {"ModelA": 10, "ModelB": 90})
+    assert any("an interrupted promote left all the traffic on v2.0.0" in s for s in said), said
     assert agree(ctx) == {"ModelA": ("v1.0.0", 10), "ModelB": ("v2.0.0", 90)}
     assert ssm_value(ctx.names.active_version_param) == "v2.0.0"
-    assert any("active version v1.0.0 gets no traffic" in s for s in said), said
+
+
+def test_all_traffic_on_the_challenger_is_not_taken_for_a_promotion(runner: Runner) -> None:
+    ctx = runner.ctx
+    deployments.traffic(runner, {"ModelA": 0, "ModelB": 100})
+    deployments.traffic(runner, {"ModelA": 0, "ModelB": 100})
+    assert ssm_value(ctx.names.active_version_param) == "v1.0.0"
 
 
 def test_lost_answers_during_a_promote(runner: Runner) -> None:
