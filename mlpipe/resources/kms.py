@@ -18,6 +18,12 @@ class KmsKey(Resource):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "key", ctx.names.kms_alias)
+        # Kept while data destroy keeps is encrypted with it (the model bucket, a protected
+        # table): a key scheduled for deletion would leave that data unreadable.
+        storage = ctx.spec.storage
+        self.retain = (
+            storage.model_bucket.retain_on_destroy or storage.predictions_table.deletion_protection
+        )
 
     def _key_id(self) -> str | None:
         kms = self.client("kms")

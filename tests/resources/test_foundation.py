@@ -249,17 +249,38 @@ def test_destroy_removes_all_but_the_retained_model_bucket(applied: Context) -> 
     resources = foundation(applied)
     arn = key_arn(applied)
     plan = plan_destroy(resources)
-    retained = {"s3:models", "artifact:v1.0.0", "artifact:v2.0.0"}  # the artifacts live in it
-    assert {s.key for s in plan.steps if s.action is Action.NOOP} == retained
+    # The model bucket and its artifacts, the protected table, and the key that encrypts them.
+    retained = {"s3:models", "artifact:v1.0.0", "artifact:v2.0.0", "dynamodb:predictions"}
+    assert {s.key for s in plan.steps if s.action is Action.NOOP} == {*retained, "kms:key"}
     assert execute(plan).ok
     buckets = {b["Name"] for b in s3c.list_buckets()["Buckets"]}
     assert buckets == {names.model_bucket}
-    assert boto3.client("dynamodb", region_name=REGION).list_tables()["TableNames"] == []
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    assert ddb.list_tables()["TableNames"] == [names.predictions_table]
     assert boto3.client("iam").list_roles(PathPrefix=names.role_path)["Roles"] == []
-    meta = boto3.client("kms", region_name=REGION).describe_key(KeyId=arn)
-    assert meta["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    kms = boto3.client("kms", region_name=REGION)
+    assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "Enabled"
     assert execute(plan_destroy(resources, force=True)).ok
     assert s3c.list_buckets()["Buckets"] == []
+    assert ddb.list_tables()["TableNames"] == []
+    assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+
+
+def test_the_key_goes_with_the_last_data_it_encrypts(ctx: Context, spec) -> None:
+    storage = spec.storage.model_copy(
+        update={
+            "model_bucket": spec.storage.model_bucket.model_copy(
+                update={"retain_on_destroy": False}
+            ),
+            "predictions_table": spec.storage.predictions_table.model_copy(
+                update={"deletion_protection": False}
+            ),
+        }
+    )
+    ctx.spec = spec.model_copy(update={"storage": storage})
+    converge(foundation(ctx))
+    plan = plan_destroy(foundation(ctx))
+    assert not [s.key for s in plan.steps if s.action is Action.NOOP]
 
 
 def test_destroy_never_touches_untagged_resources(ctx: Context) -> None:
