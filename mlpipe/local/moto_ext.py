@@ -117,9 +117,9 @@ def install_extensions() -> None:
 
 def _install_modules() -> None:
     """The extensions that live in modules of their own (``mlpipe/local/ext_*.py``)."""
-    from mlpipe.local import ext_models, ext_windows
+    from mlpipe.local import ext_lambda, ext_models, ext_windows
 
-    for module in (ext_models, ext_windows):
+    for module in (ext_models, ext_windows, ext_lambda):
         module.install()
 
 
