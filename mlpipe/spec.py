@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlpipe.core import images
 from mlpipe.core.errors import SpecError
 
 VERSION_RE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
@@ -68,12 +69,18 @@ class Baseline(Strict):
 
 
 class ModelVersionSpec(Strict):
+    # A framework shorthand (sklearn:1.2-1, pytorch:2.0) or a full image URI; default models.image.
     image: str | None = None
     # A model directory or model.tar.gz (relative to the working directory, as the spec's own
     # path is), or an s3:// URI: apply uploads it and registers the version before creating
     # its SageMaker Model.
     artifact: str | None = None
     baseline: Baseline | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else images.check(value)
 
     @field_validator("artifact")
     @classmethod
@@ -91,13 +98,20 @@ class ModelVersionSpec(Strict):
 
 
 class ModelsSpec(Strict):
-    image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.0-cpu-py310"
+    # A framework shorthand resolved to SageMaker's prebuilt image of the target region, or a
+    # full image URI (an ECR one must be in the target region).
+    image: str = "sklearn:1.2-1"
     active_version: str = "v1.0.0"
     versions: dict[str, ModelVersionSpec] = {"v1.0.0": ModelVersionSpec()}
     # Alarms (by purpose, for the variant being promoted) that abort a canary promotion.
     canary_alarms: list[str] = ["model-latency-p99", "invocation-4xx", "invocation-5xx"]
     # An operation lock older than this may be broken with --force-unlock.
     lock_timeout_seconds: Annotated[int, Field(ge=60)] = 3600
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return images.check(value)
 
     @field_validator("active_version")
     @classmethod

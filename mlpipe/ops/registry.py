@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
+from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
@@ -112,7 +113,10 @@ def register(
         "size": len(body),
         "registeredAt": (now or datetime.now(UTC)).isoformat(),
         "registeredBy": ctx.aws.caller_arn,
-        "image": image or (existing or {}).get("image") or ctx.spec.models.image,
+        "image": images.resolve("--image", image, ctx.aws.region)
+        if image
+        else (existing or {}).get("image")
+        or images.resolve("models.image", ctx.spec.models.image, ctx.aws.region),
     }
     merged = {**((existing or {}).get("performanceBaseline") or {}), **(baseline or {})}
     if merged:

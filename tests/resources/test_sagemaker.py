@@ -412,7 +412,7 @@ def test_the_sagemaker_role_may_pull_every_declared_model_image(ctx: Context):
     pull = next(s for s in statements if s["Sid"] == "PullImage")
     assert pull["Resource"] == [
         "arn:aws:ecr:us-east-1:123456789012:repository/custom-model",
-        "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-inference",
+        "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-scikit-learn",
     ]
 
 
