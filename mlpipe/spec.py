@@ -315,7 +315,9 @@ class StreamSpec(Strict):
 class BatchSpec(Strict):
     compute: Literal["FARGATE", "FARGATE_SPOT"] = "FARGATE"
     max_vcpus: Annotated[int, Field(ge=1, le=10000)] = 256
-    image: str = "pytorch-inference:2.0"
+    # A tag of the pipeline's repository (`<pipeline>-<environment>-batch`, built from
+    # batch_job/Dockerfile), or an image URI.
+    image: str = "1.0.0"
     vcpus: Literal[0.25, 0.5, 1, 2, 4, 8, 16] = 4
     memory_mib: Annotated[int, Field(ge=512, le=122880)] = 8192
     shards: Annotated[int, Field(ge=1, le=40)] = 2

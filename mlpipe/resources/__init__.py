@@ -11,6 +11,7 @@ from mlpipe.resources import (
     artifacts,
     batch,
     dynamodb,
+    ecr,
     iam,
     kinesis,
     kms,
@@ -38,6 +39,7 @@ MODULES = (
     api_access,
     monitoring,
     analytics,
+    ecr,
     batch,
     workflow,
 )

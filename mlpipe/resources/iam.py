@@ -16,6 +16,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources import ecr
 from mlpipe.resources.kms import KEY
 
 Statement = dict[str, Any]
@@ -232,7 +233,7 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
         "batch-execution": (
             "ecs-tasks.amazonaws.com",
             [
-                *_ecr_pull(arns, spec.batch.image),
+                *_ecr_pull(arns, ecr.image_uri(ctx, spec.batch.image)),
                 _logs("JobLogs", names.batch_log_group, arns),
             ],
         ),
