@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlpipe.core import images
 from mlpipe.core.errors import SpecError
 
 # A model version: SemVer 2.0 (https://semver.org) with a leading `v` and without build metadata,
@@ -106,12 +107,18 @@ class Baseline(Strict):
 
 
 class ModelVersionSpec(Strict):
+    # A framework shorthand (sklearn:1.2-1, pytorch:2.0) or a full image URI; default models.image.
     image: str | None = None
     # A model directory or model.tar.gz (relative to the working directory, as the spec's own
     # path is), or an s3:// URI: apply uploads it and registers the version before creating
     # its SageMaker Model.
     artifact: str | None = None
     baseline: Baseline | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else images.check(value)
 
     @field_validator("artifact")
     @classmethod
@@ -129,13 +136,20 @@ class ModelVersionSpec(Strict):
 
 
 class ModelsSpec(Strict):
-    image: str = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.0-cpu-py310"
+    # A framework shorthand resolved to SageMaker's prebuilt image of the target region, or a
+    # full image URI (an ECR one must be in the target region).
+    image: str = "sklearn:1.2-1"
     active_version: str = "v1.0.0"
     versions: dict[str, ModelVersionSpec] = {"v1.0.0": ModelVersionSpec()}
     # Alarms (by purpose, for the variant being promoted) that abort a canary promotion.
     canary_alarms: list[str] = ["model-latency-p99", "invocation-4xx", "invocation-5xx"]
     # The lock's lease: renewed while an operation runs, taken over once not renewed this long.
     lock_lease_seconds: Annotated[int, Field(ge=15, le=3600)] = 120
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return images.check(value)
 
     @field_validator("active_version")
     @classmethod
@@ -360,7 +374,9 @@ class StreamSpec(Strict):
 class BatchSpec(Strict):
     compute: Literal["FARGATE", "FARGATE_SPOT"] = "FARGATE"
     max_vcpus: Annotated[int, Field(ge=1, le=10000)] = 256
-    image: str = "pytorch-inference:2.0"
+    # A tag of the pipeline's repository (`<pipeline>-<environment>-batch`, built from
+    # batch_job/Dockerfile), or an image URI.
+    image: str = "1.0.0"
     vcpus: Literal[0.25, 0.5, 1, 2, 4, 8, 16] = 4
     memory_mib: Annotated[int, Field(ge=512, le=122880)] = 8192
     shards: Annotated[int, Field(ge=1, le=40)] = 2

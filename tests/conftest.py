@@ -36,6 +36,11 @@ from mlpipe.spec import Names, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "config" / "pipeline.yaml"
+WINDOWS = (
+    "MLPIPE_LOCAL_ROLE_WINDOW",
+    "MLPIPE_LOCAL_BACKUPS_WINDOW",
+    "MLPIPE_LOCAL_ENDPOINT_CONFIG_WINDOW",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +59,8 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
+    for window in WINDOWS:  # the embedded AWS's consistency windows: tests that need one set it
+        monkeypatch.setenv(window, "0")
 
 
 @pytest.fixture

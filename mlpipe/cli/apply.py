@@ -76,7 +76,9 @@ def destroy(
     ctx: typer.Context,
     yes: bool = YES,
     force: bool = typer.Option(
-        False, "--force", help="Also delete retained resources (the model bucket)."
+        False,
+        "--force",
+        help="Also delete retained resources (the model bucket, a protected table, their key).",
     ),
     parallelism: int = PARALLELISM,
     force_unlock: bool = FORCE_UNLOCK,

@@ -122,16 +122,20 @@ def _install_modules() -> None:
     from mlpipe.local import (
         alarms,
         ext_idempotency,
+        ext_lambda,
         ext_models,
         ext_s3_logging,
         ext_sagemaker_models,
         ext_tags,
         ext_wafv2,
+        ext_windows,
         faults,
     )
 
     modules = (
         ext_models,
+        ext_windows,
+        ext_lambda,
         ext_s3_logging,
         ext_sagemaker_models,
         ext_wafv2,

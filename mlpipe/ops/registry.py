@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
+from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
@@ -187,7 +188,10 @@ def _register(
         "size": len(body),
         "registeredAt": (now or datetime.now(UTC)).isoformat(),
         "registeredBy": ctx.aws.caller_arn,
-        "image": image or (existing or {}).get("image") or ctx.spec.models.image,
+        "image": images.resolve("--image", image, ctx.aws.region)
+        if image
+        else (existing or {}).get("image")
+        or images.resolve("models.image", ctx.spec.models.image, ctx.aws.region),
     }
     feature_count = feature_count or (existing or {}).get("featureCount")
     if feature_count:

@@ -11,6 +11,7 @@ from mlpipe.resources import (
     artifacts,
     batch,
     dynamodb,
+    ecr,
     flow_logs,
     iam,
     kinesis,
@@ -42,6 +43,7 @@ MODULES = (
     waf,
     monitoring,
     analytics,
+    ecr,
     batch,
     workflow,
 )

@@ -30,9 +30,11 @@ from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam import Arns, role_key
 from mlpipe.resources.lambdas import PREPROCESS, function_arn, function_key
+from mlpipe.resources.logs import LogGroup
 
 API = "apigateway:api"
 STAGE = "apigateway:stage"
+EXECUTION_LOGS = "logs:execution-logs"
 ACCOUNT = "apigateway:account"
 LOGS_ROLE = "apigateway-logs"
 ROUTE = "/predict"
@@ -422,7 +424,9 @@ class Stage(Resource):
     replace_on = ("RestApiId",)
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, "stage", ctx.spec.api.stage, depends_on=(API, ACCOUNT))
+        super().__init__(
+            ctx, "stage", ctx.spec.api.stage, depends_on=(API, ACCOUNT, EXECUTION_LOGS)
+        )
 
     def _path(self, api_id: str) -> str:
         return f"/restapis/{api_id}/stages/{self.physical}"
@@ -580,5 +584,33 @@ class Stage(Resource):
         return notes
 
 
+class ExecutionLogs(LogGroup):
+    """The group API Gateway writes the stage's execution logs to, named after the API's id.
+    Created by mlpipe before the stage logs anything, so it has the pipeline's key, retention
+    and tags, and destroy removes it (API Gateway would create it unencrypted, never expiring)."""
+
+    def __init__(self, ctx: Context) -> None:
+        retention = ctx.spec.monitoring.log_retention_days
+        super().__init__(ctx, "execution-logs", self._name("<api id>", ctx), retention)
+        self.depends_on = (*self.depends_on, API)
+
+    @staticmethod
+    def _name(api_id: str, ctx: Context) -> str:
+        return f"API-Gateway-Execution-Logs_{api_id}/{ctx.spec.api.stage}"
+
+    def read(self) -> Observed | None:
+        api = find_api(self.ctx)
+        if api is None:
+            return None
+        self.physical = self._name(api["id"], self.ctx)
+        return super().read()
+
+    def desired(self, refs: Refs) -> dict[str, Any]:
+        api_id = refs(API, "id")
+        if isinstance(api_id, str):
+            self.physical = self._name(api_id, self.ctx)
+        return super().desired(refs)
+
+
 def resources(ctx: Context) -> list[Resource]:
-    return [RestApi(ctx), ApiAccount(ctx), Stage(ctx)]
+    return [RestApi(ctx), ApiAccount(ctx), ExecutionLogs(ctx), Stage(ctx)]

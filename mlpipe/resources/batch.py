@@ -26,6 +26,7 @@ from mlpipe.core.diff import Diff, sync_tags, without_aws_tags
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources import network
+from mlpipe.resources.ecr import REPOSITORY, image_uri
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.logs import LogGroup
 
@@ -47,17 +48,6 @@ JOB_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs")
 def service_role_arn(ctx: Context) -> str:
     aws = ctx.aws
     return f"arn:{aws.partition}:iam::{aws.account}:role/aws-service-role/{SERVICE}/{SERVICE_ROLE}"
-
-
-def image_uri(ctx: Context, image: str) -> str:
-    """The image to run: one named without a registry is in this account's ECR, as the
-    execution role's pull permission (`Arns.ecr_repository`) has it."""
-    registry = image.split("/", 1)[0]
-    if "/" in image and ("." in registry or ":" in registry or registry == "localhost"):
-        return image
-    aws = ctx.aws
-    suffix = ".cn" if aws.partition == "aws-cn" else ""
-    return f"{aws.account}.dkr.ecr.{aws.region}.amazonaws.com{suffix}/{image}"
 
 
 def _number(value: float) -> str:
@@ -434,7 +424,12 @@ class JobDefinition(Resource):
             ctx,
             "job-definition",
             ctx.names.job_definition,
-            depends_on=(role_key("batch-job"), role_key("batch-execution"), LOG_GROUP),
+            depends_on=(
+                role_key("batch-job"),
+                role_key("batch-execution"),
+                LOG_GROUP,
+                REPOSITORY,
+            ),
         )
 
     @property

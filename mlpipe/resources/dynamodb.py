@@ -230,4 +230,7 @@ class Table(Resource):
 
 
 def resources(ctx: Context) -> list[Resource]:
-    return [Table(ctx)]
+    table = Table(ctx)
+    # Deletion protection says keep it: destroy leaves it, as the model bucket (--force deletes).
+    table.retain = ctx.spec.storage.predictions_table.deletion_protection
+    return [table]

@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.resources import ecr
 from mlpipe.resources.kms import KEY
 
 Statement = dict[str, Any]
@@ -200,8 +202,10 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
                 # Every declared model version's image (a version may name its own).
                 *_ecr_pull(
                     arns,
-                    spec.models.image,
-                    *(v.image for v in spec.models.versions.values() if v.image),
+                    *(
+                        images.model_image(spec.models, v, ctx.aws.region)
+                        for v in spec.models.versions
+                    ),
                 ),
                 allow(
                     "EndpointLogs",
@@ -259,7 +263,7 @@ def role_definitions(ctx: Context, key_arn: Any) -> dict[str, tuple[str, list[St
         "batch-execution": (
             "ecs-tasks.amazonaws.com",
             [
-                *_ecr_pull(arns, spec.batch.image),
+                *_ecr_pull(arns, ecr.image_uri(ctx, spec.batch.image)),
                 _logs("JobLogs", names.batch_log_group, arns),
             ],
         ),

@@ -20,6 +20,12 @@ class KmsKey(Resource):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "key", ctx.names.kms_alias)
+        # Kept while data destroy keeps is encrypted with it (the model bucket, a protected
+        # table): a key scheduled for deletion would leave that data unreadable.
+        storage = ctx.spec.storage
+        self.retain = (
+            storage.model_bucket.retain_on_destroy or storage.predictions_table.deletion_protection
+        )
 
     def _key(self, key_id: str) -> dict[str, Any] | None:
         """The key's metadata; None once it is gone or scheduled for deletion."""

@@ -25,7 +25,7 @@ from typing import Any
 import lambdas as lambda_sources
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, diff, sync_tags
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.errors import MlpipeError, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources import network
 from mlpipe.resources.iam import role_key
@@ -151,6 +151,7 @@ class Function(Resource):
         self.purpose = purpose
         self.source = source or SOURCES / purpose.replace("-", "_")
         self.subnets = subnets
+        self._room_checked = False
 
     @property
     def settings(self) -> Any:
@@ -196,6 +197,10 @@ class Function(Resource):
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         settings = self.settings
+        # Once per plan, for all functions, before anything is written: the plan fails.
+        if self.purpose == PURPOSES[0] and not self._room_checked:
+            check_reserved_concurrency(self.ctx)
+            self._room_checked = True
         subnet_ids = [refs(key, "id") for key in self.subnets]
         return {
             "Runtime": self.ctx.spec.lambdas.runtime,
@@ -280,6 +285,45 @@ class Function(Resource):
         except Exception as exc:
             if not is_not_found(exc):
                 raise
+
+
+def check_reserved_concurrency(ctx: Context) -> None:
+    """Refuse reservations the account cannot hold: Lambda keeps at least 100 of the account's
+    concurrency unreserved (all of it below a quota of 100), https://docs.aws.amazon.com/lambda/
+    latest/dg/configuration-concurrency.html. The functions' own reservations count as free."""
+    spec = ctx.spec.lambdas
+    wanted = {
+        purpose: settings.reserved_concurrency
+        for purpose, settings in (
+            (PREPROCESS, spec.preprocess),
+            (STREAM_PROCESSOR, spec.stream_processor),
+        )
+        if settings.reserved_concurrency
+    }
+    if not wanted:
+        return
+    lam = ctx.aws.client("lambda")
+    limit = lam.get_account_settings()["AccountLimit"]
+    quota, unreserved = limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]
+    held = 0
+    for purpose in wanted:
+        try:
+            found = lam.get_function_concurrency(FunctionName=ctx.names.function(purpose))
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            found = {}
+        held += found.get("ReservedConcurrentExecutions") or 0
+    keep = min(100, quota)
+    need = sum(wanted.values())
+    if need > unreserved + held - keep:
+        asked = " + ".join(f"{p.replace('-', '_')} {n}" for p, n in wanted.items())
+        raise MlpipeError(
+            f"lambdas.*.reserved_concurrency: {asked} = {need} does not fit the account's "
+            f"Lambda concurrency (quota {quota}, {unreserved + held} available to these "
+            f"functions, of which AWS keeps {keep} unreserved): lower or remove "
+            "reserved_concurrency, or ask for a higher quota"
+        )
 
 
 def resources(ctx: Context) -> list[Resource]:

@@ -48,6 +48,7 @@ from mlpipe.core.executor import Report, Status, execute
 from mlpipe.core.plan import Action, Plan, plan_apply
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources import artifacts, autoscaling, iam, kms, network, s3, ssm
+from mlpipe.resources.logs import LogGroup
 from mlpipe.spec import EndpointSpec, VariantSpec
 
 MODELS = "sagemaker:models"
@@ -55,6 +56,7 @@ ENDPOINT = "sagemaker:endpoint"
 DEPLOYMENT = f"{ssm.Parameter.kind}:deployment"
 MODEL_BUCKET = f"{s3.Bucket.kind}:models"
 ROLE = iam.role_key("sagemaker")
+ENDPOINT_LOGS = "logs:endpoint"
 
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 POLL_SECONDS = 15.0
@@ -458,7 +460,7 @@ class Endpoint(_Served):
             "endpoint",
             ctx.names.endpoint,
             serving,
-            depends_on=(kms.KEY, MODEL_BUCKET, DEPLOYMENT, MODELS),
+            depends_on=(kms.KEY, MODEL_BUCKET, DEPLOYMENT, MODELS, ENDPOINT_LOGS),
         )
         self.timeout = float(timeout or ctx.spec.endpoint.wait_timeout_seconds)
         self._released: list[str] = []
@@ -802,7 +804,15 @@ def serving_resources(
 
 
 def resources(ctx: Context) -> list[Resource]:
-    return serving_resources(ctx)
+    # The group SageMaker writes the endpoint's container logs to, created by mlpipe first so
+    # it has the pipeline's key, retention and tags, and destroy removes it.
+    group = LogGroup(
+        ctx,
+        "endpoint",
+        f"/aws/sagemaker/Endpoints/{ctx.names.endpoint}",
+        ctx.spec.monitoring.log_retention_days,
+    )
+    return [group, *serving_resources(ctx)]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.core.diff import (
     Diff,
@@ -167,7 +168,7 @@ def version_metadata(ctx: Context, version: str, refs: Refs | None = None) -> di
     meta: dict[str, Any] = {
         "version": version,
         "s3Path": f"s3://{ctx.names.model_bucket}/models/{version}/model.tar.gz",
-        "image": version_spec.image or spec.image,
+        "image": images.model_image(spec, version, ctx.aws.region),
     }
     if version_spec.baseline:
         meta["performanceBaseline"] = version_spec.baseline.model_dump(exclude_none=True)

@@ -19,6 +19,8 @@ from batch_job_support import (
 )
 from moto import mock_aws
 
+from tests.conftest import WINDOWS
+
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -26,6 +28,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
+    for window in WINDOWS:
+        monkeypatch.setenv(window, "0")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         yield

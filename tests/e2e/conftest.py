@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, WINDOWS
 
 
 @pytest.fixture
@@ -22,6 +22,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "HOME": str(tmp_path),
         # Endpoints still pass through Creating/Updating, without the real-time wait.
         "MLPIPE_LOCAL_ENDPOINT_DELAY": "0",
+        **dict.fromkeys(WINDOWS, "0"),
     }
 
 

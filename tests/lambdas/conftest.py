@@ -12,6 +12,8 @@ import requests
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
+from tests.conftest import WINDOWS
+
 REGION = "us-east-1"
 ENDPOINT = "mlpipe-endpoint"
 TABLE = "mlpipe-predictions"
@@ -56,6 +58,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_REGION", REGION)
+    for window in WINDOWS:
+        monkeypatch.setenv(window, "0")
     with mock_aws():
         yield
 

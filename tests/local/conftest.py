@@ -10,6 +10,7 @@ from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock
 from moto import mock_aws
 
 from mlpipe.local import moto_ext
+from tests.conftest import WINDOWS
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +30,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
+    for window in WINDOWS:
+        monkeypatch.setenv(window, "0")
 
 
 @pytest.fixture

@@ -267,3 +267,16 @@ def test_destroy_removes_the_api_and_its_access(ctx: Context, applied: Report) -
     assert apigw.get_usage_plans()["items"] == [] and apigw.get_api_keys()["items"] == []
     assert not apigw.get_account().get("cloudwatchRoleArn")
     assert all(r.read() is None for r in [*api.resources(ctx), *api_access.resources(ctx)])
+
+
+def test_the_execution_log_group_is_mlpipes_and_goes_with_destroy(
+    ctx: Context, applied: Report
+) -> None:
+    name = f"API-Gateway-Execution-Logs_{applied.outputs[API]['id']}/prod"
+    [group] = client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    key = client("kms").describe_key(KeyId=ctx.names.kms_alias)["KeyMetadata"]["Arn"]
+    assert (group["logGroupName"], group["kmsKeyId"], group["retentionInDays"]) == (name, key, 30)
+    tags = client("logs").list_tags_log_group(logGroupName=name)["tags"]
+    assert tags["mlpipe:resource"] == "logs:execution-logs"
+    destroy(everything(ctx))
+    assert client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []

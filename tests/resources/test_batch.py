@@ -13,7 +13,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
-from mlpipe.resources import batch, iam, kms, network
+from mlpipe.resources import batch, ecr, iam, kms, network
 from mlpipe.resources.iam import role_key
 from mlpipe.spec import BatchSpec
 from tests.support import converge, four_step
@@ -23,7 +23,7 @@ REGION = "us-east-1"
 
 def batch_stack(ctx: Context) -> list[Resource]:
     """Batch with everything it depends on."""
-    return [r for m in (kms, iam, network, batch) for r in m.resources(ctx)]
+    return [r for m in (kms, iam, network, ecr, batch) for r in m.resources(ctx)]
 
 
 def with_batch(ctx: Context, **changes: Any) -> Context:
@@ -115,7 +115,7 @@ def test_job_definition_runs_the_job_on_fargate(applied: tuple[Context, Report])
     assert props["jobRoleArn"] == report.outputs[role_key("batch-job")]["arn"]
     assert props["executionRoleArn"] == report.outputs[role_key("batch-execution")]["arn"]
     assert props["image"] == (
-        f"{ctx.aws.account}.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.0"
+        f"{ctx.aws.account}.dkr.ecr.{REGION}.amazonaws.com/ml-pipeline-prod-batch:1.0.0"
     )
     assert props["networkConfiguration"] == {"assignPublicIp": "DISABLED"}
     assert props["fargatePlatformConfiguration"] == {"platformVersion": "LATEST"}

@@ -262,24 +262,45 @@ def test_destroy_removes_all_but_the_retained_model_bucket(applied: Context) -> 
     resources = foundation(applied)
     arn = key_arn(applied)
     plan = plan_destroy(resources)
-    # The artifacts live in the model bucket; the registry (version metadata) is kept with it.
+    # The model bucket and its artifacts, the registry (version metadata) kept with it, the
+    # protected table, and the key that encrypts them.
     artifacts = {"artifact:v1.0.0", "artifact:v2.0.0"}
     registry = {"ssm:registry", "ssm:metadata-v1.0.0", "ssm:metadata-v2.0.0"}
-    retained = {"s3:models", *artifacts, *registry}
-    assert {s.key for s in plan.steps if s.action is Action.NOOP} == retained
+    retained = {"s3:models", *artifacts, *registry, "dynamodb:predictions"}
+    assert {s.key for s in plan.steps if s.action is Action.NOOP} == {*retained, "kms:key"}
     assert execute(plan).ok
     buckets = {b["Name"] for b in s3c.list_buckets()["Buckets"]}
     assert buckets == {names.model_bucket}
     ssm = boto3.client("ssm", region_name=REGION)
     kept = {p["Name"] for p in ssm.describe_parameters()["Parameters"]}
     assert kept == {names.metadata_param("v1.0.0"), names.metadata_param("v2.0.0")}
-    assert boto3.client("dynamodb", region_name=REGION).list_tables()["TableNames"] == []
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    assert ddb.list_tables()["TableNames"] == [names.predictions_table]
     assert boto3.client("iam").list_roles(PathPrefix=names.role_path)["Roles"] == []
-    meta = boto3.client("kms", region_name=REGION).describe_key(KeyId=arn)
-    assert meta["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    kms = boto3.client("kms", region_name=REGION)
+    assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "Enabled"
     assert execute(plan_destroy(resources, force=True)).ok
     assert s3c.list_buckets()["Buckets"] == []
     assert ssm.describe_parameters()["Parameters"] == []
+    assert ddb.list_tables()["TableNames"] == []
+    assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+
+
+def test_the_key_goes_with_the_last_data_it_encrypts(ctx: Context, spec) -> None:
+    storage = spec.storage.model_copy(
+        update={
+            "model_bucket": spec.storage.model_bucket.model_copy(
+                update={"retain_on_destroy": False}
+            ),
+            "predictions_table": spec.storage.predictions_table.model_copy(
+                update={"deletion_protection": False}
+            ),
+        }
+    )
+    ctx.spec = spec.model_copy(update={"storage": storage})
+    converge(foundation(ctx))
+    plan = plan_destroy(foundation(ctx))
+    assert not [s.key for s in plan.steps if s.action is Action.NOOP]
 
 
 def test_destroy_never_touches_untagged_resources(ctx: Context) -> None:

@@ -16,6 +16,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from mlpipe.core.context import Context
+from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply
 from mlpipe.resources import lambdas, network
@@ -254,3 +255,48 @@ def test_destroy_deletes_functions_and_log_groups(ctx: Context, applied: Report)
     groups = client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
     assert groups == []
     assert all(r.read() is None for r in lambdas.resources(ctx))
+
+
+def test_a_plan_the_account_concurrency_cannot_hold_fails_before_any_write(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "10")  # a new account's quota
+    ctx.aws.log.reset()
+    with pytest.raises(MlpipeError) as caught:
+        plan_apply([*foundation(ctx), *lambdas.resources(ctx)])
+    assert str(caught.value).startswith(
+        "lambdas.*.reserved_concurrency: preprocess 50 + stream_processor 10 = 60 does not fit "
+        "the account's Lambda concurrency (quota 10, 10 available to these functions, of which "
+        "AWS keeps 10 unreserved)"
+    )
+    assert ctx.aws.log.writes() == []
+    assert "lambda:GetAccountSettings" in ctx.aws.log.calls
+
+
+def test_reservations_fit_under_the_unreserved_minimum(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "160")  # 60 reserved, 100 kept
+    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "159")
+    with pytest.raises(MlpipeError, match="quota 159, 159 available"):
+        plan_apply(lambdas.resources(ctx))
+
+
+def test_no_reservation_needs_no_room(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "10")
+    spec = ctx.spec.lambdas
+    ctx.spec = ctx.spec.model_copy(
+        update={
+            "lambdas": spec.model_copy(
+                update={
+                    "preprocess": spec.preprocess.model_copy(update={"reserved_concurrency": None}),
+                    "stream_processor": spec.stream_processor.model_copy(
+                        update={"reserved_concurrency": None}
+                    ),
+                }
+            )
+        }
+    )
+    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    assert "lambda:PutFunctionConcurrency" not in ctx.aws.log.calls

@@ -412,7 +412,7 @@ def test_the_sagemaker_role_may_pull_every_declared_model_image(ctx: Context):
     pull = next(s for s in statements if s["Sid"] == "PullImage")
     assert pull["Resource"] == [
         "arn:aws:ecr:us-east-1:123456789012:repository/custom-model",
-        "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-inference",
+        "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-scikit-learn",
     ]
 
 
@@ -679,3 +679,11 @@ def test_could_not_find_endpoint_means_absent_and_other_errors_surface(
     )
     with pytest.raises(ClientError, match="AccessDenied"):
         resource.read()
+
+
+def test_the_endpoint_log_group_is_mlpipes_and_goes_with_destroy(applied: Context) -> None:
+    name = f"/aws/sagemaker/Endpoints/{applied.names.endpoint}"
+    [group] = client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    assert (group["kmsKeyId"], group["retentionInDays"]) == (key_arn(applied), 30)
+    execute(plan_destroy(resources(applied), force=True))
+    assert client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []

@@ -1,0 +1,83 @@
+"""Lambda's account concurrency, as AWS enforces it.
+
+- ``GetAccountSettings``: the account's concurrency quota (``MLPIPE_LOCAL_LAMBDA_CONCURRENCY``,
+  default 1000, the quota of an established account; new accounts start at 10) and what is left
+  unreserved.
+- ``PutFunctionConcurrency`` refuses a reservation that leaves less unreserved than AWS keeps:
+  100, or the whole quota when it is below 100 ("Lambda always reserves 100 units of concurrency
+  for your functions that don't explicitly reserve concurrency",
+  https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from moto.awslambda import urls
+from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.models import LambdaBackend
+from moto.awslambda.responses import LambdaResponse
+
+DEFAULT_QUOTA = 1000
+ROUTE = r"{0}/(?P<api_version>[^/]+)/account-settings/?$"
+
+
+def quota() -> int:
+    raw = os.environ.get("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() else DEFAULT_QUOTA
+
+
+def minimum_unreserved(limit: int) -> int:
+    return min(100, limit)
+
+
+def _reserved(backend: LambdaBackend, besides: str = "") -> int:
+    return sum(
+        int(fn.reserved_concurrency or 0)
+        for fn in backend.list_functions()
+        if fn.function_name != besides
+    )
+
+
+def _put_concurrency(original: Callable[..., Any]) -> Callable[..., Any]:
+    def put(self: LambdaBackend, function_name: str, reserved: str) -> Any:
+        name = self.get_function(function_name).function_name
+        limit = quota()
+        floor = minimum_unreserved(limit)
+        if limit - _reserved(self, besides=name) - int(reserved) < floor:
+            raise InvalidParameterValueException(
+                "Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{floor}]."
+            )
+        return original(self, function_name, reserved)
+
+    return put
+
+
+def _get_account_settings(self: LambdaResponse) -> Any:
+    backend = self.backend
+    functions = list(backend.list_functions())
+    code = sum(int(fn.code_size or 0) for fn in functions)
+    limit = quota()
+    settings = {
+        "AccountLimit": {
+            "TotalCodeSize": 80530636800,
+            "CodeSizeUnzipped": 262144000,
+            "CodeSizeZipped": 52428800,
+            "ConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": limit - _reserved(backend),
+        },
+        "AccountUsage": {"TotalCodeSize": code, "FunctionCount": len(functions)},
+    }
+    return 200, {}, json.dumps(settings)
+
+
+def install() -> None:
+    from mlpipe.local.moto_ext import _add, _wrap
+
+    urls.url_paths.setdefault(ROUTE, LambdaResponse.dispatch)
+    _add(LambdaResponse, "get_account_settings", _get_account_settings)
+    _wrap(LambdaBackend, "put_function_concurrency", _put_concurrency)

@@ -1,0 +1,192 @@
+"""Eventual consistency as AWS shows it: what was just created is not usable for a while.
+
+Each window is on by default and set in seconds by an environment variable, read at each
+request (0 turns it off):
+
+- ``MLPIPE_LOCAL_ROLE_WINDOW`` (default 2): a new IAM role cannot be assumed yet. Lambda
+  ``CreateFunction`` answers ``InvalidParameterValueException: The role defined for the function
+  cannot be assumed by Lambda.``, SageMaker ``CreateModel`` ``ValidationException: Could not
+  assume role ...``, Step Functions ``CreateStateMachine`` ``AccessDeniedException`` and Glue
+  ``CreateCrawler`` ``InvalidInputException: Service is unable to assume provided role``
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html
+  #troubleshoot_general_eventual-consistency).
+- ``MLPIPE_LOCAL_BACKUPS_WINDOW`` (default 1): right after a table is created,
+  ``UpdateContinuousBackups`` answers ``ContinuousBackupsUnavailableException``.
+- ``MLPIPE_LOCAL_ENDPOINT_CONFIG_WINDOW`` (default 0.5): a new endpoint config is not visible to
+  ``CreateEndpoint``/``UpdateEndpoint`` yet (``ValidationException: Could not find endpoint
+  configuration``; the CreateEndpoint API reference says the read is eventually consistent).
+
+Time is :data:`clock`, which tests replace.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.models import LambdaBackend
+from moto.core.exceptions import AWSError
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+from moto.dynamodb.models import DynamoDBBackend
+from moto.glue.exceptions import InvalidInputException
+from moto.glue.models import GlueBackend
+from moto.iam.exceptions import NotFoundException as IAMNotFound
+from moto.iam.models import IAMBackend, iam_backends
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.utils import arn_formatter
+from moto.stepfunctions.models import StepFunctionBackend
+
+DEFAULTS = {"ROLE": 2.0, "BACKUPS": 1.0, "ENDPOINT_CONFIG": 0.5}
+
+clock: Callable[[], float] = time.monotonic
+"""Time source of the windows, in seconds."""
+
+# When each role, table and endpoint config was created (by object: a name may be reused).
+_born: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def window(name: str) -> float:
+    """Seconds of the window `name` (ROLE, BACKUPS, ENDPOINT_CONFIG), from the environment."""
+    raw = os.environ.get(f"MLPIPE_LOCAL_{name}_WINDOW", "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULTS[name]
+    except ValueError:
+        return DEFAULTS[name]
+
+
+def _young(thing: Any, name: str) -> bool:
+    born = _born.get(thing)
+    return born is not None and clock() - born < window(name)
+
+
+def _stamped(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        _born[made] = clock()
+        return made
+
+    return create
+
+
+def _role_is_young(account_id: str, partition: str, role_arn: str) -> bool:
+    iam = iam_backends[account_id][partition]
+    try:
+        role = iam.get_role_by_arn(role_arn)
+    except IAMNotFound:  # an unknown role is the service's own error
+        return False
+    return _young(role, "ROLE")
+
+
+class _StatesAccessDenied(AWSError):
+    TYPE = "AccessDeniedException"
+    STATUS = 400
+
+
+class _BackupsUnavailable(DynamodbException):
+    def __init__(self) -> None:
+        super().__init__(
+            ERROR_TYPE_PREFIX + "ContinuousBackupsUnavailableException",
+            message="Backups are being enabled for the table: please retry later",
+        )
+
+
+def _create_function(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: LambdaBackend, spec: dict[str, Any]) -> Any:
+        if _role_is_young(self.account_id, self.partition, str(spec.get("Role", ""))):
+            raise InvalidParameterValueException(
+                "The role defined for the function cannot be assumed by Lambda."
+            )
+        return original(self, spec)
+
+    return create
+
+
+def _create_model(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+        role = str(kwargs.get("execution_role_arn", ""))
+        if _role_is_young(self.account_id, self.partition, role):
+            raise ValidationError(message=f"Could not assume role {role}")
+        return original(self, *args, **kwargs)
+
+    return create
+
+
+def _create_state_machine(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: StepFunctionBackend, *args: Any, **kwargs: Any) -> Any:
+        role = str(kwargs.get("roleArn", args[2] if len(args) > 2 else ""))
+        if _role_is_young(self.account_id, self.partition, role):
+            raise _StatesAccessDenied(
+                "Neither the global service principal states.amazonaws.com, nor the regional "
+                "one is authorized to assume the provided role."
+            )
+        return original(self, *args, **kwargs)
+
+    return create
+
+
+def _create_crawler(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: GlueBackend, *args: Any, **kwargs: Any) -> Any:
+        role = str(kwargs.get("role", args[1] if len(args) > 1 else ""))
+        if not role.startswith("arn:"):
+            role = f"arn:{self.partition}:iam::{self.account_id}:role/{role}"
+        if _role_is_young(self.account_id, self.partition, role):
+            raise InvalidInputException(
+                "CreateCrawler",
+                "Service is unable to assume provided role. Please verify role's TrustPolicy",
+            )
+        return original(self, *args, **kwargs)
+
+    return create
+
+
+def _update_backups(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        table = self.tables.get(table_name)
+        if table is not None and _young(table, "BACKUPS"):
+            raise _BackupsUnavailable()
+        return original(self, table_name, *args, **kwargs)
+
+    return update
+
+
+def _config_visible(backend: SageMakerModelBackend, name: str) -> None:
+    config = backend.endpoint_configs.get(name)
+    if config is not None and _young(config, "ENDPOINT_CONFIG"):
+        arn = arn_formatter("endpoint-config", name, backend.account_id, backend.region_name)
+        raise ValidationError(message=f"Could not find endpoint configuration {arn}.")
+
+
+def _create_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+        _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
+        return original(self, *args, **kwargs)
+
+    return create
+
+
+def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+        _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
+        return original(self, *args, **kwargs)
+
+    return update
+
+
+def install() -> None:
+    from mlpipe.local.moto_ext import _wrap
+
+    _wrap(IAMBackend, "create_role", _stamped)
+    _wrap(DynamoDBBackend, "create_table", _stamped)
+    _wrap(SageMakerModelBackend, "create_endpoint_config", _stamped)
+    _wrap(LambdaBackend, "create_function", _create_function)
+    _wrap(SageMakerModelBackend, "create_model", _create_model)
+    _wrap(StepFunctionBackend, "create_state_machine", _create_state_machine)
+    _wrap(GlueBackend, "create_crawler", _create_crawler)
+    _wrap(DynamoDBBackend, "update_continuous_backups", _update_backups)
+    _wrap(SageMakerModelBackend, "create_endpoint", _create_endpoint)
+    _wrap(SageMakerModelBackend, "update_endpoint", _update_endpoint)
