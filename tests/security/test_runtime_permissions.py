@@ -16,10 +16,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.local import moto_ext
-from mlpipe.resources import build, iam, kms
+from mlpipe.resources import build, ecr, iam, kms
 from mlpipe.resources.api import API
+from mlpipe.resources.artifacts import content_key
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
 from mlpipe.resources.iam import Arns
 from mlpipe.resources.network import VPC
@@ -272,7 +274,7 @@ def calls(live: Live) -> dict[str, list[Call]]:
                 Call(
                     "batch-execution",
                     f"ecr:{a}",
-                    arns.ecr_repository(ctx.spec.batch.image),
+                    arns.ecr_repository(ecr.image_uri(ctx, ctx.spec.batch.image)),
                     endpoint="ecr.dkr",
                 )
                 for a in ("BatchCheckLayerAvailability", "BatchGetImage", "GetDownloadUrlForLayer")
@@ -396,15 +398,17 @@ def calls(live: Live) -> dict[str, list[Call]]:
         "sagemaker-models": [
             assume(live, "sagemaker", "sagemaker.amazonaws.com", **source),
             *(
-                Call(
-                    "sagemaker", "s3:GetObject", f"{models}/models/{v}/model.tar.gz", endpoint="s3"
-                )
-                for v in ctx.spec.models.versions
+                # Artifacts are stored by content: models/sha256/<digest>/model.tar.gz.
+                Call("sagemaker", "s3:GetObject", f"{models}/{content_key(digest)}", endpoint="s3")
+                for digest in ("0" * 64, "f" * 64)
             ),
             Call("sagemaker", "kms:Decrypt", key, via_kms("s3")),
             Call("sagemaker", "ecr:GetAuthorizationToken", "*"),
             *(
-                Call("sagemaker", f"ecr:{a}", arns.ecr_repository(ctx.spec.models.image))
+                Call("sagemaker", f"ecr:{a}", arns.ecr_repository(image))
+                for image in {
+                    images.model_image(ctx.spec.models, v, REGION) for v in ctx.spec.models.versions
+                }
                 for a in ("BatchCheckLayerAvailability", "BatchGetImage", "GetDownloadUrlForLayer")
             ),
             *(
