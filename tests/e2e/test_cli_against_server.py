@@ -45,6 +45,10 @@ def test_apply_status_destroy_over_http(env: dict[str, str], server: str) -> Non
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [
         "ml-pipeline-prod-models-123456789012-us-east-1"
     ]
+    # The table has deletion protection: retained like the model bucket, until --force.
+    assert ddb.list_tables()["TableNames"] == ["ml-pipeline-prod-predictions"]
+    mlpipe(env, "--local", "destroy", "--yes", "--force")
+    assert s3.list_buckets()["Buckets"] == []
     assert ddb.list_tables()["TableNames"] == []
 
 

@@ -56,7 +56,8 @@ def test_two_applies_with_lost_responses_end_with_one_pipeline(
     ec2 = boto3.client("ec2", **aws)
     owner = [{"Name": "tag:mlpipe:pipeline", "Values": ["ml-pipeline-prod"]}]
     assert len(ec2.describe_vpcs(Filters=owner)["Vpcs"]) == 1
-    assert len(ec2.describe_security_groups(Filters=owner)["SecurityGroups"]) == 3
+    # Lambda, Batch, endpoints, SageMaker, and the VPC's default group (tagged, emptied).
+    assert len(ec2.describe_security_groups(Filters=owner)["SecurityGroups"]) == 5
     keys = boto3.client("apigateway", **aws).get_api_keys()["items"]
     assert [k["name"] for k in keys] == ["ml-pipeline-prod-api-key"]
 

@@ -71,15 +71,20 @@ def test_destroy_killed_at_many_points_leaves_only_what_it_retains(
         if ":kms:" not in arn
         or kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] != "PendingDeletion"
     ]
+    # The model bucket with the registry, the protected table, and the key encrypting both.
     retained = {
         f"arn:aws:s3:::{names.model_bucket}",
+        f"arn:aws:dynamodb:{REGION}:{ctx.aws.account}:table/{names.predictions_table}",
+        kms.describe_key(KeyId=names.kms_alias)["KeyMetadata"]["Arn"],
         *(
             f"arn:aws:ssm:{REGION}:{ctx.aws.account}:parameter{names.metadata_param(v)}"
             for v in ctx.spec.models.versions
         ),
     }
     assert set(left) == retained
-    assert set(counts(ctx).values()) == {0}
+    left_over = counts(ctx)
+    assert left_over.pop("kms keys") == 1
+    assert set(left_over.values()) == {0}
 
 
 def test_two_applies_at_once_end_with_one_pipeline(ctx: Context, clock: FakeTime) -> None:
