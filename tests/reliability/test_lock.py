@@ -86,10 +86,11 @@ def test_renewal_keeps_the_lease(ctx: Context) -> None:
 def test_the_background_thread_renews(ctx: Context) -> None:
     with operation_lock(ctx, "apply", renew_every=0.01) as lease:
         deadline = time.monotonic() + 5
-        while lease.record["renewedAt"] == lease.record["acquiredAt"]:
+        held = holders(ctx)[0]  # what Parameter Store holds, not the lease's own copy
+        while held["renewedAt"] == held["acquiredAt"]:
             assert time.monotonic() < deadline, "the lease was never renewed"
             time.sleep(0.01)
-        held = holders(ctx)[0]
+            held = holders(ctx)[0]
         assert held["token"] == lease.token and held["renewedAt"] > held["acquiredAt"]
 
 
