@@ -15,13 +15,13 @@ from tests.resources.serving import everything
 
 
 class Ticking:
-    """A clock that moves on 0.1 s at each read: retries see time pass without sleeping."""
+    """A clock that moves on 10 ms at each read: retries see time pass without sleeping."""
 
     def __init__(self) -> None:
         self.now = 0.0
 
     def __call__(self) -> float:
-        self.now += 0.1
+        self.now += 0.01
         return self.now
 
 
