@@ -222,8 +222,18 @@ class VersionMetadata(Parameter):
             "Registered": True if self.from_artifact else None,
         }
 
+    def _known(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """Without the artifact's outputs (its resource is not in this run), the seed."""
+        if isinstance(desired["Value"], Unknown):
+            seed = json.dumps(version_metadata(self.ctx, self.version), sort_keys=True)
+            return {**desired, "Value": seed}
+        return desired
+
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        return super().create(self._known(desired))
+
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        if changes.touches("Registered"):
+        if changes.touches("Registered") and not isinstance(desired["Value"], Unknown):
             self.client("ssm").put_parameter(
                 Name=self.physical, Value=desired["Value"], Type=desired["Type"], Overwrite=True
             )

@@ -126,3 +126,23 @@ def test_unreachable_endpoint_is_explained(
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--version"]) == 0
     assert capsys.readouterr().out.startswith("mlpipe ")
+
+
+def test_a_served_version_without_artifact_blocks_only_what_serves_it(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    del data["models"]["versions"]["v1.0.0"]["artifact"]
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    reason = (
+        "blocked: v1.0.0 has no artifact (set models.versions.v1.0.0.artifact or run "
+        "mlpipe models register v1.0.0 PATH)"
+    )
+    assert run(["--spec", str(spec), "--region", "us-east-1", "plan"]) == 0
+    assert reason in capsys.readouterr().out
+    assert run(["--spec", str(spec), "--region", "us-east-1", "apply", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert f"sagemaker:endpoint: {reason}" in " ".join(err.split())
+    tables = boto3.client("dynamodb", region_name="us-east-1").list_tables()["TableNames"]
+    assert tables == ["ml-pipeline-prod-predictions"]  # the rest applied

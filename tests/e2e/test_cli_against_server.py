@@ -45,11 +45,10 @@ def test_apply_status_destroy_over_http(env: dict[str, str], server: str) -> Non
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [
         "ml-pipeline-prod-models-123456789012-us-east-1"
     ]
-    # The table has deletion protection: retained like the model bucket, until --force.
+    # Deletion protection keeps the table, like the model bucket; --force removes them.
     assert ddb.list_tables()["TableNames"] == ["ml-pipeline-prod-predictions"]
     mlpipe(env, "--local", "destroy", "--yes", "--force")
-    assert s3.list_buckets()["Buckets"] == []
-    assert ddb.list_tables()["TableNames"] == []
+    assert s3.list_buckets()["Buckets"] == [] and ddb.list_tables()["TableNames"] == []
 
 
 def test_bad_spec_exits_2_with_one_line(env: dict[str, str], tmp_path: Path) -> None:

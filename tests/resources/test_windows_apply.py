@@ -1,0 +1,57 @@
+"""The first apply with the embedded AWS's consistency windows on (role 2 s, backups 1 s,
+endpoint config 0.5 s): every refusal is a named transient error mlpipe waits out."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlpipe.core.context import Context
+from mlpipe.core.executor import execute
+from mlpipe.core.plan import plan_apply
+from mlpipe.local import ext_windows
+from mlpipe.resources import sagemaker
+from tests.resources.endpoint_support import FakeTime, fake_time
+from tests.resources.serving import everything
+
+
+class Ticking:
+    """A clock that moves on 10 ms at each read: retries see time pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.01
+        return self.now
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ext_windows, "clock", Ticking())
+    for name, seconds in (("ROLE", "2"), ("BACKUPS", "1"), ("ENDPOINT_CONFIG", "0.5")):
+        monkeypatch.setenv(f"MLPIPE_LOCAL_{name}_WINDOW", seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    return fake_time(monkeypatch)
+
+
+def test_the_first_apply_waits_out_every_window(
+    ctx: Context, windows: None, clock: FakeTime
+) -> None:
+    ctx.consistency_timeout = 60
+    resources = [*everything(ctx), *sagemaker.resources(ctx)]
+    report = execute(plan_apply(resources))
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    calls = ctx.aws.log.summary()
+    # Refused while the window lasted, then created: more attempts than resources.
+    assert calls["lambda:CreateFunction"] > 2
+    assert calls["sagemaker:CreateModel"] > 2
+    assert calls["dynamodb:UpdateContinuousBackups"] > 1
+    assert calls["sagemaker:CreateEndpoint"] > 1
+    ctx.aws.log.reset()
+    again = plan_apply(resources)
+    assert not again.changes
+    execute(again)
+    assert ctx.aws.log.writes() == []
