@@ -9,24 +9,25 @@ AWS). Logging never fails the runtime: a failed send is logged and dropped.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from mlpipe.local.service import Service
+from mlpipe.local.service import Flusher
 
 __all__ = ["LogShipper"]
 
-log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10_000  # PutLogEvents: at most 10,000 events per call
 
 
-class LogShipper(Service):
+class LogShipper(Flusher):
     """Buffers log lines per (group, stream) and sends them with PutLogEvents."""
+
+    thread_name = "mlpipe-logs"
+    failure = "could not write logs"
 
     def __init__(
         self,
@@ -36,13 +37,11 @@ class LogShipper(Service):
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.logs = logs
-        self.flush_interval = flush_interval
+        super().__init__(flush_interval)
         self.wall = wall
         self._pending: list[tuple[str, str, int, str]] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def write(self, group: str, stream: str, message: str) -> None:
         with self._lock:
@@ -72,27 +71,3 @@ class LogShipper(Service):
             with contextlib.suppress(exists):
                 logs.create_log_stream(logGroupName=group, logStreamName=stream)
             logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-
-    def start(self) -> LogShipper:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="mlpipe-logs", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self._flush_logged()
-
-    def _flush_logged(self) -> None:
-        try:
-            self.flush()
-        except Exception:
-            log.warning("could not write logs", exc_info=True)
-
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
-        self._flush_logged()

@@ -24,7 +24,6 @@ exact), at most :data:`MAX_DATUMS` datums per call. A request never waits for Cl
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter, defaultdict
@@ -32,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from mlpipe.local.service import Service
+from mlpipe.local.service import Flusher
 
 __all__ = [
     "MAX_DATUMS",
@@ -41,7 +40,6 @@ __all__ = [
     "MetricsPublisher",
 ]
 
-log = logging.getLogger(__name__)
 
 # PutMetricData: at most 1000 metrics per request, and 150 distinct values per Values array.
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
@@ -64,11 +62,14 @@ class MetricSink(Protocol):
     ) -> None: ...
 
 
-class MetricsPublisher(Service):
+class MetricsPublisher(Flusher):
     """Buffers metric values and sends them with PutMetricData in the background.
 
     ``cloudwatch`` returns the CloudWatch client to send with (called from the flushing thread).
     """
+
+    thread_name = "mlpipe-metrics"
+    failure = "could not publish metrics"
 
     def __init__(
         self,
@@ -78,15 +79,13 @@ class MetricsPublisher(Service):
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.cloudwatch = cloudwatch
-        self.flush_interval = flush_interval
+        super().__init__(flush_interval)
         self.wall = wall
         self.sent = 0  # values sent so far
         self.calls = 0  # PutMetricData calls made
         self._pending: list[tuple[_Key, float]] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def put(
         self,
@@ -134,27 +133,3 @@ class MetricsPublisher(Service):
                     self.calls += 1
             self.sent += len(pending)
             return len(pending)
-
-    def start(self) -> MetricsPublisher:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="mlpipe-metrics", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self._flush_logged()
-
-    def _flush_logged(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # metrics must never stop the runtimes; the values are dropped
-            log.warning("could not publish metrics", exc_info=True)
-
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
-        self._flush_logged()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,46 @@ class Service:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class Flusher(Service):
+    """Buffers work and sends it from a thread of its own every `flush_interval` seconds, and
+    once more on `stop()`; a failed send is logged and dropped, never stopping a runtime."""
+
+    thread_name = "mlpipe-flush"
+    failure = "could not send"
+
+    def __init__(self, flush_interval: float) -> None:
+        self.flush_interval = flush_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def flush(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            logging.getLogger(type(self).__module__).warning(self.failure, exc_info=True)
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+        self._flush_logged()
 
 
 class _HttpServer(ThreadingHTTPServer):
