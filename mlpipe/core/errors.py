@@ -93,7 +93,13 @@ def already_exists(exc: BaseException) -> bool:
 
 
 EXISTS_CODES = frozenset(
-    {"ConflictException", "ResourceConflictException", "ResourceInUseException"}
+    {
+        "ConflictException",
+        "ResourceConflictException",
+        "ResourceInUseException",
+        # WAFv2: a name taken in the scope (API_CreateWebACL.html, "Errors").
+        "WAFDuplicateItemException",
+    }
 )
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from graphlib import TopologicalSorter
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from mlpipe.core.context import transient
 from mlpipe.core.errors import describe_error, met_itself
 from mlpipe.core.plan import Action, Plan, Step
 from mlpipe.core.resource import Outputs, Refs
@@ -66,9 +67,10 @@ def _run(step: Step, refs: Refs) -> Outputs:
     if step.action is Action.CREATE:
         try:
             return resource.create(desired)
-        except ClientError as exc:
-            # A create retried after a lost answer met its own first attempt: adopt that.
-            found = resource.read() if met_itself(exc) else None
+        except (BotoCoreError, ClientError) as exc:
+            # A create retried after a lost answer met its own first attempt, or whose last
+            # answer was lost (botocore's retries or its retry quota ran out): adopt what it made.
+            found = resource.read() if met_itself(exc) or transient(exc) else None
             if found is None or not found.owned:
                 raise
             resource.ctx.progress(resource.key, "adopted what a create whose answer was lost made")

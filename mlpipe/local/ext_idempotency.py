@@ -3,8 +3,8 @@ returns what the first one made instead of making another (moto ignores the toke
 
 https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html: "If you repeat a
 request with the same client token and the same parameters, the request succeeds and returns
-the result of the original request". Covered: ``CreateRouteTable`` and ``CreateVpcEndpoint``,
-the token-taking creates mlpipe makes.
+the result of the original request". Covered: ``CreateRouteTable``, ``CreateVpcEndpoint`` and
+``CreateFlowLogs``, the token-taking creates mlpipe makes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ec2.models import EC2Backend
+from moto.ec2.responses.flow_logs import FlowLogs
 from moto.ec2.responses.route_tables import RouteTables
 
 # Per EC2 backend (one per account and region): client token -> route table id.
 _route_tables: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+# Per EC2 backend: client token -> the flow log ids its create made.
+_flow_logs: weakref.WeakKeyDictionary[Any, dict[str, list[str]]] = weakref.WeakKeyDictionary()
 
 
 def _create_route_table(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,6 +35,21 @@ def _create_route_table(original: Callable[..., Any]) -> Callable[..., Any]:
         created = set(backend.route_tables) - before
         if token and created:
             made[token] = created.pop()
+        return result
+
+    return create
+
+
+def _create_flow_logs(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create(self: FlowLogs) -> Any:
+        token, backend = self._get_param("ClientToken"), self.ec2_backend
+        made = _flow_logs.setdefault(backend, {})
+        if token and made.get(token) and set(made[token]) <= set(backend.flow_logs):
+            return ActionResult({"FlowLogIds": made[token], "Unsuccessful": []})
+        before = set(backend.flow_logs)
+        result = original(self)
+        if token:
+            made[token] = sorted(set(backend.flow_logs) - before)
         return result
 
     return create
@@ -54,3 +72,4 @@ def install() -> None:
 
     wrap(RouteTables, "create_route_table", _create_route_table)
     wrap(EC2Backend, "create_vpc_endpoint", _create_vpc_endpoint)
+    wrap(FlowLogs, "create_flow_logs", _create_flow_logs)

@@ -8,6 +8,8 @@
 - ``AssociateWebACL`` refuses an API Gateway stage that does not exist
   (``WAFNonexistentItemException``); a resource has at most one web ACL, so associating another
   one replaces the association (moto records the resource under both).
+- A name already taken in the scope is refused with ``WAFDuplicateItemException`` (its code in
+  the API reference, API_CreateWebACL.html "Errors"); moto answers ``WafV2DuplicateItem``.
 - A rule that references a rule group (``ManagedRuleGroupStatement``,
   ``RuleGroupReferenceStatement``) takes an ``OverrideAction`` and no ``Action``; any other rule
   takes an ``Action`` and no ``OverrideAction`` (``WAFInvalidParameterException``).
@@ -19,7 +21,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from moto.wafv2.exceptions import WAFNonexistentItemException, WAFv2ClientError
+from moto.wafv2.exceptions import (
+    WAFNonexistentItemException,
+    WAFv2ClientError,
+    WAFV2DuplicateItemException,
+)
 from moto.wafv2.models import APIGATEWAY_REGEX, WAFV2Backend
 
 from mlpipe.local.moto_ext import _wrap
@@ -33,6 +39,15 @@ class WAFAssociatedItemException(WAFv2ClientError):
             "WAFAssociatedItemException",
             "AWS WAF couldn't perform the operation because your resource is being used by "
             "another resource or it's associated with another resource.",
+        )
+
+
+class WAFDuplicateItemException(WAFv2ClientError):
+    def __init__(self) -> None:
+        super().__init__(
+            "WAFDuplicateItemException",
+            "AWS WAF could not perform the operation because some resource in your request is a "
+            "duplicate of an existing one.",
         )
 
 
@@ -58,7 +73,10 @@ def _create(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_web_acl(self: WAFV2Backend, *args: Any, **kwargs: Any) -> Any:
         rules = args[6] if len(args) > 6 else kwargs.get("rules")
         check_rules(rules)
-        return original(self, *args, **kwargs)
+        try:
+            return original(self, *args, **kwargs)
+        except WAFV2DuplicateItemException:
+            raise WAFDuplicateItemException() from None
 
     return create_web_acl
 

@@ -705,16 +705,32 @@ class Endpoints(Ec2):
         return [e for e in found if e["State"].lower() not in GONE]
 
     def create_endpoint(self, endpoint_type: str, desired: Mapping[str, Any], **extra: Any) -> str:
-        return str(
-            self.ec2.create_vpc_endpoint(
-                VpcEndpointType=endpoint_type,
-                VpcId=desired["VpcId"],
-                ServiceName=desired["ServiceName"],
-                ClientToken=str(uuid.uuid4()),
-                TagSpecifications=self.tag_specs(desired["Tags"]),
-                **extra,
-            )["VpcEndpoint"]["VpcEndpointId"]
-        )
+        """Made once (`Context.create_once`): after a lost answer, the endpoint of this service
+        in this VPC, tagged with this key, is adopted; a create tried again keeps the client
+        token, so AWS returns what the first attempt made."""
+        token = str(uuid.uuid4())
+
+        def create(ec2: Any) -> str:
+            return str(
+                ec2.create_vpc_endpoint(
+                    VpcEndpointType=endpoint_type,
+                    VpcId=desired["VpcId"],
+                    ServiceName=desired["ServiceName"],
+                    ClientToken=token,
+                    TagSpecifications=self.tag_specs(desired["Tags"]),
+                    **extra,
+                )["VpcEndpoint"]["VpcEndpointId"]
+            )
+
+        def find() -> str | None:
+            made = (
+                e["VpcEndpointId"]
+                for e in self.live(endpoint_type)
+                if e["ServiceName"] == desired["ServiceName"] and e["VpcId"] == desired["VpcId"]
+            )
+            return next(made, None)
+
+        return self.create_once("ec2", create, find)
 
     def remove(self, endpoint_ids: list[str]) -> None:
         """Delete endpoints and wait (bounded) until AWS has finished deleting them."""

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 
 from mlpipe import resources
+from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import OWNER_TAG, RESOURCE_TAG, Context
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.local.faults import Rule, injected
 from mlpipe.resources import kms, network
+from mlpipe.resources.logs import LogGroup
 from tests.resources.endpoint_support import FakeTime, fake_time
 from tests.support import converge
 
@@ -219,3 +222,30 @@ def test_lost_answers_to_half_the_writes_still_converge_in_one_apply(
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     assert counts(ctx) == one_of_each(ctx)
     assert plan_apply(resources.build(ctx)).changes == []
+
+
+def test_a_create_whose_every_answer_is_lost_adopts_what_it_made(ctx: Context) -> None:
+    """botocore gives up on a call whose answers are all lost: the create is looked for."""
+    run = replace(ctx, aws=Aws(AwsTarget(region=REGION, max_attempts=2)))
+    group = LogGroup(run, "flow-logs", run.names.flow_log_group, 30)
+    built = [*kms.resources(run), group]
+    with injected(Rule("logs:CreateLogGroup", "lose", None)) as faults:
+        report = execute(plan_apply(built))
+    assert faults.counts()["lose"] == 2
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    observed = group.read()
+    assert observed is not None and observed.owned
+    assert observed.state["RetentionInDays"] == 30
+    assert plan_apply(built).changes == []
+
+
+def test_vpc_endpoints_whose_every_answer_is_lost_are_adopted_once(ctx: Context) -> None:
+    built = [*kms.resources(ctx), *network.resources(ctx)]
+    with injected(Rule("ec2:CreateVpcEndpoint", "lose", None)) as faults:
+        report = execute(plan_apply(built))
+    endpoints = len(network.GATEWAY_ENDPOINTS) + len(ctx.spec.network.interface_endpoints)
+    assert faults.counts()["lose"] == endpoints
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    live = {k: n for k, n in tagged_ec2(ctx).items() if "endpoint" in k}
+    assert live == {k: n for k, n in one_of_each(ctx).items() if "endpoint" in k}
+    assert plan_apply(built).changes == []

@@ -48,3 +48,15 @@ def test_embedded_aws_returns_the_first_result_for_a_repeated_client_token(ctx: 
     assert made == same
     listed = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])
     assert len(listed["VpcEndpoints"]) == 1
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="flow-log-bucket")
+    logs = {
+        "ResourceIds": [vpc],
+        "ResourceType": "VPC",
+        "TrafficType": "ALL",
+        "LogDestinationType": "s3",
+        "LogDestination": "arn:aws:s3:::flow-log-bucket",
+    }
+    flow = ec2.create_flow_logs(**logs, ClientToken="f-1")
+    repeated = ec2.create_flow_logs(**logs, ClientToken="f-1")
+    assert repeated["FlowLogIds"] == flow["FlowLogIds"] and not repeated["Unsuccessful"]
+    assert len(ec2.describe_flow_logs()["FlowLogs"]) == 1

@@ -144,6 +144,13 @@ def test_a_rule_with_the_wrong_action_field_is_refused(ctx: Context, rule: dict[
     assert error(caught) == "WAFInvalidParameterException"
 
 
+def test_a_taken_name_is_refused_with_wafs_duplicate_item_code(ctx: Context) -> None:
+    create([BLOCK_ALL])
+    with pytest.raises(ClientError) as caught:
+        create([BLOCK_ALL])
+    assert error(caught) == "WAFDuplicateItemException"
+
+
 def test_update_web_acl_replaces_the_rules(ctx: Context) -> None:
     summary = create([BLOCK_ALL, MANAGED])
     client().update_web_acl(
