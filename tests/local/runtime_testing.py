@@ -20,21 +20,9 @@ from mlpipe.core.context import Context
 from mlpipe.local import moto_ext
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.server import LocalAws
-from mlpipe.resources import (
-    api,
-    api_access,
-    artifacts,
-    dynamodb,
-    iam,
-    kinesis,
-    kms,
-    lambdas,
-    network,
-    s3,
-    ssm,
-)
 from mlpipe.spec import Names, load_spec
 from tests.conftest import SPEC_PATH
+from tests.resources.serving import everything
 from tests.support import converge
 
 REGION = "us-east-1"
@@ -94,10 +82,7 @@ def converged_pipeline() -> Iterator[Pipeline]:
             spec = spec.model_copy(update={"lambdas": toy})
             names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
             ctx = Context(aws, spec, names, wait=wait_none(), consistency_timeout=5)
-            # The registry's version metadata records the artifacts the apply uploads.
-            modules = (kms, s3, artifacts, iam, dynamodb, ssm, network, lambdas, kinesis, api)
-            modules += (api_access,)
-            converge([r for m in modules for r in m.resources(ctx)])
+            converge(everything(ctx))
             yield Pipeline(local, ctx, aws.client)
     if not installed_before:
         moto_ext.uninstall_extensions()
