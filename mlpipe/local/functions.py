@@ -5,8 +5,10 @@ but cannot run its code without Docker. A :class:`LocalFunction` runs it here in
 handler module is loaded from the function's source directory (``lambdas/<package>``, the
 directory its deployment package is built from) as a submodule of a package of its own, so
 two functions, or two loads of the same function, never share module state, and the
-directory is never put on ``sys.path``: a handler imports its own modules relatively (the
-pipeline's handlers import only the standard library and boto3).
+directory is never put on ``sys.path``: a handler imports its own modules relatively, and the
+shared modules its package carries at its root (``lambdas/common``) by their top-level names,
+loaded for it alone (the pipeline's handlers import nothing else but the standard library and
+boto3).
 
 Environment. Handlers read ``os.environ`` when they are imported and when they run, and boto3
 reads its endpoint, region and credentials from it when a client is created, so the
@@ -50,6 +52,8 @@ from urllib.parse import urlsplit
 
 import boto3
 import boto3.session
+
+import lambdas as lambda_sources
 
 if TYPE_CHECKING:
     from mlpipe.local.metrics import MetricSink
@@ -102,6 +106,24 @@ def pipeline_sources(names: Names) -> dict[str, Path]:
     from mlpipe.resources.lambdas import PURPOSES, SOURCES
 
     return {names.function(p): SOURCES / p.replace("-", "_") for p in PURPOSES}
+
+
+@contextlib.contextmanager
+def _shared_modules(package: str) -> Iterator[None]:
+    """While a handler is imported, its own copies of the shared modules (``lambdas/common``,
+    which its deployment package carries at its root) answer to their top-level names."""
+    names = [path.stem for path in lambda_sources.common_modules()]
+    before = {name: sys.modules.get(name) for name in names}
+    try:
+        for name in names:
+            sys.modules[name] = importlib.import_module(f"{package}.{name}")
+        yield
+    finally:
+        for name, module in before.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 @dataclass(frozen=True)
@@ -283,11 +305,12 @@ class LocalFunction:
             )
         package = f"_mlpipe_lambda_{uuid.uuid4().hex}"
         spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
-        spec.submodule_search_locations = [str(self.source)]
+        spec.submodule_search_locations = [str(self.source), str(lambda_sources.COMMON)]
         sys.modules[package] = importlib.util.module_from_spec(spec)
         self._package = package
         try:
-            module: ModuleType = importlib.import_module(f"{package}.{module_path}")
+            with _shared_modules(package):
+                module: ModuleType = importlib.import_module(f"{package}.{module_path}")
         except ImportError as exc:
             raise _InitError(
                 "Runtime.ImportModuleError",

@@ -4,8 +4,9 @@ log groups.
 Code: each function's package directory (`lambdas/<package>`) is zipped deterministically
 (entries sorted, timestamps 1980-01-01, permissions 0644, no bytecode, stored uncompressed so
 the bytes do not depend on the zlib build) with the package's files at the zip root, so the
-handler is `handler.handler`. The content hash, base64(sha256(zip)), is compared with the
-function's `CodeSha256`: unchanged code makes no UpdateFunctionCode call.
+handler is `handler.handler`, and beside them the shared modules of `lambdas/common` (which the
+handler imports by their top-level names). The content hash, base64(sha256(zip)), is compared
+with the function's `CodeSha256`: unchanged code makes no UpdateFunctionCode call.
 
 Every function runs in the pipeline's private subnets, traces with X-Ray (Active), encrypts its
 environment with the pipeline key and has reserved concurrency from the spec.
@@ -76,17 +77,26 @@ def function_arn(ctx: Context, purpose: str) -> str:
     )
 
 
-def build_zip(source: Path) -> bytes:
-    """The deployment package of a source directory, byte-for-byte reproducible."""
-    files = sorted(
-        path
+def package_files(source: Path) -> dict[str, Path]:
+    """A function's deployment package: name in the zip → file (its own files, then the shared
+    modules at the root)."""
+    files = {
+        path.relative_to(source).as_posix(): path
         for path in source.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    )
+    }
+    for path in lambda_sources.common_modules():
+        if files.setdefault(path.name, path) != path:
+            raise MlpipeError(f"{source / path.name} would hide the shared module {path}")
+    return files
+
+
+def build_zip(source: Path) -> bytes:
+    """The deployment package of a source directory, byte-for-byte reproducible."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in files:
-            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=ZIP_DATE)
+        for name, path in sorted(package_files(source).items()):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.create_system = 3  # Unix, so the permission bits below are honoured
             info.external_attr = 0o100644 << 16
             info.compress_type = zipfile.ZIP_STORED

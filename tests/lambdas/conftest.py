@@ -144,8 +144,7 @@ class Pipeline:
 
     def fresh(self, module: Any) -> FakeClock:
         """Drop a handler module's cached clients and parameters; fake its clocks."""
-        module._clients.clear()
-        module._params.clear()
+        module._runtime.clear()
         clock = FakeClock()
         self.monkeypatch.setattr(module, "_now", clock)
         self.monkeypatch.setattr(module, "_wall", lambda: WALL_CLOCK)

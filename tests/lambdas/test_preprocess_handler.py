@@ -235,7 +235,7 @@ def test_unknown_served_variant_falls_back_to_active_version(pipeline: Any, cloc
     pipeline.queue(([0.3], "ModelC"))
     stream = io.StringIO()
     capture = logging.StreamHandler(stream)
-    capture.setFormatter(pre._JsonFormatter())
+    capture.setFormatter(pre.logger.handlers[0].formatter)
     pre.logger.addHandler(capture)
     try:
         status, body = call(api_event({"features": [1.0]}))

@@ -73,7 +73,7 @@ def failures(result: dict[str, Any]) -> list[str]:
 def capture_logs() -> tuple[logging.Handler, io.StringIO]:
     stream = io.StringIO()
     capture = logging.StreamHandler(stream)
-    capture.setFormatter(sp._JsonFormatter())
+    capture.setFormatter(sp.logger.handlers[0].formatter)
     sp.logger.addHandler(capture)
     return capture, stream
 

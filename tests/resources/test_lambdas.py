@@ -69,7 +69,7 @@ def test_zip_is_reproducible_flat_and_free_of_bytecode(tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(package)) as archive:
         infos = archive.infolist()
     names = [i.filename for i in infos]
-    assert names == sorted(names) == ["__init__.py", "handler.py"]
+    assert names == sorted(names) == ["__init__.py", "handler.py", "inference_common.py"]
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {(i.external_attr >> 16) & 0o777 for i in infos} == {0o644}
     assert code_sha256(package) == base64.b64encode(hashlib.sha256(package).digest()).decode()
