@@ -1,14 +1,18 @@
-"""Scoring: request encoding, payload packing and the SageMaker endpoint-backed scorer."""
+"""Scoring: request encoding, payload packing and the SageMaker endpoint-backed scorer.
+
+The deployment state is read with ``inference_common`` (``lambdas/common``), the module the
+Lambda handlers share: the image carries it beside the ``batch_job`` package."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
+from inference_common import Deployment, DeploymentStateError, parse_deployment
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +73,13 @@ def pack_ranges(sizes: Sequence[int], max_bytes: int) -> Iterator[tuple[int, int
 class VersionMap:
     """Maps the production variant that served a request to the model version behind it."""
 
-    by_variant: dict[str, str] = field(default_factory=dict)
+    deployment: Deployment | None = None
     active_version: str | None = None
 
     def resolve(self, variant: str | None) -> str:
-        if variant is not None and variant in self.by_variant:
-            return self.by_variant[variant]
+        version = self.deployment.version_of(variant) if self.deployment else None
+        if version is not None:
+            return version
         if self.active_version is None:
             raise ScoringError(
                 f"variant {variant!r} is not in the deployment state and no active version is set"
@@ -92,17 +97,6 @@ def _get_parameter(ssm: Any, name: str) -> str | None:
         raise
 
 
-def parse_deployment(text: str) -> dict[str, str]:
-    """Variant name -> model version from the deployment state JSON."""
-    try:
-        state = json.loads(text)
-        variants = state["variants"]
-        mapping = {str(v["name"]): str(v["version"]) for v in variants}
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ScoringError(f"deployment state is malformed: {exc!r}") from exc
-    return mapping
-
-
 def load_version_map(
     ssm: Any, active_version_param: str, deployment_param: str | None
 ) -> VersionMap:
@@ -112,13 +106,16 @@ def load_version_map(
     every prediction.
     """
     active = _get_parameter(ssm, active_version_param)
-    deployment = _get_parameter(ssm, deployment_param) if deployment_param else None
-    mapping = parse_deployment(deployment) if deployment else {}
-    if active is None and not mapping:
+    text = _get_parameter(ssm, deployment_param) if deployment_param else None
+    try:
+        deployment = parse_deployment(text) if text else None
+    except DeploymentStateError as exc:
+        raise ScoringError(f"deployment state is malformed: {exc}") from exc
+    if active is None and deployment is None:
         raise ScoringError(
             f"neither {active_version_param!r} nor the deployment state names a model version"
         )
-    return VersionMap(by_variant=mapping, active_version=active)
+    return VersionMap(deployment, active)
 
 
 class EndpointScorer:

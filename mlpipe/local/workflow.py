@@ -13,6 +13,7 @@ would.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -163,7 +164,7 @@ class LocalWorkflow:
         )["jobId"]
         env = {
             "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "lambdas" / "common"))),
             **{e["name"]: e["value"] for e in container.get("environment", [])},
             **overrides,
             **runtime_environment(

@@ -19,7 +19,10 @@ UNTAGGED = {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit
 LIFECYCLE = {"rules": [{"rulePriority": 1, "description": "expire untagged images",
                         "selection": {**UNTAGGED, "countNumber": 14},
                         "action": {"type": "expire"}}]}  # fmt: skip
-PUSH = "docker build -t {uri} batch_job/ && docker push {uri} (README: the batch job's image)"
+PUSH = (
+    "docker build -f batch_job/Dockerfile -t {uri} . && docker push {uri} "
+    "(README: the batch job's image)"
+)
 
 
 def repository_name(ctx: Context) -> str:

@@ -10,6 +10,7 @@ import boto3
 import pytest
 import requests
 from batch_job_support import ACTIVE_PARAM, DEPLOYMENT_PARAM, REGION, RUN_ID, Pipeline
+from inference_common import Deployment, VariantState
 
 from batch_job.scoring import ScoringError, VersionMap, encode_request, load_version_map
 
@@ -142,7 +143,12 @@ def test_version_map_reads_deployment_state_and_active_version(aws: None) -> Non
 
     versions = load_version_map(ssm, ACTIVE_PARAM, DEPLOYMENT_PARAM)
 
-    assert versions == VersionMap({"ModelA": "v1.0.0", "ModelB": "v2.0.0"}, "v1.0.0")
+    assert versions.active_version == "v1.0.0"
+    assert versions.deployment == Deployment(
+        (VariantState("ModelA", "v1.0.0", 80), VariantState("ModelB", "v2.0.0", 20)),
+        "ModelA",
+        "ModelB",
+    )
     assert versions.resolve("ModelB") == "v2.0.0"
     assert versions.resolve("AllTraffic") == "v1.0.0"
     assert versions.resolve(None) == "v1.0.0"
@@ -168,4 +174,4 @@ def test_malformed_deployment_state_is_an_error(aws: None) -> None:
 
 def test_unknown_variant_without_active_version_is_an_error() -> None:
     with pytest.raises(ScoringError, match="ModelC"):
-        VersionMap({"ModelA": "v1.0.0"}, None).resolve("ModelC")
+        VersionMap(Deployment((VariantState("ModelA", "v1.0.0", 100),), "ModelA")).resolve("ModelC")

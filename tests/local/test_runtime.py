@@ -21,6 +21,7 @@ import boto3
 import joblib
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from inference_common import parse_deployment
 from localaws_testing import ACCOUNT, REGION, FakeClock
 
 from batch_job.scoring import EndpointScorer, VersionMap
@@ -456,7 +457,12 @@ def test_boto3_code_runs_unchanged_pointed_at_the_runtime_by_environment(
     scorer = EndpointScorer(
         boto3.client("sagemaker-runtime", region_name=REGION),
         ENDPOINT,
-        VersionMap(by_variant={"ModelA": "v1.0.0", "ModelB": "v2.0.0"}),
+        VersionMap(
+            parse_deployment(
+                '{"variants": [{"name": "ModelA", "version": "v1.0.0", "weight": 50}, '
+                '{"name": "ModelB", "version": "v2.0.0", "weight": 50}], "champion": "ModelA"}'
+            )
+        ),
     )
     rows = heldout[0][:5]
     result = scorer(rows)

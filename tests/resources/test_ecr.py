@@ -50,8 +50,8 @@ def test_plan_says_how_to_push_a_missing_tag(ctx: Context) -> None:
     step = next(s for s in plan_apply(resources).steps if s.key == ecr.REPOSITORY)
     uri = f"{ctx.aws.account}.dkr.ecr.{REGION}.amazonaws.com/ml-pipeline-prod-batch:1.0.0"
     assert step.notes == [
-        f"batch.image {uri} is not in the repository yet: docker build -t {uri} batch_job/ "
-        f"&& docker push {uri} (README: the batch job's image)"
+        f"batch.image {uri} is not in the repository yet: docker build -f batch_job/Dockerfile "
+        f"-t {uri} . && docker push {uri} (README: the batch job's image)"
     ]
     four_step(ctx, resources)
     boto3.client("ecr", region_name=REGION).put_image(
