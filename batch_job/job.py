@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -238,26 +238,17 @@ def done_marker_prefix(run_id: str) -> str:
     return f"runs/{run_id}/done/"
 
 
+@dataclass
 class _Job:
-    def __init__(
-        self,
-        config: JobConfig,
-        s3: Any,
-        dynamodb: Any,
-        score: Scorer,
-        sleep: Callable[[float], None],
-        clock: Callable[[], float],
-        summary: JobSummary,
-    ) -> None:
-        self.config = config
-        self.s3 = s3
-        self.dynamodb = dynamodb
-        self.score = score
-        self.sleep = sleep
-        self.clock = clock
-        self.summary = summary
-        self.run = RunClock(0, "")
-        self.done: set[str] = set()
+    config: JobConfig
+    s3: Any
+    dynamodb: Any
+    score: Scorer
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    summary: JobSummary
+    run: RunClock = RunClock(0, "")
+    done: set[str] = field(default_factory=set)
 
     def execute(self) -> None:
         config = self.config

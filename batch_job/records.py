@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -181,30 +181,8 @@ class ObjectParser:
                 reason=MISSING_FEATURES,
                 detail="features must be a non-empty list",
             )
-        features: list[float] = []
-        for position, value in enumerate(raw_features):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return Record(
-                    index,
-                    text,
-                    record_id=record_id,
-                    reason=NON_NUMERIC,
-                    detail=f"feature {position}: {value!r}",
-                )
-            try:
-                number = float(value)
-            except OverflowError:
-                number = math.inf
-            if not math.isfinite(number):
-                return Record(
-                    index,
-                    text,
-                    record_id=record_id,
-                    reason=NON_FINITE,
-                    detail=f"feature {position}: {value!r}",
-                )
-            features.append(number)
-        return Record(index, text, record_id=record_id, features=tuple(features))
+        cells = ((f"feature {p}", v, _json_number(v)) for p, v in enumerate(raw_features))
+        return _with_features(index, text, record_id, cells)
 
     def _parse_csv(self, index: int, text: str) -> Record:
         try:
@@ -221,38 +199,49 @@ class ObjectParser:
         record_id: str | None = None
         if self._id_column is not None:
             record_id = row[self._id_column].strip() or None
-        features: list[float] = []
-        for position, (name, cell) in enumerate(zip(self._columns, row, strict=True)):
-            if position == self._id_column:
-                continue
-            value = cell.strip()
-            try:
-                if "_" in value:
-                    raise ValueError
-                number = float(value)
-            except ValueError:
-                return Record(
-                    index,
-                    text,
-                    record_id=record_id,
-                    reason=NON_NUMERIC,
-                    detail=f"column {name!r}: {cell!r}",
-                )
-            if not math.isfinite(number):
-                return Record(
-                    index,
-                    text,
-                    record_id=record_id,
-                    reason=NON_FINITE,
-                    detail=f"column {name!r}: {cell!r}",
-                )
-            features.append(number)
-        if not features:
+        cells = (
+            (f"column {name!r}", cell, _csv_number(cell))
+            for position, (name, cell) in enumerate(zip(self._columns, row, strict=True))
+            if position != self._id_column
+        )
+        return _with_features(index, text, record_id, cells)
+
+
+def _json_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _csv_number(cell: str) -> float | None:
+    value = cell.strip()
+    try:
+        return None if "_" in value else float(value)
+    except ValueError:
+        return None
+
+
+def _with_features(
+    index: int,
+    text: str,
+    record_id: str | int | None,
+    cells: Iterable[tuple[str, Any, float | None]],
+) -> Record:
+    """The record of these ``(where, raw value, number or None)`` features: rejected at the
+    first that is not a number or not finite, or when there are none."""
+    features: list[float] = []
+    for where, raw, number in cells:
+        if number is None or not math.isfinite(number):
+            reason = NON_NUMERIC if number is None else NON_FINITE
             return Record(
-                index,
-                text,
-                record_id=record_id,
-                reason=MISSING_FEATURES,
-                detail="no feature columns",
+                index, text, record_id=record_id, reason=reason, detail=f"{where}: {raw!r}"
             )
-        return Record(index, text, record_id=record_id, features=tuple(features))
+        features.append(number)
+    if not features:
+        return Record(
+            index, text, record_id=record_id, reason=MISSING_FEATURES, detail="no feature columns"
+        )
+    return Record(index, text, record_id=record_id, features=tuple(features))
