@@ -1,5 +1,5 @@
 """Each function's deployment package is self-contained: its handler imports the shared module
-from the package's root and nothing of mlpipe."""
+from the package's root and nothing of mlpipe; the local runtime loads it the same way."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lambdas import COMMON
+from mlpipe.local.functions import FunctionConfig, LocalFunction, runtime_environment
 from mlpipe.resources.lambdas import PURPOSES, SOURCES, build_zip
 
 PROBE = """
@@ -44,3 +46,36 @@ def test_the_handler_imports_from_its_package_alone(purpose: str, tmp_path: Path
     found = json.loads(probe.stdout.splitlines()[-1])
     assert Path(found["common"]).resolve().parent == tmp_path.resolve()
     assert found["mlpipe"] == []
+
+
+SHARED_PROBE = """
+import inference_common
+
+inference_common.calls = getattr(inference_common, "calls", 0)
+
+
+def handler(event, context):
+    inference_common.calls += 1
+    return {"calls": inference_common.calls, "file": inference_common.__file__}
+"""
+
+
+def test_the_local_runtime_gives_each_function_its_own_shared_module(tmp_path: Path) -> None:
+    (tmp_path / "handler.py").write_text(SHARED_PROBE)
+    before = sys.modules.get("inference_common")
+    config = FunctionConfig(
+        name="probe",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:probe",
+        handler="handler.handler",
+        timeout=3,
+        memory_mb=128,
+    )
+    env = runtime_environment("http://127.0.0.1:4599", "us-east-1")
+    one, two = LocalFunction(config, tmp_path, env), LocalFunction(config, tmp_path, env)
+
+    first = one.invoke({})
+    assert first.ok, first.error
+    assert Path(first.payload["file"]) == COMMON / "inference_common.py"
+    assert one.invoke({}).payload["calls"] == 2
+    assert two.invoke({}).payload["calls"] == 1  # a module of its own, as in its own zip
+    assert sys.modules.get("inference_common") is before
