@@ -8,7 +8,7 @@ from types import ModuleType
 
 import boto3
 import pytest
-from inference_common import Deployment, VariantState
+from inference_common import Deployment, DeploymentStateError, VariantState, parse_deployment
 
 from batch_job.scoring import ScoringError, load_version_map
 from lambdas.preprocess import handler as preprocess
@@ -131,3 +131,31 @@ def test_a_renamed_field_is_refused_by_every_reader(readers_env: Context) -> Non
         load_version_map(
             boto3.client("ssm"), ctx.names.active_version_param, ctx.names.deployment_param
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "not JSON"),
+        ('{"variants": {}}', "no 'variants' list"),
+        ('{"variants": ["A"], "champion": "A"}', r"variants\[0\] must be an object"),
+        (
+            '{"variants": [{"name": "A", "version": "v1", "weight": 101}], "champion": "A"}',
+            r"variants\[0\]\.weight",
+        ),
+        (
+            '{"variants": [{"name": "A", "version": "v1", "weight": true}], "champion": "A"}',
+            r"variants\[0\]\.weight",
+        ),
+        ('{"variants": [{"name": "A", "weight": 100}], "champion": "A"}', r"\.version"),
+        ('{"variants": [{"name": "A", "version": "v1", "weight": 100}]}', "champion"),
+        (
+            '{"variants": [{"name": "A", "version": "v1", "weight": 100}], "champion": "A", '
+            '"challenger": 3}',
+            "challenger",
+        ),
+    ],
+)
+def test_the_parser_refuses_what_does_not_follow_the_schema(text: str, problem: str) -> None:
+    with pytest.raises(DeploymentStateError, match=problem):
+        parse_deployment(text)
