@@ -16,7 +16,7 @@ from typing import Any
 
 from mlpipe.core.clients import AwsTarget
 from mlpipe.core.executor import Status
-from mlpipe.core.pipeline import Pipeline
+from mlpipe.pipeline import Pipeline
 from mlpipe.local import moto_ext
 from mlpipe.local.server import LocalAws
 from mlpipe.spec import Spec, load_spec

@@ -28,7 +28,7 @@ import _common as common
 
 from mlpipe.core.diff import contains_unknown
 from mlpipe.core.executor import Report
-from mlpipe.core.pipeline import Pipeline
+from mlpipe.pipeline import Pipeline
 from mlpipe.core.resource import Refs
 from mlpipe.examples.models import build_examples
 from mlpipe.local import latency, moto_ext

@@ -34,7 +34,7 @@ import _common as common
 import boto3
 from botocore.client import BaseClient
 
-from mlpipe.core.pipeline import Pipeline
+from mlpipe.pipeline import Pipeline
 from mlpipe.examples.models import HELDOUT_FILE, build_examples, read_heldout
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.runtime import LocalRuntime

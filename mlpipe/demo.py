@@ -27,13 +27,13 @@ from mlpipe.core.clients import AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report
-from mlpipe.core.pipeline import Pipeline
 from mlpipe.local import alarms, moto_ext
 from mlpipe.local.server import LocalAws
 from mlpipe.local.services import LocalServices
 from mlpipe.local.workflow import LocalWorkflow
 from mlpipe.ops import deployments
 from mlpipe.ops.client import ApiClient, Prediction, api_client
+from mlpipe.pipeline import Pipeline
 from mlpipe.resources.iam import Arns
 from mlpipe.spec import Spec
 

@@ -9,7 +9,7 @@ other, in another process, in any order. What keeps them apart:
   ``mlpipe local up --port 0``; never a fixed port.
 - moto's state is per process: ``ctx`` (and every ``mock_aws()``) starts from an empty account.
 - Time that mlpipe waits (retries, eventual consistency, endpoint transitions) is injected:
-  ``ctx`` has ``wait=wait_none()``; see ``tests/resources/endpoint_support.py`` for a clock.
+  ``ctx`` has a ``FakeTime`` clock (``tests/support.py``): its waits pass in fake seconds.
 
 - moto's EC2 backends load no public AMIs and endpoints change state at once unless a test
   sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 from moto import mock_aws
-from tenacity import wait_none
 
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.local.moto_ext import install_extensions
 from mlpipe.spec import Names, Spec, load_spec
+from tests.support import FakeTime
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "config" / "pipeline.yaml"
@@ -71,12 +71,12 @@ def spec() -> Spec:
 def make_context(spec: Spec) -> Context:
     aws = Aws(AwsTarget(region="us-east-1"))
     names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
-    return Context(aws, spec, names, wait=wait_none(), consistency_timeout=5)
+    return Context(aws, spec, names, clock=FakeTime().clock(), consistency_timeout=5)
 
 
 @pytest.fixture
 def ctx(fake_credentials: None, spec: Spec) -> Iterator[Context]:
-    """A run context on moto's in-process AWS; eventual-consistency retries never sleep."""
+    """A run context on moto's in-process AWS; its waits and retries never sleep for real."""
     with mock_aws():
         install_extensions()
         yield make_context(spec)

@@ -14,8 +14,8 @@ from mlpipe.core.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from mlpipe.core.executor import Outcome
-    from mlpipe.core.pipeline import Pipeline
     from mlpipe.core.plan import Plan, Step
+    from mlpipe.pipeline import Pipeline
 
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 PARALLELISM = typer.Option(8, min=1, max=64, help="Resources worked on at once.")

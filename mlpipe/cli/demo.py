@@ -14,8 +14,8 @@ from mlpipe.cli.options import local_server, options
 from mlpipe.cli.output import err, out, stderr
 
 if TYPE_CHECKING:
-    from mlpipe.core.pipeline import Pipeline
     from mlpipe.local.services import LocalServices
+    from mlpipe.pipeline import Pipeline
 
 
 class RichReporter:

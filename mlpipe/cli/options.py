@@ -21,7 +21,7 @@ from mlpipe.cli import validation
 if TYPE_CHECKING:
     from mlpipe.core.clients import AwsTarget
     from mlpipe.core.context import Progress
-    from mlpipe.core.pipeline import Pipeline
+    from mlpipe.pipeline import Pipeline
 
 DEFAULT_SPEC = Path("config/pipeline.yaml")
 LOCAL_EXTRA = "pip install 'mlpipe[local]'"
@@ -50,7 +50,7 @@ class Options:
         )
 
     def pipeline(self, progress: Progress | None = None) -> Pipeline:
-        from mlpipe.core.pipeline import Pipeline
+        from mlpipe.pipeline import Pipeline
         from mlpipe.spec import load_spec
 
         spec = load_spec(self.spec)  # a bad spec stops here, before any AWS call

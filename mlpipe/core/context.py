@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    retry_if_result,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from mlpipe.core.clients import Aws
 from mlpipe.core.diff import RUN_TAG
 from mlpipe.core.errors import describe_error, error_code
 from mlpipe.core.transient import named
-from mlpipe.spec import Names, Spec
+from mlpipe.core.wait import Clock, Pending, TimedOut, poll
 
 T = TypeVar("T")
+
+
+class Settings(Protocol):
+    """What the core reads of a spec: the tags every resource carries."""
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+
+class Naming(Protocol):
+    """What the core reads of the names: the pipeline's identity, its tag value."""
+
+    @property
+    def pipeline_id(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=Settings)
+NamesT = TypeVar("NamesT", bound=Naming)
 
 OWNER_TAG = "mlpipe:pipeline"
 RESOURCE_TAG = "mlpipe:resource"
@@ -56,12 +67,14 @@ def _quiet(_key: str, _message: str) -> None:
 
 
 @dataclass
-class Context:
+class Context(Generic[SpecT, NamesT]):
+    """The core knows the spec and the names only through `Settings` and `Naming`."""
+
     aws: Aws
-    spec: Spec
-    names: Names
-    # tenacity wait strategy for eventual consistency; tests inject wait_none().
-    wait: Any = field(default_factory=lambda: wait_exponential(multiplier=0.5, max=8))
+    spec: SpecT
+    names: NamesT
+    # The time source and sleep of every wait and retry; tests pass a clock that never sleeps.
+    clock: Clock = field(default_factory=Clock)
     consistency_timeout: float = 120.0
     progress: Progress = _quiet
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -84,34 +97,43 @@ class Context:
         transient, is the create tried again.
         """
 
-        def attempt() -> T:
+        def attempt() -> T | Pending[Any]:
             try:
                 return create()
             except (BotoCoreError, ClientError) as exc:
                 found = self._look_for(find)
                 if found is None:
                     self.progress(key, f"create failed, nothing made: {describe_error(exc)}")
+                    if transient(exc):
+                        return Pending(exc, describe_error(exc))
                     raise
                 self.progress(key, f"adopted what a failed create made ({describe_error(exc)})")
                 return found
 
-        retrying = Retrying(
-            retry=retry_if_exception(transient),
-            wait=self.wait,
-            stop=stop_after_attempt(self.create_attempts),
-            reraise=True,
-        )
-        return retrying(attempt)
+        return self._retry(attempt, math.inf, attempts=self.create_attempts)
 
     def _look_for(self, find: Callable[[], T | None]) -> T | None:
         """`find`, asked again a few times: a new resource may take a moment to be listed."""
-        retrying = Retrying(
-            retry=retry_if_result(lambda found: found is None),
-            wait=self.wait,
-            stop=stop_after_attempt(3),
-            retry_error_callback=lambda state: None,
-        )
-        return retrying(find)
+
+        def attempt() -> T | Pending[None]:
+            found = find()
+            return Pending(None, "not listed yet") if found is None else found
+
+        try:
+            return poll(attempt, timeout=math.inf, clock=self.clock, attempts=3)
+        except TimedOut:
+            return None
+
+    def _retry(
+        self, attempt: Callable[[], T | Pending[Any]], timeout: float, attempts: int | None = None
+    ) -> T:
+        """`poll` whose `Pending` values are the errors to retry: the last one is raised."""
+        try:
+            return poll(attempt, timeout=timeout, clock=self.clock, attempts=attempts)
+        except TimedOut as exc:
+            if exc.last is not None and isinstance(exc.last.value, BaseException):
+                raise exc.last.value from None
+            raise
 
     def owns(self, tags: Mapping[str, str] | None) -> bool:
         return (tags or {}).get(OWNER_TAG) == self.names.pipeline_id
@@ -134,13 +156,12 @@ class Context:
         transient errors (`mlpipe.core.transient`), within `consistency_timeout`."""
         entries = named(transient)
 
-        def retryable(exc: BaseException) -> bool:
-            return any(entry.matches(exc) for entry in entries)
+        def attempt() -> T | Pending[Any]:
+            try:
+                return fn()
+            except ClientError as exc:
+                if any(entry.matches(exc) for entry in entries):
+                    return Pending(exc, describe_error(exc))
+                raise
 
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            wait=self.wait,
-            stop=stop_after_delay(self.consistency_timeout),
-            reraise=True,
-        )
-        return retrying(fn)
+        return self._retry(attempt, self.consistency_timeout)

@@ -55,6 +55,10 @@ class Diff:
     def touches(self, prefix: str) -> bool:
         return any(_under(c.path, prefix) for c in self.changes)
 
+    def without(self, prefix: str) -> Diff:
+        """The changes not under `prefix`."""
+        return Diff(tuple(c for c in self.changes if not _under(c.path, prefix)))
+
     def paths(self) -> list[str]:
         return [c.path for c in self.changes]
 

@@ -13,12 +13,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from graphlib import TopologicalSorter
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpipe.core.context import transient
+from mlpipe.core.diff import contains_unknown
 from mlpipe.core.errors import describe_error, met_itself
-from mlpipe.core.plan import Action, Plan, Step
+from mlpipe.core.plan import Action, Plan, Step, decide
 from mlpipe.core.resource import Outputs, Refs
 
 
@@ -54,6 +56,14 @@ class Report:
 Event = Callable[[Step, Outcome | None], None]
 
 
+def _desired(step: Step, refs: Refs) -> dict[str, Any]:
+    """The plan's desired state; computed again, once, only where it held values that were
+    not known at plan time (an id of a resource this run creates)."""
+    if step.desired is not None and not contains_unknown(step.desired):
+        return step.desired
+    return step.resource.desired(refs)
+
+
 def _run(step: Step, refs: Refs) -> Outputs:
     resource, observed = step.resource, step.observed
     if step.action is Action.NOOP:
@@ -63,7 +73,7 @@ def _run(step: Step, refs: Refs) -> Outputs:
         for instance in (*observed.extras, observed):  # extras: left by a crash or race
             resource.delete(instance)
         return {}
-    desired = resource.desired(refs)
+    desired = _desired(step, refs)
     if step.action is Action.CREATE:
         try:
             return resource.create(desired)
@@ -74,17 +84,14 @@ def _run(step: Step, refs: Refs) -> Outputs:
             if found is None or not found.owned:
                 raise
             resource.ctx.progress(resource.key, "adopted what a create whose answer was lost made")
-            changes = resource.diff(found.state, desired)
-            updated = resource.update(found, desired, changes) if changes else {}
+            adopted = decide(resource, found, desired)
+            updated = resource.apply_changes(found, desired, adopted.diff) if adopted.diff else {}
             return {**found.outputs, **updated}
     assert observed is not None
     if step.action is Action.REPLACE:
         resource.delete(observed)
         return resource.create(desired)
-    changes = resource.diff(observed.state, desired)
-    if not changes:  # the plan's unknowns resolved to the live values
-        return observed.outputs
-    return {**observed.outputs, **resource.update(observed, desired, changes)}
+    return {**observed.outputs, **resource.apply_changes(observed, desired, step.diff)}
 
 
 def execute(plan: Plan, parallelism: int = 8, on_event: Event | None = None) -> Report:

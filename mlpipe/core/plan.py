@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -104,7 +104,26 @@ def _read_all(
         return {r.key: o for r, o in zip(resources, observed, strict=True)}
 
 
-def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
+def decide(resource: Resource, observed: Observed | None, desired: dict[str, Any]) -> Step:
+    """What happens to `resource`, given what is live and what is wanted: the one decision,
+    made by the planner (and for what a failed create left, by the executor through here)."""
+    notes = resource.warnings()
+    if observed is None:
+        return Step(resource, Action.CREATE, None, desired, notes=notes)
+    changes = resource.diff(observed.state, desired)
+    action = Action.NOOP
+    if changes:
+        action = Action.REPLACE if changes.replace else Action.UPDATE
+    if not observed.owned:
+        notes = [*notes, "exists without mlpipe's ownership tags: apply adopts it"]
+    return Step(resource, action, observed, desired, changes, notes)
+
+
+def plan_apply(
+    resources: Sequence[Resource], parallelism: int = 8, only: Collection[str] | None = None
+) -> Plan:
+    """The apply plan. With `only`, a partial plan: the other resources are read for their
+    outputs and left as they are (one that does not exist blocks what depends on it)."""
     order = ordered(resources)
     live = _read_all(order, parallelism)
     outputs: dict[str, dict[str, Any] | None] = {}
@@ -113,19 +132,18 @@ def plan_apply(resources: Sequence[Resource], parallelism: int = 8) -> Plan:
     for resource in order:
         observed = live[resource.key]
         desired = resource.desired(Refs(outputs))
-        notes = resource.warnings()
-        if observed is None:
-            step = Step(resource, Action.CREATE, None, desired, notes=notes)
+        if only is None or resource.key in only:
+            step = decide(resource, observed, desired)
         else:
-            changes = resource.diff(observed.state, desired)
-            action = Action.NOOP
-            if changes:
-                action = Action.REPLACE if changes.replace else Action.UPDATE
-            if not observed.owned:
-                notes = [*notes, "exists without mlpipe's ownership tags: apply adopts it"]
-            step = Step(resource, action, observed, desired, changes, notes)
+            step = Step(resource, Action.NOOP, observed, desired, notes=["outside this plan"])
+            if observed is None:
+                step.blocked = f"{resource.key} does not exist: run `mlpipe apply` first"
         inherited = next((blocked[d] for d in resource.depends_on if d in blocked), None)
-        step.blocked = resource.blocked() or (inherited if step.action in CHANGING else None)
+        step.blocked = (
+            step.blocked
+            or resource.blocked(observed)
+            or (inherited if step.action in CHANGING else None)
+        )
         if step.blocked:
             blocked[resource.key] = step.blocked
         outputs[resource.key] = (

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from mlpipe.core.diff import Diff, Unknown, diff
+from mlpipe.core.find import find
+from mlpipe.core.tagging import read_tags, sync_tags
 
 if TYPE_CHECKING:
     from mlpipe.core.context import Context
@@ -56,6 +58,10 @@ class Resource:
     ignore: ClassVar[tuple[str, ...]] = ()
     # Mappings compared whole, so a key only on the live side is a change (extra tags, policies).
     exact: ClassVar[tuple[str, ...]] = ("Tags",)
+    # The service whose tagging API keeps `Tags` in sync (`mlpipe.core.tagging`), and the
+    # output that names the resource to it; None: the resource has no tags of its own.
+    tagging: ClassVar[str | None] = None
+    tag_id: ClassVar[str] = "arn"
 
     def __init__(
         self, ctx: Context, name: str, physical: str, depends_on: tuple[str, ...] = ()
@@ -79,6 +85,26 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"<{self.key} {self.physical}>"
+
+    def find(self, service: str, operation: str, /, **params: Any) -> dict[str, Any] | None:
+        """An AWS read; None when what it names does not exist (`mlpipe.core.find`)."""
+        return find(self.client(service), operation, **params)
+
+    def live_tags(self, resource: str) -> dict[str, str]:
+        """The tags of `resource` (as `tag_id` names it), read through `tagging`'s service."""
+        assert self.tagging is not None
+        return read_tags(self.client(self.tagging), resource)
+
+    def apply_changes(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        """An update as the executor runs it: the resource's own `update` for what changed
+        besides its tags, then the tags, kept in sync here for every resource kind."""
+        own = changes.without("Tags") if self.tagging else changes
+        outputs = self.update(observed, desired, own) if own else {}
+        if self.tagging and changes.touches("Tags"):
+            ident = {**observed.outputs, **outputs}[self.tag_id]
+            live = observed.state.get("Tags") or {}
+            sync_tags(self.client(self.tagging), ident, live, desired["Tags"])
+        return outputs
 
     def create_once(
         self, service: str, create: Callable[[Any], T], find: Callable[[], T | None]
@@ -118,8 +144,8 @@ class Resource:
         """Security defaults the spec weakens for this resource, said at plan time."""
         return []
 
-    def blocked(self) -> str | None:
-        """Why this resource cannot be applied yet (asked after `read`); None when it can.
+    def blocked(self, observed: Observed | None) -> str | None:
+        """Why this resource cannot be applied yet, given what `read` found; None when it can.
 
         A blocked resource and its dependents are skipped; the rest of the plan applies."""
         return None

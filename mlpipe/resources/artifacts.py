@@ -149,7 +149,7 @@ class Artifact(Resource):
         }
         return Observed(state, self._outputs(head))
 
-    def blocked(self) -> str | None:
+    def blocked(self, observed: Observed | None) -> str | None:
         if self._missing_uri:
             return f"{self.name}'s artifact {self.source} does not exist"
         return None

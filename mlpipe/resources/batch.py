@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
-
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, sync_tags, without_aws_tags
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.wait import Pending, TimedOut, poll
 from mlpipe.resources import network
 from mlpipe.resources.ecr import REPOSITORY, image_uri
 from mlpipe.resources.iam import role_key
@@ -106,28 +105,21 @@ class BatchResource(Resource):
         """Wait (bounded) until no creation, update or deletion is in progress; the live
         resource, or None once it is gone."""
         timeout = self.ctx.spec.batch.wait_timeout_seconds
-        seen: dict[str, Any] = {}
 
-        def done() -> bool:
-            seen["live"] = live = self.describe()
+        def attempt() -> dict[str, Any] | Pending[dict[str, Any]] | None:
+            live = self.describe()
             if live is not None and live["status"] in IN_PROGRESS:
                 self.ctx.progress(self.key, f"waiting: {self.physical} is {live['status']}")
-                return False
-            return True
+                return Pending(live, f"{self.physical} still {live['status']}")
+            return live
 
-        retrying = Retrying(
-            retry=retry_if_result(lambda ok: not ok),
-            wait=self.ctx.wait,
-            stop=stop_after_delay(timeout),
-        )
         try:
-            retrying(done)
-        except RetryError as exc:
+            return poll(attempt, timeout=timeout, clock=self.ctx.clock)
+        except TimedOut as exc:
             raise MlpipeError(
-                f"{self.key}: {self.physical} still {seen['live']['status']} after {timeout}s "
-                "(batch.wait_timeout_seconds); run the command again later"
+                f"{self.key}: {exc} (batch.wait_timeout_seconds allows {timeout}s); "
+                "run the command again later"
             ) from exc
-        return seen["live"]
 
     def valid(self) -> None:
         live = self.settled()

@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay
-
 from mlpipe.core.clients import Aws
 from mlpipe.core.context import OWNER_TAG, RESOURCE_TAG, Context
 from mlpipe.core.diff import Change, Diff, diff, policy, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.wait import Pending, TimedOut, poll
 from mlpipe.resources.iam import Arns
 from mlpipe.spec import Spec
 
@@ -389,12 +388,13 @@ class Subnet(Ec2):
 def _until(ctx: Context, key: str, what: str, done: Callable[[], bool]) -> None:
     """Poll `done` until it is true, bounded by network.delete_timeout_seconds."""
     timeout = ctx.spec.network.delete_timeout_seconds
-    retrying = Retrying(
-        retry=retry_if_result(lambda ok: not ok), wait=ctx.wait, stop=stop_after_delay(timeout)
-    )
+
+    def attempt() -> bool | Pending[None]:
+        return True if done() else Pending(None, f"{key}: {what} not done")
+
     try:
-        retrying(done)
-    except RetryError as exc:
+        poll(attempt, timeout=timeout, clock=ctx.clock)
+    except TimedOut as exc:
         raise MlpipeError(
             f"{key}: {what} not done within {timeout}s (network.delete_timeout_seconds); "
             "run the command again later"

@@ -260,7 +260,7 @@ class Models(_Served):
         self._metadata: dict[str, dict[str, Any]] = {}
         self._unavailable: list[str] = []
 
-    def blocked(self) -> str | None:
+    def blocked(self, observed: Observed | None) -> str | None:
         return "; ".join(unavailable(v) for v in self._unavailable) or None
 
     def read(self) -> Observed | None:

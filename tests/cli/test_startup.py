@@ -108,7 +108,7 @@ def test_plan_against_aws_loads_no_embedded_aws(env: dict[str, str]) -> None:
 def test_unreachable_endpoint_fails_in_seconds(env: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     # Imports done first: from the command's start to its error, what retries would lengthen.
-    preload = {"PRELOAD": "boto3 mlpipe.spec mlpipe.core.pipeline"}
+    preload = {"PRELOAD": "boto3 mlpipe.spec mlpipe.pipeline"}
     run = cli({**with_credentials(env), **preload}, "--endpoint-url", url, "plan")
     assert run.returncode == 1
     assert run.stderr.splitlines() == [f"Error: cannot reach {url}/: Connection refused"]

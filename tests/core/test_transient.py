@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from tenacity import wait_none
 
 from mlpipe.core.context import Context
 from mlpipe.core.transient import BY_NAME, TRANSIENT
 from mlpipe.spec import Names, Spec
+from tests.support import FakeTime
 
 
 def context() -> Context:
     spec = Spec(pipeline="pp", environment="e")
-    return Context(None, spec, Names("pp", "e"), wait=wait_none(), consistency_timeout=5)  # type: ignore[arg-type]
+    return Context(None, spec, Names("pp", "e"), clock=FakeTime().clock(), consistency_timeout=5)  # type: ignore[arg-type]
 
 
 def failing(times: int, code: str, operation: str, message: str = "") -> object:

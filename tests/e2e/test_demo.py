@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from mlpipe.core.pipeline import Pipeline
 from mlpipe.demo import Demo, DemoSettings
 from mlpipe.local.services import LocalServices
 from mlpipe.ops.client import api_client
+from mlpipe.pipeline import Pipeline
 from mlpipe.spec import Spec
 
 pytest.importorskip("sklearn")

@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from tenacity import wait_none
 
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
@@ -23,7 +22,7 @@ from mlpipe.local.server import LocalAws
 from mlpipe.spec import Names, load_spec
 from tests.conftest import SPEC_PATH
 from tests.resources.serving import everything
-from tests.support import converge
+from tests.support import FakeTime, converge
 
 REGION = "us-east-1"
 
@@ -81,7 +80,7 @@ def converged_pipeline() -> Iterator[Pipeline]:
             toy = spec.lambdas.model_copy(update={"feature_count": None})
             spec = spec.model_copy(update={"lambdas": toy})
             names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
-            ctx = Context(aws, spec, names, wait=wait_none(), consistency_timeout=5)
+            ctx = Context(aws, spec, names, clock=FakeTime().clock(), consistency_timeout=5)
             converge(everything(ctx))
             yield Pipeline(local, ctx, aws.client)
     if not installed_before:

@@ -3,7 +3,6 @@ endpoint waits, the resource set, live reads."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -14,32 +13,16 @@ from mlpipe.core.resource import Resource
 from mlpipe.local import moto_ext
 from mlpipe.resources import artifacts, iam, kms, network, s3, sagemaker, ssm
 from mlpipe.resources.sagemaker import DeploymentState, Variant
+from tests.support import FakeTime
 
 REGION = "us-east-1"
 # How long moto's endpoints stay Creating/Updating, in fake seconds.
 TRANSITION_SECONDS = 60.0
 
 
-class FakeTime:
-    """Seconds that pass only when mlpipe sleeps; shared by moto's endpoints and mlpipe's waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: list[Callable[[], None]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        for hook in self.on_sleep:
-            hook()
-
-
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    time = FakeTime()
+def fake_time(monkeypatch: pytest.MonkeyPatch, time: FakeTime | None = None) -> FakeTime:
+    """`time` (a new one by default) drives moto's endpoints and mlpipe's endpoint waits."""
+    time = time or FakeTime()
     monkeypatch.setattr(moto_ext, "clock", time)
     monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", TRANSITION_SECONDS)
     monkeypatch.setattr(sagemaker, "clock", time)
