@@ -53,7 +53,7 @@ import boto3.session
 
 if TYPE_CHECKING:
     from mlpipe.local.metrics import MetricSink
-    from mlpipe.spec import Names
+    from mlpipe.naming import Names
 
 __all__ = [
     "ClientFactory",

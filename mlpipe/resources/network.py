@@ -26,7 +26,7 @@ from mlpipe.core.context import OWNER_TAG, RESOURCE_TAG, Context
 from mlpipe.core.diff import Change, Diff, diff, policy, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources.iam import Arns
+from mlpipe.naming import Arns
 from mlpipe.spec import Spec
 
 VPC = "ec2:vpc"
