@@ -233,7 +233,7 @@ def _forget(ctx: Context, name: str) -> None:
 
 
 def holders(ctx: Context) -> list[dict[str, Any]]:
-    """The lock's current record, if any (for status and tests)."""
+    """The lock's current record, if any (`mlpipe watch` shows its operation in progress)."""
     generations = _generations(ctx)
     if not generations:
         return []
