@@ -55,7 +55,9 @@ def sparkline(values: list[float | None]) -> str:
     return "".join(out)
 
 
-def _metric_queries(ctx: Context, variants: list[str], window: int, period: int) -> list[Any]:
+def _metric_queries(
+    ctx: Context, variants: list[str], window: int, period: int
+) -> list[dict[str, Any]]:
     queries = []
     for index, variant in enumerate(variants):
         dims = [
