@@ -39,8 +39,8 @@ from mlpipe.examples.models import HELDOUT_FILE, build_examples, read_heldout
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.runtime import LocalRuntime
 from mlpipe.local.workflow import LocalWorkflow
+from mlpipe.naming import Arns
 from mlpipe.ops import registry
-from mlpipe.resources.iam import Arns
 
 
 @contextmanager

@@ -27,7 +27,7 @@ SAGEMAKER = (
     "DescribeEndpoint",
 )
 
-Operation = Callable[[deployments.Runner], deployments.Outcome]
+Operation = Callable[[deployments.Runner], deployments.Transition]
 
 # In order: each starts from the state the previous one left.
 OPERATIONS: list[tuple[str, Operation]] = [

@@ -31,10 +31,10 @@ from mlpipe.local import alarms, moto_ext
 from mlpipe.local.server import LocalAws
 from mlpipe.local.services import LocalServices
 from mlpipe.local.workflow import LocalWorkflow
+from mlpipe.naming import Arns
 from mlpipe.ops import deployments
 from mlpipe.ops.client import ApiClient, Prediction, api_client
 from mlpipe.pipeline import Pipeline
-from mlpipe.resources.iam import Arns
 from mlpipe.spec import Spec
 
 # How long the embedded endpoints stay Creating/Updating: long enough to be seen, short

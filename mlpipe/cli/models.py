@@ -31,7 +31,7 @@ def register(
     """Upload a model version (SSE-KMS) and record its metadata in Parameter Store."""
     from mlpipe.ops import registry
 
-    registry.check_version(version)
+    registry.require_version(version)
     validation.existing_path(path, "PATH")
     parsed = registry.parse_baseline(baseline)
     pipeline = options(ctx).pipeline()
@@ -110,7 +110,7 @@ def show(ctx: typer.Context, version: str = typer.Argument(...)) -> None:
     """One version's metadata."""
     from mlpipe.ops import registry
 
-    registry.check_version(version)
+    registry.require_version(version)
     meta = registry.metadata(options(ctx).pipeline().ctx, version)
     if meta is None:
         raise UsageError(f"{version} is not in the registry")

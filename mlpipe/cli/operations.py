@@ -13,7 +13,7 @@ from mlpipe.cli.output import emit_json, err, out, stderr
 from mlpipe.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from mlpipe.ops.deployments import Outcome, Runner
+    from mlpipe.ops.deployments import Runner, Transition
 
 TIMEOUT = typer.Option(None, help="Seconds to wait for the endpoint (default: the spec's).")
 FORCE_UNLOCK = typer.Option(False, "--force-unlock", help="Break a stale operation lock.")
@@ -27,16 +27,16 @@ def _runner(ctx: typer.Context, timeout: float | None, force_unlock: bool) -> Ru
     return Runner(pipeline.ctx, timeout=timeout, force_unlock=force_unlock)
 
 
-def _report(outcome: Outcome) -> None:
-    for step in outcome.steps:
+def _report(transition: Transition) -> None:
+    for step in transition.steps:
         err(f"  • {step}")
-    before = {v.name: f"{v.version} {v.weight}%" for v in outcome.before.variants}
-    after = {v.name: f"{v.version} {v.weight}%" for v in outcome.after.variants}
+    before = {v.name: f"{v.version} {v.weight}%" for v in transition.before.variants}
+    after = {v.name: f"{v.version} {v.weight}%" for v in transition.after.variants}
     for name in after:
         out.print(f"{name}: {before.get(name, '-')} → {after[name]}", markup=False)
-    if outcome.active_before != outcome.active_after:
-        out.print(f"active: {outcome.active_before} → {outcome.active_after}", markup=False)
-    err(f"{outcome.kind} took {outcome.seconds:.2f}s")
+    if transition.active_before != transition.active_after:
+        out.print(f"active: {transition.active_before} → {transition.active_after}", markup=False)
+    err(f"{transition.kind} took {transition.seconds:.2f}s")
 
 
 def _pairs(items: list[str]) -> dict[str, int]:
@@ -102,7 +102,7 @@ def promote(
     """Make a registered version active, deploying it to the challenger variant first."""
     from mlpipe.ops import deployments, registry
 
-    registry.check_version(version)
+    registry.require_version(version)
     plan = deployments.parse_canary(canary, interval)
     from mlpipe.cli.watch import watching
 
@@ -127,7 +127,7 @@ def rollback(
     from mlpipe.ops import deployments, registry
 
     if to is not None:
-        registry.check_version(to)
+        registry.require_version(to)
     _report(deployments.rollback(_runner(ctx, timeout, force_unlock), to))
 
 

@@ -6,7 +6,10 @@ import typer
 
 from mlpipe.cli.options import options
 from mlpipe.cli.output import emit_json, out
-from mlpipe.core.errors import ExitStatus
+
+# The status of `plan --detailed-exitcode` with changes (as Terraform's: 0 none, 1 an error,
+# 2 changes). Not an `ExitStatus`: invalid input exits 2 as well (`ExitStatus.USAGE`).
+CHANGES_PRESENT = 2
 
 
 def plan(
@@ -28,4 +31,4 @@ def plan(
         for line in plan_lines(the_plan, verbose):
             out.print(line)
     if detailed_exitcode and the_plan.changes:
-        raise typer.Exit(ExitStatus.CHANGES)
+        raise typer.Exit(CHANGES_PRESENT)

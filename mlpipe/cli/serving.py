@@ -39,7 +39,7 @@ def predict(
     if variant is not None and not VARIANT_NAME.fullmatch(variant):
         raise UsageError(f"--variant {variant!r}: not a variant name like ModelA")
     if version is not None:
-        registry.check_version(version)
+        registry.require_version(version)
     if url is not None:
         validation.endpoint_url(url, "--url")
     pipeline = options(ctx).pipeline()

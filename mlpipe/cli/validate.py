@@ -10,7 +10,8 @@ from mlpipe.cli.output import out
 
 def validate(ctx: typer.Context) -> None:
     """Validate the spec file and show the names it derives."""
-    from mlpipe.spec import Names, load_spec
+    from mlpipe.naming import Names
+    from mlpipe.spec import load_spec
 
     spec = load_spec(options(ctx).spec)
     names = Names(spec.pipeline, spec.environment)

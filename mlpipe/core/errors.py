@@ -15,9 +15,8 @@ NO_CREDENTIALS = (
 class ExitStatus(IntEnum):
     OK = 0
     ERROR = 1
-    # Invalid input (spec, arguments); also "changes present" for `plan --detailed-exitcode`.
+    # Invalid input (spec, arguments).
     USAGE = 2
-    CHANGES = 2
 
 
 class MlpipeError(Exception):
@@ -38,10 +37,6 @@ class SpecError(MlpipeError):
 
 class UsageError(MlpipeError):
     exit_status = ExitStatus.USAGE
-
-
-class NotOwnedError(MlpipeError):
-    """A resource exists but carries no mlpipe ownership tag for this pipeline."""
 
 
 NOT_FOUND_CODES = frozenset(

@@ -57,7 +57,7 @@ import lambdas as lambda_sources
 
 if TYPE_CHECKING:
     from mlpipe.local.metrics import MetricSink
-    from mlpipe.spec import Names
+    from mlpipe.naming import Names
 
 __all__ = [
     "ClientFactory",

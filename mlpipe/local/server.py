@@ -281,7 +281,8 @@ def serve(
 def _services(aws: LocalAws, spec_path: Path, ports: tuple[int, int]) -> LocalServices:
     from mlpipe.core.clients import Aws, AwsTarget
     from mlpipe.local.services import LocalServices
-    from mlpipe.spec import Names, load_spec
+    from mlpipe.naming import Names
+    from mlpipe.spec import load_spec
 
     spec = load_spec(spec_path)
     client = Aws(AwsTarget(endpoint_url=aws.endpoint_url, local=True))

@@ -18,7 +18,7 @@ from mlpipe.local.metrics import MetricsPublisher
 from mlpipe.local.runtime import LocalRuntime
 from mlpipe.local.service import Service
 from mlpipe.local.stream import MappingNotFoundError, StreamPoller
-from mlpipe.spec import Names
+from mlpipe.naming import Names
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from mlpipe.resources.sagemaker import (
 
 
 @dataclass
-class Outcome:
-    """What an operation did: the states before and after, and the steps it took."""
+class Transition:
+    """What an operation did: the deployment states before and after, and the steps it took."""
 
     kind: str
     before: DeploymentState
@@ -252,7 +252,7 @@ def parse_weights(state: DeploymentState, requested: dict[str, int]) -> dict[str
     return weights
 
 
-def traffic(runner: Runner, requested: dict[str, int]) -> Outcome:
+def traffic(runner: Runner, requested: dict[str, int]) -> Transition:
     ctx = runner.ctx
     parse_weights(runner.current(), requested)  # bad input: refused before the lock
     started = runner.clock()
@@ -263,7 +263,7 @@ def traffic(runner: Runner, requested: dict[str, int]) -> Outcome:
         after = changed(before, runner.record("traffic", summary), weights=weights)
         runner.apply(after, before)
         active = active_version(ctx)
-    return Outcome("traffic", before, after, active, active, [summary], runner.clock() - started)
+    return Transition("traffic", before, after, active, active, [summary], runner.clock() - started)
 
 
 def _serving(state: DeploymentState, version: str) -> str | None:
@@ -322,7 +322,7 @@ class PromotionAborted(MlpipeError):
 
 def _promotion(
     runner: Runner, before: DeploymentState, version: str, canary: Canary
-) -> tuple[Outcome, str]:
+) -> tuple[Transition, str]:
     """What promoting `version` from `before` does: the outcome (steps, staged state) and the
     variant that will serve it."""
     active = active_version(runner.ctx)
@@ -344,12 +344,12 @@ def _promotion(
         wait = f"between steps: wait {canary.interval:g}s watching the alarms of {target}"
         steps.insert(-1, wait)
     steps.append(f"active version {active} → {version}; champion {target}")
-    return Outcome("promote", before, staged, active, version, steps), target
+    return Transition("promote", before, staged, active, version, steps), target
 
 
 def promote(
     runner: Runner, version: str, canary: Canary = Canary(), dry_run: bool = False
-) -> Outcome:
+) -> Transition:
     require_deployable(runner.ctx, version)  # bad input: refused before the lock
     if dry_run:
         return _promotion(runner, runner.current(), version, canary)[0]
@@ -413,7 +413,7 @@ def previous_active(ctx: Context) -> str | None:
     return next((v for v in reversed(values) if v != current), None)
 
 
-def rollback(runner: Runner, to: str | None = None) -> Outcome:
+def rollback(runner: Runner, to: str | None = None) -> Transition:
     ctx = runner.ctx
     active = active_version(ctx)
     version = to or previous_active(ctx)
@@ -443,4 +443,4 @@ def rollback(runner: Runner, to: str | None = None) -> Outcome:
         runner.apply(after, before)
         runner.set_active(version)
     steps = [step, f"active version {active} → {version}"]
-    return Outcome("rollback", before, after, active, version, steps, runner.clock() - started)
+    return Transition("rollback", before, after, active, version, steps, runner.clock() - started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -29,7 +30,8 @@ def _history(ctx: Context, name: str) -> Iterator[dict[str, Any]]:
 
 
 def _when(entry: dict[str, Any]) -> str:
-    return entry["LastModifiedDate"].isoformat()
+    when: datetime = entry["LastModifiedDate"]  # botocore parses timestamps
+    return when.isoformat()
 
 
 def events(ctx: Context) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -37,6 +37,23 @@ LOCK_KEY = "ssm:lock"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class LockRecord(TypedDict, total=False):
+    """A lease as its parameter holds it (JSON); one written by another version may lack keys."""
+
+    token: str
+    owner: str
+    operation: str
+    acquiredAt: str
+    renewedAt: str
+    expiresAt: str
+    host: str
+    pid: int
+
+
+# What a parameter that is not a lease's JSON reads as.
+UNKNOWN: LockRecord = {"owner": "unknown", "operation": "unknown"}
 
 
 class LockHeld(MlpipeError):
@@ -64,7 +81,7 @@ def _generations(ctx: Context) -> dict[int, str]:
     return found
 
 
-def _read(ctx: Context, name: str) -> dict[str, Any] | None:
+def _read(ctx: Context, name: str) -> LockRecord | None:
     try:
         value = ctx.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
@@ -72,19 +89,20 @@ def _read(ctx: Context, name: str) -> dict[str, Any] | None:
             return None
         raise
     try:
-        return dict(json.loads(value))
+        record: LockRecord = json.loads(value)
     except ValueError:
-        return {"owner": "unknown", "operation": "unknown"}
+        return UNKNOWN
+    return record if isinstance(record, dict) else UNKNOWN
 
 
-def _expired(record: dict[str, Any], now: datetime) -> bool:
+def _expired(record: LockRecord, now: datetime) -> bool:
     try:
         return datetime.fromisoformat(str(record["expiresAt"])) <= now
     except (KeyError, ValueError):
         return True  # not a lease this version wrote: nothing renews it
 
 
-def describe(record: dict[str, Any], now: datetime) -> str:
+def describe(record: LockRecord, now: datetime) -> str:
     """Who holds a lease, doing what, since when, until when."""
     text = f"{record.get('operation')} by {record.get('owner')}"
     host = record.get("host")
@@ -107,7 +125,7 @@ class Lease:
 
     ctx: Context
     name: str
-    record: dict[str, Any]
+    record: LockRecord
     seconds: int
     now: Now = _utcnow
     lost: str | None = None
@@ -163,7 +181,7 @@ class Lease:
                     raise
 
 
-def _json(record: dict[str, Any]) -> str:
+def _json(record: LockRecord) -> str:
     return json.dumps(record, sort_keys=True)
 
 
@@ -191,7 +209,7 @@ def acquire(
             elif held is not None:
                 ctx.progress("lock", f"taking over an expired lease: {describe(held, now())}")
         at = now()
-        record = {
+        record: LockRecord = {
             "token": token,
             "owner": ctx.aws.caller_arn,
             "operation": operation,
@@ -232,8 +250,8 @@ def _forget(ctx: Context, name: str) -> None:
             raise
 
 
-def holders(ctx: Context) -> list[dict[str, Any]]:
-    """The lock's current record, if any (for status and tests)."""
+def holders(ctx: Context) -> list[LockRecord]:
+    """The lock's current record, if any (`mlpipe watch` shows its operation in progress)."""
     generations = _generations(ctx)
     if not generations:
         return []

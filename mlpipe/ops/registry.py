@@ -21,12 +21,13 @@ from mlpipe.ops.lock import operation_lock
 from mlpipe.resources.artifacts import content_key, pack
 from mlpipe.resources.sagemaker import load_state
 from mlpipe.resources.ssm import is_registered
-from mlpipe.spec import check_version as spec_check_version
+from mlpipe.spec import check_version
 
 
-def check_version(version: str) -> str:
+def require_version(version: str) -> str:
+    """`version` if it is a model version, else a UsageError saying why."""
     try:
-        return spec_check_version(version)
+        return check_version(version)
     except ValueError as exc:
         raise UsageError(f"{exc} (semantic version with a v)") from exc
 
@@ -55,9 +56,9 @@ def parse_baseline(text: str | None) -> dict[str, float]:
         parsed = {str(name): float(value) for name, value in pairs}
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--baseline: every value must be a number ({exc})") from exc
-    for name, value in parsed.items():
-        if not math.isfinite(value) or value < 0:
-            raise UsageError(f"--baseline: {name}={value} is not a finite number from 0")
+    for name, number in parsed.items():
+        if not math.isfinite(number) or number < 0:
+            raise UsageError(f"--baseline: {name}={number} is not a finite number from 0")
     return parsed
 
 
@@ -72,7 +73,7 @@ def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
 
 
 def require_registered(ctx: Context, version: str) -> dict[str, Any]:
-    check_version(version)
+    require_version(version)
     meta = metadata(ctx, version)
     if not is_registered(meta):
         raise UsageError(
@@ -140,7 +141,7 @@ def register(
     feature_count: int | None = None,
 ) -> dict[str, Any]:
     """Upload a model version's artifact and record its metadata; refuse to overwrite."""
-    check_version(version)
+    require_version(version)
     body = pack(path)  # validates the input before anything is written
     if is_registered(metadata(ctx, version)) and not force:
         raise UsageError(f"{version} is already registered; pass --force to replace it")

@@ -11,7 +11,6 @@ GetMetricData call gathers all the figures.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import is_not_found
+from mlpipe.ops.lock import holders
 from mlpipe.ops.registry import active_version
 from mlpipe.resources.monitoring import MICROSECONDS_PER_MS, alarm_states
 from mlpipe.resources.sagemaker import load_state
@@ -55,7 +55,9 @@ def sparkline(values: list[float | None]) -> str:
     return "".join(out)
 
 
-def _metric_queries(ctx: Context, variants: list[str], window: int, period: int) -> list[Any]:
+def _metric_queries(
+    ctx: Context, variants: list[str], window: int, period: int
+) -> list[dict[str, Any]]:
     queries = []
     for index, variant in enumerate(variants):
         dims = [
@@ -91,19 +93,6 @@ def _series(
         if 0 <= index < buckets:
             out[index] = (out[index] or 0.0) + value if "inv" in result["Id"] else value
     return out
-
-
-def _lock(ctx: Context) -> dict[str, Any] | None:
-    try:
-        value = ctx.aws.client("ssm").get_parameter(Name=ctx.names.lock_param)["Parameter"]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    try:
-        return dict(json.loads(value["Value"]))
-    except ValueError:
-        return {"operation": "unknown"}
 
 
 def snapshot(
@@ -185,7 +174,7 @@ def snapshot(
             "champion": state.champion if state else None,
             "challenger": state.challenger if state else None,
             "operation": state.operation if state else None,
-            "lock": _lock(ctx),
+            "lock": next(iter(holders(ctx)), None),
         },
         "variants": variants,
         "alarms": alarm_states(ctx),

@@ -28,7 +28,8 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, sync_tags
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources.iam import Arns, role_key
+from mlpipe.naming import Arns
+from mlpipe.resources.iam import role_key
 from mlpipe.resources.lambdas import PREPROCESS, function_arn, function_key
 from mlpipe.resources.logs import LogGroup
 

@@ -29,7 +29,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources.iam import Arns
+from mlpipe.naming import Arns
 from mlpipe.resources.kms import KEY
 
 TOPIC = "sns:alerts"

@@ -25,7 +25,7 @@ from mlpipe.core.diff import Change, Diff, diff, policy, sync_tags, tags_from_li
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.core.wait import Pending, TimedOut, poll
-from mlpipe.resources.iam import Arns
+from mlpipe.naming import Arns
 from mlpipe.spec import Spec
 
 VPC = "ec2:vpc"

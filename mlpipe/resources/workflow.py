@@ -23,8 +23,9 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
 from mlpipe.core.errors import is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.naming import Arns
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
-from mlpipe.resources.iam import Arns, role_key
+from mlpipe.resources.iam import role_key
 from mlpipe.resources.kms import KEY
 from mlpipe.resources.logs import LogGroup
 

@@ -15,8 +15,9 @@ from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
 from mlpipe.local.batch_auth import SubmitDenied, authorize_submit_job
+from mlpipe.naming import Arns
 from mlpipe.resources import batch, workflow
-from mlpipe.resources.iam import Arns, role_key
+from mlpipe.resources.iam import role_key
 from tests.resources.test_batch import batch_stack
 from tests.support import converge, four_step
 

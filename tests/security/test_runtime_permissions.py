@@ -19,11 +19,11 @@ from moto import mock_aws
 from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.local import moto_ext
+from mlpipe.naming import Arns
 from mlpipe.resources import build, ecr, iam, kms
 from mlpipe.resources.api import API
 from mlpipe.resources.artifacts import content_key
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
-from mlpipe.resources.iam import Arns
 from mlpipe.resources.network import VPC
 from mlpipe.spec import load_spec
 from tests.conftest import SPEC_PATH, make_context
