@@ -16,9 +16,9 @@ from typing import Any
 
 from mlpipe.core.clients import AwsTarget
 from mlpipe.core.executor import Status
-from mlpipe.pipeline import Pipeline
 from mlpipe.local import moto_ext
 from mlpipe.local.server import LocalAws
+from mlpipe.pipeline import Pipeline
 from mlpipe.spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,11 +28,11 @@ import _common as common
 
 from mlpipe.core.diff import contains_unknown
 from mlpipe.core.executor import Report
-from mlpipe.pipeline import Pipeline
 from mlpipe.core.resource import Refs
 from mlpipe.examples.models import build_examples
 from mlpipe.local import latency, moto_ext
 from mlpipe.ops import deployments, registry
+from mlpipe.pipeline import Pipeline
 
 # Edges that carry no output but that AWS still needs, dependent -> dependency: why.
 AWS_ORDER: dict[tuple[str, str], str] = {

@@ -34,13 +34,13 @@ import _common as common
 import boto3
 from botocore.client import BaseClient
 
-from mlpipe.pipeline import Pipeline
 from mlpipe.examples.models import HELDOUT_FILE, build_examples, read_heldout
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.runtime import LocalRuntime
 from mlpipe.local.workflow import LocalWorkflow
 from mlpipe.naming import Arns
 from mlpipe.ops import registry
+from mlpipe.pipeline import Pipeline
 
 
 @contextmanager

@@ -14,8 +14,8 @@ from mlpipe.core.context import Context, Progress
 from mlpipe.core.executor import Event, Report, execute
 from mlpipe.core.plan import Action, Plan, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
-from mlpipe.resources import monitoring
 from mlpipe.naming import Names
+from mlpipe.resources import monitoring
 from mlpipe.spec import Spec
 
 

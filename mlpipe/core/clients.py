@@ -132,7 +132,7 @@ class Aws:
                 "no AWS region configured: pass --region, set AWS_REGION, or set a region "
                 "in your profile."
             )
-        return region
+        return str(region)
 
     def client(self, service: str, *, once: bool = False) -> Any:
         """The service's client; `once`: one that never retries, for a create AWS does not
@@ -201,4 +201,4 @@ class Aws:
 
     @property
     def partition(self) -> str:
-        return self.session.get_partition_for_region(self.region)
+        return str(self.session.get_partition_for_region(self.region))

@@ -6,7 +6,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -97,7 +97,7 @@ class Context(Generic[SpecT, NamesT]):
         transient, is the create tried again.
         """
 
-        def attempt() -> T | Pending[Any]:
+        def attempt() -> T | Pending:
             try:
                 return create()
             except (BotoCoreError, ClientError) as exc:
@@ -115,7 +115,7 @@ class Context(Generic[SpecT, NamesT]):
     def _look_for(self, find: Callable[[], T | None]) -> T | None:
         """`find`, asked again a few times: a new resource may take a moment to be listed."""
 
-        def attempt() -> T | Pending[None]:
+        def attempt() -> T | Pending:
             found = find()
             return Pending(None, "not listed yet") if found is None else found
 
@@ -125,7 +125,7 @@ class Context(Generic[SpecT, NamesT]):
             return None
 
     def _retry(
-        self, attempt: Callable[[], T | Pending[Any]], timeout: float, attempts: int | None = None
+        self, attempt: Callable[[], T | Pending], timeout: float, attempts: int | None = None
     ) -> T:
         """`poll` whose `Pending` values are the errors to retry: the last one is raised."""
         try:
@@ -156,7 +156,7 @@ class Context(Generic[SpecT, NamesT]):
         transient errors (`mlpipe.core.transient`), within `consistency_timeout`."""
         entries = named(transient)
 
-        def attempt() -> T | Pending[Any]:
+        def attempt() -> T | Pending:
             try:
                 return fn()
             except ClientError as exc:

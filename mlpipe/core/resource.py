@@ -64,7 +64,7 @@ class Resource:
     tag_id: ClassVar[str] = "arn"
 
     def __init__(
-        self, ctx: Context, name: str, physical: str, depends_on: tuple[str, ...] = ()
+        self, ctx: Context[Any, Any], name: str, physical: str, depends_on: tuple[str, ...] = ()
     ) -> None:
         self.ctx = ctx
         self.name = name
@@ -157,8 +157,11 @@ class Extra(Resource):
 
     def __init__(self, resource: Resource, index: int, after: tuple[str, ...]) -> None:
         super().__init__(resource.ctx, f"{resource.name}#extra-{index}", resource.physical, after)
-        self.kind = resource.kind
         self.resource = resource
+
+    @property
+    def key(self) -> str:
+        return f"{self.resource.kind}:{self.name}"
 
     def read(self) -> Observed | None:
         return None

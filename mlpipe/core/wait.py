@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, TypeVar
 
 from mlpipe.core.errors import MlpipeError
 
@@ -34,27 +34,27 @@ class Backoff:
 
 
 @dataclass
-class Pending(Generic[T]):
-    """`poll`'s answer while not done: the last value seen and why it is not done."""
+class Pending:
+    """`poll`'s answer while not done: the last value seen (or error met) and why."""
 
-    value: T
+    value: Any
     why: str
 
 
-class TimedOut(MlpipeError, Generic[T]):
-    def __init__(self, message: str, last: Pending[T] | None) -> None:
+class TimedOut(MlpipeError):
+    def __init__(self, message: str, last: Pending | None) -> None:
         super().__init__(message)
         self.last = last
 
 
 def poll(
-    attempt: Callable[[], T | Pending[T]],
+    attempt: Callable[[], T | Pending],
     *,
     timeout: float,
     clock: Clock,
     backoff: Backoff = Backoff(),
     attempts: int | None = None,
-    progress: Callable[[Pending[T], float], None] | None = None,
+    progress: Callable[[Pending, float], None] | None = None,
 ) -> T:
     """Call `attempt` until it returns a value that is not `Pending`, sleeping between calls.
 
@@ -90,7 +90,7 @@ def wait_for(
 
     A state in neither is a failure, said with `what`; so is the timeout."""
 
-    def attempt() -> T | Pending[T]:
+    def attempt() -> T | Pending:
         value, state = refresh()
         if state in target:
             return value
@@ -98,7 +98,7 @@ def wait_for(
             return Pending(value, f"{what} still {state}")
         raise MlpipeError(f"{what} is {state}, expected {' or '.join(sorted(target))}")
 
-    def report(last: Pending[T], elapsed: float) -> None:
+    def report(last: Pending, elapsed: float) -> None:
         if progress is not None:
             progress(last.why, elapsed)
 

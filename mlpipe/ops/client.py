@@ -19,7 +19,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.errors import MlpipeError
 
 
@@ -122,7 +122,7 @@ class ApiClient:
             raise MlpipeError(f"POST {self.url}: {exc.reason}") from exc
 
 
-def api_client(ctx: Context, url: str | None = None) -> ApiClient:
+def api_client(ctx: PipelineContext, url: str | None = None) -> ApiClient:
     """A client of the pipeline's API: at `url` (the local API) or its execute-api URL."""
     spec, names, aws = ctx.spec, ctx.names, ctx.aws
     if url is None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
 from mlpipe.ops.lock import Lease, Now, operation_lock
 from mlpipe.ops.registry import active_version, known_versions, require_deployable
@@ -58,7 +58,7 @@ def _utcnow() -> datetime:
 class Runner:
     """The shared mechanism of every operation: lock, recover, reconcile, verify, save."""
 
-    ctx: Context
+    ctx: PipelineContext
     timeout: float | None = None
     force_unlock: bool = False
     sleep: Callable[[float], None] = time.sleep
@@ -179,7 +179,7 @@ def _describe(state: DeploymentState) -> str:
 
 
 def served_state(
-    ctx: Context, state: DeploymentState, timeout: float | None = None
+    ctx: PipelineContext, state: DeploymentState, timeout: float | None = None
 ) -> DeploymentState | None:
     """What the endpoint serves once settled, as a deployment state (roles from `state`); None
     when there is no endpoint in service or a model is not one of the registry's."""
@@ -204,7 +204,7 @@ def served_state(
     return DeploymentState(variants=tuple(variants), champion=state.champion, challenger=challenger)
 
 
-def live_weights(ctx: Context) -> dict[str, float]:
+def live_weights(ctx: PipelineContext) -> dict[str, float]:
     endpoint = ctx.aws.client("sagemaker").describe_endpoint(EndpointName=ctx.names.endpoint)
     return relative_weights(endpoint)
 
@@ -310,7 +310,7 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * units.get(match[2], 1)
 
 
-def alarms_firing(ctx: Context, variant: str) -> list[str]:
+def alarms_firing(ctx: PipelineContext, variant: str) -> list[str]:
     names = [ctx.names.alarm(f"{purpose}-{variant}") for purpose in ctx.spec.models.canary_alarms]
     alarms = ctx.aws.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
     return sorted(a["AlarmName"] for a in alarms if a["StateValue"] == "ALARM")
@@ -394,7 +394,7 @@ def _watch(runner: Runner, variant: str, canary: Canary) -> list[str]:
         runner.sleep(min(canary.poll, remaining))
 
 
-def previous_active(ctx: Context) -> str | None:
+def previous_active(ctx: PipelineContext) -> str | None:
     """The active version before the current one, from Parameter Store's history."""
     ssm = ctx.aws.client("ssm")
     try:

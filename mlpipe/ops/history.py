@@ -14,12 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.errors import is_not_found
 from mlpipe.resources.ssm import is_registered
 
 
-def _history(ctx: Context, name: str) -> Iterator[dict[str, Any]]:
+def _history(ctx: PipelineContext, name: str) -> Iterator[dict[str, Any]]:
     paginator = ctx.aws.client("ssm").get_paginator("get_parameter_history")
     try:
         for page in paginator.paginate(Name=name):
@@ -34,7 +34,7 @@ def _when(entry: dict[str, Any]) -> str:
     return when.isoformat()
 
 
-def events(ctx: Context) -> list[dict[str, Any]]:
+def events(ctx: PipelineContext) -> list[dict[str, Any]]:
     names = ctx.names
     found: list[dict[str, Any]] = []
     prefix = f"{names.ssm_prefix}/models/versions/"

@@ -26,7 +26,7 @@ from typing import TypedDict
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, error_code, is_not_found
 from mlpipe.core.plan import Plan
@@ -64,7 +64,7 @@ class LockLost(MlpipeError):
     """The lease expired and another operation took the lock over."""
 
 
-def _generations(ctx: Context) -> dict[int, str]:
+def _generations(ctx: PipelineContext) -> dict[int, str]:
     """generation → parameter name, of the lock's parameters that exist."""
     prefix = ctx.names.lock_param + "/"
     pages = (
@@ -81,7 +81,7 @@ def _generations(ctx: Context) -> dict[int, str]:
     return found
 
 
-def _read(ctx: Context, name: str) -> LockRecord | None:
+def _read(ctx: PipelineContext, name: str) -> LockRecord | None:
     try:
         value = ctx.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
@@ -123,7 +123,7 @@ def describe(record: LockRecord, now: datetime) -> str:
 class Lease:
     """A lease this run holds: renew it while working, release it when done."""
 
-    ctx: Context
+    ctx: PipelineContext
     name: str
     record: LockRecord
     seconds: int
@@ -186,7 +186,7 @@ def _json(record: LockRecord) -> str:
 
 
 def acquire(
-    ctx: Context, operation: str, *, force_unlock: bool = False, now: Now = _utcnow
+    ctx: PipelineContext, operation: str, *, force_unlock: bool = False, now: Now = _utcnow
 ) -> Lease:
     """Take the lock's next generation, or raise LockHeld naming who holds it."""
     ssm = ctx.aws.client("ssm")
@@ -242,7 +242,7 @@ def acquire(
     raise LockHeld(f"the lock {ctx.names.lock_param} is contended: try again")
 
 
-def _forget(ctx: Context, name: str) -> None:
+def _forget(ctx: PipelineContext, name: str) -> None:
     try:
         ctx.aws.client("ssm").delete_parameter(Name=name)
     except ClientError as exc:
@@ -250,7 +250,7 @@ def _forget(ctx: Context, name: str) -> None:
             raise
 
 
-def holders(ctx: Context) -> list[LockRecord]:
+def holders(ctx: PipelineContext) -> list[LockRecord]:
     """The lock's current record, if any (`mlpipe watch` shows its operation in progress)."""
     generations = _generations(ctx)
     if not generations:
@@ -261,7 +261,7 @@ def holders(ctx: Context) -> list[LockRecord]:
 
 @contextmanager
 def operation_lock(
-    ctx: Context,
+    ctx: PipelineContext,
     operation: str,
     *,
     force_unlock: bool = False,
@@ -292,7 +292,7 @@ def operation_lock(
 
 @contextmanager
 def locked_plan(
-    ctx: Context,
+    ctx: PipelineContext,
     operation: str,
     make_plan: Callable[[], Plan],
     *,

@@ -14,13 +14,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
 
 __all__ = ["COMPONENTS", "check_component", "log_group", "tail"]
 
 # Component → what it is, and its log group (from the pipeline's names).
-COMPONENTS: dict[str, tuple[str, Callable[[Context], str]]] = {
+COMPONENTS: dict[str, tuple[str, Callable[[PipelineContext], str]]] = {
     "preprocess": (
         "the preprocess function (API requests)",
         lambda ctx: ctx.names.function_log_group("preprocess"),
@@ -44,11 +44,13 @@ def check_component(component: str) -> str:
     return component
 
 
-def log_group(ctx: Context, component: str) -> str:
+def log_group(ctx: PipelineContext, component: str) -> str:
     return COMPONENTS[check_component(component)][1](ctx)
 
 
-def _page(ctx: Context, group: str, start_ms: int, pattern: str | None) -> Iterator[dict[str, Any]]:
+def _page(
+    ctx: PipelineContext, group: str, start_ms: int, pattern: str | None
+) -> Iterator[dict[str, Any]]:
     logs = ctx.aws.client("logs")
     params: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}
     if pattern:
@@ -66,7 +68,7 @@ def _page(ctx: Context, group: str, start_ms: int, pattern: str | None) -> Itera
 
 
 def tail(
-    ctx: Context,
+    ctx: PipelineContext,
     group: str,
     start_ms: int,
     *,

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
+from mlpipe.context import PipelineContext
 from mlpipe.core import images
-from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
 from mlpipe.ops.lock import operation_lock
@@ -62,7 +62,7 @@ def parse_baseline(text: str | None) -> dict[str, float]:
     return parsed
 
 
-def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
+def metadata(ctx: PipelineContext, version: str) -> dict[str, Any] | None:
     try:
         value = ctx.aws.client("ssm").get_parameter(Name=ctx.names.metadata_param(version))
     except ClientError as exc:
@@ -72,7 +72,7 @@ def metadata(ctx: Context, version: str) -> dict[str, Any] | None:
     return dict(json.loads(value["Parameter"]["Value"]))
 
 
-def require_registered(ctx: Context, version: str) -> dict[str, Any]:
+def require_registered(ctx: PipelineContext, version: str) -> dict[str, Any]:
     require_version(version)
     meta = metadata(ctx, version)
     if not is_registered(meta):
@@ -83,7 +83,7 @@ def require_registered(ctx: Context, version: str) -> dict[str, Any]:
     return meta
 
 
-def _sha256_of(ctx: Context, s3_path: str) -> str | None:
+def _sha256_of(ctx: PipelineContext, s3_path: str) -> str | None:
     """The sha256 (hex) of an artifact in S3; None when it is missing. S3's own SHA-256
     checksum when the upload carried one, else the bytes hashed as they stream."""
     bucket, _, key = s3_path.removeprefix("s3://").partition("/")
@@ -104,7 +104,7 @@ def _sha256_of(ctx: Context, s3_path: str) -> str | None:
     return digest.hexdigest()
 
 
-def require_deployable(ctx: Context, version: str) -> dict[str, Any]:
+def require_deployable(ctx: PipelineContext, version: str) -> dict[str, Any]:
     """A registered version whose artifact is in S3 with the sha256 it was registered with."""
     meta = require_registered(ctx, version)
     found = _sha256_of(ctx, str(meta.get("s3Path", "")))
@@ -130,7 +130,7 @@ def require_deployable(ctx: Context, version: str) -> dict[str, Any]:
 
 
 def register(
-    ctx: Context,
+    ctx: PipelineContext,
     version: str,
     path: Path,
     *,
@@ -150,7 +150,7 @@ def register(
 
 
 def _register(
-    ctx: Context,
+    ctx: PipelineContext,
     version: str,
     body: bytes,
     baseline: dict[str, float] | None,
@@ -214,7 +214,7 @@ def _register(
     return meta
 
 
-def versions(ctx: Context) -> list[dict[str, Any]]:
+def versions(ctx: PipelineContext) -> list[dict[str, Any]]:
     """Every version in the registry, newest registration first, with where it is served."""
     ssm, names = ctx.aws.client("ssm"), ctx.names
     prefix = f"{names.ssm_prefix}/models/versions/"
@@ -246,7 +246,7 @@ def versions(ctx: Context) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["registeredAt"] or "", r["version"]), reverse=True)
 
 
-def known_versions(ctx: Context) -> list[str]:
+def known_versions(ctx: PipelineContext) -> list[str]:
     """Every version with a metadata parameter in the registry."""
     prefix = f"{ctx.names.ssm_prefix}/models/versions/"
     pages = (
@@ -264,7 +264,7 @@ def known_versions(ctx: Context) -> list[str]:
     )
 
 
-def active_version(ctx: Context) -> str | None:
+def active_version(ctx: PipelineContext) -> str | None:
     try:
         param = ctx.aws.client("ssm").get_parameter(Name=ctx.names.active_version_param)
     except ClientError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.context import Context
+from mlpipe.context import PipelineContext
 from mlpipe.core.errors import is_not_found
 from mlpipe.ops.lock import holders
 from mlpipe.ops.registry import active_version
@@ -56,7 +56,7 @@ def sparkline(values: list[float | None]) -> str:
 
 
 def _metric_queries(
-    ctx: Context, variants: list[str], window: int, period: int
+    ctx: PipelineContext, variants: list[str], window: int, period: int
 ) -> list[dict[str, Any]]:
     queries = []
     for index, variant in enumerate(variants):
@@ -96,7 +96,7 @@ def _series(
 
 
 def snapshot(
-    ctx: Context, *, window: int = 300, period: int = 60, now: datetime | None = None
+    ctx: PipelineContext, *, window: int = 300, period: int = 60, now: datetime | None = None
 ) -> dict[str, Any]:
     """Everything `mlpipe watch` shows, as plain data (JSON-ready)."""
     now = now or datetime.now(UTC)

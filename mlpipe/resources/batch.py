@@ -106,7 +106,7 @@ class BatchResource(Resource):
         resource, or None once it is gone."""
         timeout = self.ctx.spec.batch.wait_timeout_seconds
 
-        def attempt() -> dict[str, Any] | Pending[dict[str, Any]] | None:
+        def attempt() -> dict[str, Any] | Pending | None:
             live = self.describe()
             if live is not None and live["status"] in IN_PROGRESS:
                 self.ctx.progress(self.key, f"waiting: {self.physical} is {live['status']}")

@@ -389,7 +389,7 @@ def _until(ctx: Context, key: str, what: str, done: Callable[[], bool]) -> None:
     """Poll `done` until it is true, bounded by network.delete_timeout_seconds."""
     timeout = ctx.spec.network.delete_timeout_seconds
 
-    def attempt() -> bool | Pending[None]:
+    def attempt() -> bool | Pending:
         return True if done() else Pending(None, f"{key}: {what} not done")
 
     try:

@@ -120,7 +120,7 @@ def test_poll_backs_off_on_the_injected_clock_and_times_out() -> None:
     time = FakeTime()
     calls: list[float] = []
 
-    def attempt() -> Pending[int]:
+    def attempt() -> Pending:
         calls.append(time.now)
         return Pending(len(calls), "not yet")
 
