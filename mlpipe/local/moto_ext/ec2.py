@@ -18,6 +18,8 @@ from moto.ec2.models import EC2Backend
 from moto.ec2.responses.flow_logs import FlowLogs
 from moto.ec2.responses.route_tables import RouteTables
 
+from mlpipe.local.moto_ext import _wrap
+
 # Per EC2 backend (one per account and region): client token -> route table id.
 _route_tables: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 # Per EC2 backend: client token -> the flow log ids its create made.
@@ -68,8 +70,6 @@ def _create_vpc_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    from mlpipe.local.moto_ext import _wrap as wrap
-
-    wrap(RouteTables, "create_route_table", _create_route_table)
-    wrap(EC2Backend, "create_vpc_endpoint", _create_vpc_endpoint)
-    wrap(FlowLogs, "create_flow_logs", _create_flow_logs)
+    _wrap(RouteTables, "create_route_table", _create_route_table)
+    _wrap(EC2Backend, "create_vpc_endpoint", _create_vpc_endpoint)
+    _wrap(FlowLogs, "create_flow_logs", _create_flow_logs)

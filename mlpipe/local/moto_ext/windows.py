@@ -21,7 +21,6 @@ Time is :data:`clock`, which tests replace.
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
 from collections.abc import Callable
@@ -41,6 +40,8 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.utils import arn_formatter
 from moto.stepfunctions.models import StepFunctionBackend
 
+from mlpipe.local.moto_ext import _wrap, seconds_from_env
+
 DEFAULTS = {"ROLE": 2.0, "BACKUPS": 1.0, "ENDPOINT_CONFIG": 0.5}
 
 clock: Callable[[], float] = time.monotonic
@@ -52,11 +53,7 @@ _born: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 def window(name: str) -> float:
     """Seconds of the window `name` (ROLE, BACKUPS, ENDPOINT_CONFIG), from the environment."""
-    raw = os.environ.get(f"MLPIPE_LOCAL_{name}_WINDOW", "")
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULTS[name]
-    except ValueError:
-        return DEFAULTS[name]
+    return seconds_from_env(f"MLPIPE_LOCAL_{name}_WINDOW", DEFAULTS[name])
 
 
 def _young(thing: Any, name: str) -> bool:
@@ -178,8 +175,6 @@ def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    from mlpipe.local.moto_ext import _wrap
-
     _wrap(IAMBackend, "create_role", _stamped)
     _wrap(DynamoDBBackend, "create_table", _stamped)
     _wrap(SageMakerModelBackend, "create_endpoint_config", _stamped)

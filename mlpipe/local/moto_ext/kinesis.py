@@ -1,0 +1,27 @@
+"""Kinesis ``CreateStream`` applies ``Tags`` in the embedded AWS (moto drops them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from moto.kinesis.responses import KinesisResponse
+
+from mlpipe.local.moto_ext import _wrap
+
+
+def _create_stream(original: Callable[..., Any]) -> Callable[..., Any]:
+    """CreateStream applies its Tags to the new stream."""
+
+    def create(self: KinesisResponse) -> Any:
+        result = original(self)
+        tags = self._get_param("Tags")
+        if tags:
+            self.kinesis_backend.add_tags_to_stream(None, self._get_param("StreamName"), tags)
+        return result
+
+    return create
+
+
+def install() -> None:
+    _wrap(KinesisResponse, "create_stream", _create_stream)
