@@ -519,15 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=None)
     parser.add_argument("--runtime-ports", default=None, help="SageMaker runtime,API ports")
     args = parser.parse_args(argv)
-    from mlpipe.local import alarms
+    from mlpipe.local import alarm_history
 
     # Alarm notifications go to the log (stderr) and to a file `mlpipe local status` reads.
-    alarms.NOTIFICATIONS_FILE = state_dir() / NOTIFICATIONS_FILE
-    alarms.NOTIFICATIONS_FILE.unlink(missing_ok=True)  # a new embedded AWS starts empty
+    alarm_history.NOTIFICATIONS_FILE = state_dir() / NOTIFICATIONS_FILE
+    alarm_history.NOTIFICATIONS_FILE.unlink(missing_ok=True)  # a new embedded AWS starts empty
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    alarms.log.addHandler(handler)
-    alarms.log.setLevel(logging.INFO)
+    alarm_history.log.addHandler(handler)
+    alarm_history.log.setLevel(logging.INFO)
     ports = None
     if args.runtime_ports:
         runtime, api = (int(p) for p in args.runtime_ports.split(","))

@@ -8,8 +8,8 @@ One module per AWS service (:mod:`.sagemaker`, :mod:`.awslambda`, :mod:`.ec2`, :
 :mod:`.s3`, :mod:`.wafv2`, :mod:`.batch`, :mod:`.glue`, :mod:`.athena`, :mod:`.cloudwatch`,
 :mod:`.kinesis`, :mod:`.apigateway`) and one for eventual consistency across services
 (:mod:`.windows`), each with an ``install()`` that changes moto's classes through :func:`_add`
-and :func:`_wrap`, which record how to undo the change. CloudWatch alarms live in
-:mod:`mlpipe.local.alarms`, the fault-injection harness in :mod:`mlpipe.local.faults`. This
+and :func:`_wrap`, which record how to undo the change. The fault-injection harness is
+:mod:`mlpipe.local.faults`. This
 module also has the embedded AWS handle one request at a time.
 """
 
@@ -71,7 +71,7 @@ def install_extensions() -> None:
 
 def _install_modules() -> None:
     """The extensions, one module per service, then the cross-service ones."""
-    from mlpipe.local import alarms, faults
+    from mlpipe.local import faults
     from mlpipe.local.moto_ext import (
         apigateway,
         athena,
@@ -102,7 +102,6 @@ def _install_modules() -> None:
         ec2,
         wafv2,
         windows,  # after the services: in front of their creates
-        alarms,
         faults,  # last: in front of everything else
     )
     for module in modules:
