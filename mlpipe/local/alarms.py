@@ -11,10 +11,11 @@ in), cannot compute percentiles, and has no ``DescribeAlarmHistory``. This modul
   least ``DatapointsToAlarm`` of the ``EvaluationPeriods`` evaluated datapoints breach the
   threshold by ``ComparisonOperator``. Missing datapoints are handled as "How alarm state is
   evaluated when data is missing" says, ``TreatMissingData`` filling in only what the real
-  datapoints of the evaluation range do not cover (see :func:`evaluate`; the doc's example
-  tables are tests; the rules: :mod:`mlpipe.local.alarm_rules`). A percentile alarm with ``EvaluateLowSampleCountPercentile: ignore``
-  keeps its state while a period has fewer than 10/(1-p) samples. Metrics are matched by
-  namespace, name and the exact set of dimensions, as CloudWatch identifies a metric.
+  datapoints of the evaluation range do not cover (see :func:`evaluate` in
+  :mod:`mlpipe.local.alarm_rules`; the doc's example tables are tests). A percentile alarm with
+  ``EvaluateLowSampleCountPercentile: ignore`` keeps its state while a period has fewer than
+  10/(1-p) samples. Metrics are matched by namespace, name and the exact set of dimensions, as
+  CloudWatch identifies a metric.
 - **State changes**: a new alarm starts ``INSUFFICIENT_DATA``; ``PutMetricAlarm`` on an existing
   alarm keeps its state and history. Every change (from evaluation or ``SetAlarmState``) sets
   ``StateValue``, ``StateReason``, ``StateReasonData`` and ``StateUpdatedTimestamp``, is

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from localaws_testing import ACCOUNT, REGION
 
-from mlpipe.local import alarm_history, alarms
+from mlpipe.local import alarm_history
 from mlpipe.local.alarms import AlarmEvaluator, AlarmSettings, evaluate, percentile, statistic
 from mlpipe.local.metrics import MetricsPublisher
 
