@@ -38,9 +38,9 @@ state changes made by ``SetAlarmState``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -48,7 +48,7 @@ from typing import Any
 
 from moto.cloudwatch.models import CloudWatchBackend, MetricDatum, cloudwatch_backends
 
-from mlpipe.local.alarm_history import change_state, epoch, log
+from mlpipe.local.alarm_history import change_state, epoch
 from mlpipe.local.alarm_rules import (
     RANGE_EXTRA,
     AlarmSettings,
@@ -57,7 +57,7 @@ from mlpipe.local.alarm_rules import (
     percentile,
     statistic,
 )
-from mlpipe.local.service import Service
+from mlpipe.local.service import Periodic
 
 __all__ = [
     "TIME_SCALE",
@@ -136,15 +136,17 @@ class _Index:
         return found
 
 
-class AlarmEvaluator(Service):
+class AlarmEvaluator(Periodic):
     """Evaluates every metric alarm of the embedded AWS, every ``interval`` seconds."""
 
+    thread_name = "mlpipe-alarms"
+    failure = "alarm evaluation failed"
+    failure_level = logging.ERROR
+
     def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.clock = clock
         self._indexes: dict[int, _Index] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def evaluate_once(self, now: float | None = None) -> list[tuple[str, str, str]]:
         """Evaluate every alarm at ``now`` (default: the clock); the changes made, as
@@ -163,25 +165,8 @@ class AlarmEvaluator(Service):
                 changes += _evaluate_backend(backend, index, now)
         return changes
 
-    def start(self) -> AlarmEvaluator:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="mlpipe-alarms", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.evaluate_once()
-            except Exception:
-                log.exception("alarm evaluation failed")
-
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+    def run_once(self) -> list[tuple[str, str, str]]:
+        return self.evaluate_once()
 
 
 def _backends() -> list[CloudWatchBackend]:

@@ -9,7 +9,6 @@ AWS). Logging never fails the runtime: a failed send is logged and dropped.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,12 +35,9 @@ class LogShipper(Flusher):
         flush_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(flush_interval, wall)
         self.logs = logs
-        super().__init__(flush_interval)
-        self.wall = wall
         self._pending: list[tuple[str, str, int, str]] = []
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
 
     def write(self, group: str, stream: str, message: str) -> None:
         with self._lock:

@@ -24,7 +24,6 @@ exact), at most :data:`MAX_DATUMS` datums per call. A request never waits for Cl
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
@@ -78,14 +77,11 @@ class MetricsPublisher(Flusher):
         flush_interval: float = 1.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(flush_interval, wall)
         self.cloudwatch = cloudwatch
-        super().__init__(flush_interval)
-        self.wall = wall
         self.sent = 0  # values sent so far
         self.calls = 0  # PutMetricData calls made
         self._pending: list[tuple[_Key, float]] = []
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
 
     def put(
         self,
