@@ -74,15 +74,7 @@ from mlpipe.local.functions import ClientFactory, FunctionNotFoundError, LocalFu
 from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import BackgroundHttpServer
 
-__all__ = [
-    "ApiConfig",
-    "ApiNotFoundError",
-    "ApiResponse",
-    "LocalApi",
-    "Method",
-    "Route",
-    "load_api_config",
-]
+__all__ = ["LocalApi"]
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@ exact), at most :data:`MAX_DATUMS` datums per call. A request never waits for Cl
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -62,26 +61,14 @@ class MetricSink(Protocol):
 
 
 class MetricsPublisher(Flusher):
-    """Buffers metric values and sends them with PutMetricData in the background.
-
-    ``cloudwatch`` returns the CloudWatch client to send with (called from the flushing thread).
-    """
+    """Buffers metric values and sends them with PutMetricData in the background, with the
+    CloudWatch client ``client()`` returns (called from the flushing thread)."""
 
     thread_name = "mlpipe-metrics"
     failure = "could not publish metrics"
-
-    def __init__(
-        self,
-        cloudwatch: Callable[[], Any],
-        *,
-        flush_interval: float = 1.0,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(flush_interval, wall)
-        self.cloudwatch = cloudwatch
-        self.sent = 0  # values sent so far
-        self.calls = 0  # PutMetricData calls made
-        self._pending: list[tuple[_Key, float]] = []
+    sent = 0  # values sent so far
+    calls = 0  # PutMetricData calls made
+    _pending: list[tuple[_Key, float]]
 
     def put(
         self,
@@ -120,7 +107,7 @@ class MetricsPublisher(Flusher):
                             "Counts": [float(c) for _, c in chunk],
                         }
                     )
-            client = self.cloudwatch()
+            client = self.client()
             for namespace, data in by_namespace.items():
                 for start in range(0, len(data), MAX_DATUMS):
                     client.put_metric_data(

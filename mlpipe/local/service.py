@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -82,16 +83,25 @@ class Periodic(Service):
 
 
 class Flusher(Periodic):
-    """Buffers work and sends it every `flush_interval` seconds, and once more on `stop()`; a
-    failed send is logged and dropped. `wall` stamps what is buffered; `_lock` guards the buffer
-    and `_flushing` one send at a time."""
+    """Buffers work and sends it with the AWS client `client()` returns (called from the
+    flushing thread) every `flush_interval` seconds, and once more on `stop()`; a failed send is
+    logged and dropped. `wall` stamps what is buffered; `_lock` guards the buffer and
+    `_flushing` one send at a time."""
 
     thread_name = "mlpipe-flush"
     failure = "could not send"
 
-    def __init__(self, flush_interval: float, wall: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        client: Callable[[], Any],
+        *,
+        flush_interval: float = 1.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(flush_interval)
+        self.client = client
         self.wall = wall
+        self._pending: list[Any] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
 

@@ -7,10 +7,11 @@ it (``UpdateEndpoint`` -> ``update_endpoint``), and that method calls the backen
 One module per AWS service (:mod:`.sagemaker`, :mod:`.awslambda`, :mod:`.ec2`, :mod:`.iam`,
 :mod:`.s3`, :mod:`.wafv2`, :mod:`.batch`, :mod:`.glue`, :mod:`.athena`, :mod:`.cloudwatch`,
 :mod:`.kinesis`, :mod:`.apigateway`) and one for eventual consistency across services
-(:mod:`.windows`), each with an ``install()`` that changes moto's classes through :func:`_add`
-and :func:`_wrap`, which record how to undo the change. The fault-injection harness is
-:mod:`mlpipe.local.faults`. This
-module also has the embedded AWS handle one request at a time.
+(:mod:`.windows`). A module declares its changes to moto's classes with :func:`wrapper_of` and
+:func:`new_method` (or makes them with :func:`_wrap` and :func:`_add`), and its ``install()``
+makes them; each change is recorded so that :func:`uninstall_extensions` can undo it. The
+fault-injection harness is :mod:`mlpipe.local.faults`. This module also has the embedded AWS
+handle one request at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from moto.core.botocore_stubber import BotocoreStubber
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -144,6 +145,36 @@ def _wrap(cls: type, name: str, make: Callable[[Callable[..., Any]], Callable[..
     original = getattr(cls, name)
     _changes.append((cls, name, vars(cls).get(name, _MISSING)))
     setattr(cls, name, functools.wraps(original)(make(original)))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# Per extension module: the changes it declares, in order, for its install() to make.
+_declared: dict[str, list[tuple[Callable[..., None], type, str, Callable[..., Any]]]] = {}
+
+
+def _declare(change: Callable[..., None], cls: type, names: tuple[str, ...]) -> Callable[[_F], _F]:
+    def declare(function: _F) -> _F:
+        for name in names:
+            _declared.setdefault(function.__module__, []).append((change, cls, name, function))
+        return function
+
+    return declare
+
+
+def wrapper_of(cls: type, *names: str) -> Callable[[_F], _F]:
+    """Declare ``make`` as what wraps methods ``names`` of ``cls`` (see :func:`_wrap`)."""
+    return _declare(_wrap, cls, names)
+
+
+def new_method(cls: type, name: str) -> Callable[[_F], _F]:
+    """Declare a function as method ``name`` of ``cls``, which moto lacks (see :func:`_add`)."""
+    return _declare(_add, cls, (name,))
+
+
+def install_declared(module: str) -> None:
+    """Make the changes the extension module ``module`` declares."""
+    for change, cls, name, function in _declared.get(module, ()):
+        change(cls, name, function)
 
 
 # --- One request at a time ---------------------------------------------------------------------

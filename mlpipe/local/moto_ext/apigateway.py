@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from moto.apigateway.responses import APIGatewayResponse
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import _wrap, install_declared, wrapper_of
 
 
 def _tagged_api_resource(response: APIGatewayResponse) -> Any:
@@ -49,6 +49,7 @@ def _api_tags(original: Callable[..., Any], operation: str) -> Callable[..., Any
     return handle
 
 
+@wrapper_of(APIGatewayResponse, "put_integration")
 def _put_integration(original: Callable[..., Any]) -> Callable[..., Any]:
     """PutIntegration keeps ``cacheKeyParameters``."""
 
@@ -63,7 +64,7 @@ def _put_integration(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
+    install_declared(__name__)
     _wrap(APIGatewayResponse, "get_tags", lambda f: _api_tags(f, "get"))
     _wrap(APIGatewayResponse, "tag_resource", lambda f: _api_tags(f, "tag"))
     _wrap(APIGatewayResponse, "untag_resource", lambda f: _api_tags(f, "untag"))
-    _wrap(APIGatewayResponse, "put_integration", _put_integration)

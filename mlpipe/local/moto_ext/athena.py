@@ -9,7 +9,7 @@ from moto.athena.models import AthenaBackend
 from moto.athena.responses import AthenaResponse
 from moto.core.exceptions import JsonRESTError
 
-from mlpipe.local.moto_ext import _add
+from mlpipe.local.moto_ext import install_declared, new_method
 
 
 class _AthenaInvalidRequest(JsonRESTError):
@@ -67,6 +67,7 @@ def _engine_version(selected: str) -> dict[str, str]:
     return {"SelectedEngineVersion": selected, "EffectiveEngineVersion": effective}
 
 
+@new_method(AthenaBackend, "update_work_group")
 def _update_work_group(
     self: AthenaBackend,
     name: str,
@@ -100,6 +101,7 @@ def _update_work_group(
         configuration["EngineVersion"] = _engine_version(selected)
 
 
+@new_method(AthenaResponse, "update_work_group")
 def _update_work_group_action(self: AthenaResponse) -> str:
     self.athena_backend.update_work_group(
         name=self._get_param("WorkGroup"),
@@ -111,5 +113,4 @@ def _update_work_group_action(self: AthenaResponse) -> str:
 
 
 def install() -> None:
-    _add(AthenaBackend, "update_work_group", _update_work_group)
-    _add(AthenaResponse, "update_work_group", _update_work_group_action)
+    install_declared(__name__)

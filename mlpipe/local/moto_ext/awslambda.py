@@ -24,7 +24,7 @@ from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda.responses import LambdaResponse
 
-from mlpipe.local.moto_ext import _add, _wrap
+from mlpipe.local.moto_ext import install_declared, new_method, wrapper_of
 
 DEFAULT_QUOTA = 1000
 ROUTE = r"{0}/(?P<api_version>[^/]+)/account-settings/?$"
@@ -47,6 +47,7 @@ def _reserved(backend: LambdaBackend, besides: str = "") -> int:
     )
 
 
+@wrapper_of(LambdaBackend, "put_function_concurrency")
 def _put_concurrency(original: Callable[..., Any]) -> Callable[..., Any]:
     def put(self: LambdaBackend, function_name: str, reserved: str) -> Any:
         name = self.get_function(function_name).function_name
@@ -62,6 +63,7 @@ def _put_concurrency(original: Callable[..., Any]) -> Callable[..., Any]:
     return put
 
 
+@new_method(LambdaResponse, "get_account_settings")
 def _get_account_settings(self: LambdaResponse) -> Any:
     backend = self.backend
     functions = list(backend.list_functions())
@@ -80,6 +82,7 @@ def _get_account_settings(self: LambdaResponse) -> Any:
     return 200, {}, json.dumps(settings)
 
 
+@wrapper_of(LambdaFunction, "update_configuration")
 def _function_configuration(original: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
     """UpdateFunctionConfiguration also sets TracingConfig and KMSKeyArn ("" removes the key)."""
 
@@ -94,6 +97,7 @@ def _function_configuration(original: Callable[..., dict[str, Any]]) -> Callable
     return update
 
 
+@wrapper_of(LambdaBackend, "send_kinesis_message")
 def _polled_by_the_stream_runtime(original: Callable[..., Any]) -> Callable[..., None]:
     """Records reach a function through its event source mapping, polled by the stream
     runtime (`mlpipe.local.stream`) with the mapping's batch size, window and retries, as the
@@ -107,8 +111,5 @@ def _polled_by_the_stream_runtime(original: Callable[..., Any]) -> Callable[...,
 
 
 def install() -> None:
+    install_declared(__name__)
     urls.url_paths.setdefault(ROUTE, LambdaResponse.dispatch)
-    _add(LambdaResponse, "get_account_settings", _get_account_settings)
-    _wrap(LambdaBackend, "put_function_concurrency", _put_concurrency)
-    _wrap(LambdaBackend, "send_kinesis_message", _polled_by_the_stream_runtime)
-    _wrap(LambdaFunction, "update_configuration", _function_configuration)

@@ -16,13 +16,14 @@ from moto.batch.exceptions import InvalidParameterValueException as BatchInvalid
 from moto.batch.models import BatchBackend
 from moto.ec2.exceptions import InvalidSubnetIdError
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import install_declared, wrapper_of
 
 # What UpdateComputeEnvironment may change in computeResources; Fargate takes only these three.
 _FARGATE_UPDATABLE = frozenset({"maxvCpus", "subnets", "securityGroupIds"})
 _EC2_UPDATABLE = _FARGATE_UPDATABLE | {"minvCpus", "desiredvCpus"}
 
 
+@wrapper_of(BatchBackend, "update_compute_environment")
 def _update_compute_environment(original: Callable[..., Any]) -> Callable[..., Any]:
     """UpdateComputeEnvironment also applies ``computeResources`` (moto ignores them):
     maxvCpus, subnets and security groups, plus minvCpus/desiredvCpus on EC2 resources."""
@@ -67,6 +68,7 @@ def _check_compute_update(backend: BatchBackend, changes: dict[str, Any]) -> Non
             raise BatchInvalidParameter(f"security group {group_id} does not exist")
 
 
+@wrapper_of(BatchBackend, "delete_compute_environment")
 def _delete_compute_environment(original: Callable[..., Any]) -> Callable[..., Any]:
     """DeleteComputeEnvironment refuses an environment that is ENABLED or used by a queue."""
 
@@ -87,6 +89,7 @@ def _delete_compute_environment(original: Callable[..., Any]) -> Callable[..., A
     return delete
 
 
+@wrapper_of(BatchBackend, "delete_job_queue")
 def _delete_job_queue(original: Callable[..., Any]) -> Callable[..., Any]:
     """DeleteJobQueue refuses a queue whose state is not DISABLED."""
 
@@ -101,6 +104,7 @@ def _delete_job_queue(original: Callable[..., Any]) -> Callable[..., Any]:
     return delete
 
 
+@wrapper_of(BatchBackend, "get_job_definition")
 def _latest_active(original: Callable[..., Any]) -> Callable[..., Any]:
     """SubmitJob takes a job definition ARN without a revision: AWS runs its latest ACTIVE
     revision, moto finds nothing."""
@@ -119,7 +123,4 @@ def _latest_active(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _wrap(BatchBackend, "get_job_definition", _latest_active)
-    _wrap(BatchBackend, "update_compute_environment", _update_compute_environment)
-    _wrap(BatchBackend, "delete_compute_environment", _delete_compute_environment)
-    _wrap(BatchBackend, "delete_job_queue", _delete_job_queue)
+    install_declared(__name__)

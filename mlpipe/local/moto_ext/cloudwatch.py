@@ -25,7 +25,7 @@ from moto.core.responses import ActionResult
 from mlpipe.local import alarm_history
 from mlpipe.local.alarm_history import change_state, history, record
 from mlpipe.local.alarm_rules import INSUFFICIENT, PERCENTILE, as_utc, statistic
-from mlpipe.local.moto_ext import _add, _wrap
+from mlpipe.local.moto_ext import _wrap, install_declared, new_method, wrapper_of
 
 
 def _dashboard_named(backend: CloudWatchBackend, arn: str) -> str | None:
@@ -53,6 +53,7 @@ def _dashboard_tags(original: Callable[..., Any], operation: str) -> Callable[..
     return handle
 
 
+@wrapper_of(CloudWatchResponse, "put_dashboard")
 def _put_dashboard(original: Callable[..., Any]) -> Callable[..., Any]:
     """PutDashboard applies Tags when it creates the dashboard; on an update they are ignored."""
 
@@ -69,6 +70,7 @@ def _put_dashboard(original: Callable[..., Any]) -> Callable[..., Any]:
     return put
 
 
+@wrapper_of(CloudWatchBackend, "delete_dashboards")
 def _delete_dashboards(original: Callable[..., Any]) -> Callable[..., Any]:
     """DeleteDashboards also drops the tags of the dashboards it deletes."""
 
@@ -83,6 +85,7 @@ def _delete_dashboards(original: Callable[..., Any]) -> Callable[..., Any]:
     return delete
 
 
+@wrapper_of(CloudWatchBackend, "put_metric_alarm")
 def _put_metric_alarm(original: Callable[..., Any]) -> Callable[..., Any]:
     """A new alarm starts INSUFFICIENT_DATA; an update keeps the state and history ("When you
     update an existing alarm, its state is left unchanged", PutMetricAlarm)."""
@@ -110,6 +113,7 @@ def _put_metric_alarm(original: Callable[..., Any]) -> Callable[..., Any]:
     return put
 
 
+@wrapper_of(MotoAlarm, "update_state")
 def _update_state(original: Callable[..., Any]) -> Callable[..., Any]:
     """SetAlarmState goes through the same state change: history and actions."""
 
@@ -119,6 +123,7 @@ def _update_state(original: Callable[..., Any]) -> Callable[..., Any]:
     return update
 
 
+@wrapper_of(Statistics, "get_statistics_for_type")
 def _percentile_stat(original: Callable[..., Any]) -> Callable[..., Any]:
     """GetMetricData's ``Stat: pNN``: from the raw values of the period."""
 
@@ -130,6 +135,7 @@ def _percentile_stat(original: Callable[..., Any]) -> Callable[..., Any]:
     return get
 
 
+@wrapper_of(CloudWatchResponse, "get_metric_statistics")
 def _get_metric_statistics(original: Callable[..., Any]) -> Callable[..., Any]:
     """GetMetricStatistics with ``ExtendedStatistics`` (moto ignores them)."""
 
@@ -163,6 +169,7 @@ def _get_metric_statistics(original: Callable[..., Any]) -> Callable[..., Any]:
     return get
 
 
+@new_method(CloudWatchResponse, "describe_alarm_history")
 def _describe_alarm_history(self: CloudWatchResponse) -> Any:
     """DescribeAlarmHistory: by alarm name, item type and date range, newest first unless
     ScanBy is TimestampAscending; MaxRecords (default 100) per page with NextToken."""
@@ -195,13 +202,7 @@ def _describe_alarm_history(self: CloudWatchResponse) -> Any:
 
 
 def install() -> None:
+    install_declared(__name__)
     _wrap(CloudWatchBackend, "tag_resource", lambda f: _dashboard_tags(f, "tag"))
     _wrap(CloudWatchBackend, "untag_resource", lambda f: _dashboard_tags(f, "untag"))
     _wrap(CloudWatchBackend, "list_tags_for_resource", lambda f: _dashboard_tags(f, "list"))
-    _wrap(CloudWatchResponse, "put_dashboard", _put_dashboard)
-    _wrap(CloudWatchBackend, "delete_dashboards", _delete_dashboards)
-    _wrap(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm)
-    _wrap(MotoAlarm, "update_state", _update_state)
-    _wrap(Statistics, "get_statistics_for_type", _percentile_stat)
-    _wrap(CloudWatchResponse, "get_metric_statistics", _get_metric_statistics)
-    _add(CloudWatchResponse, "describe_alarm_history", _describe_alarm_history)

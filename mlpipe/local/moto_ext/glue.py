@@ -15,7 +15,7 @@ from moto.glue.models import FakeCrawler, GlueBackend
 from moto.glue.responses import GlueResponse
 from moto.utilities.utils import get_partition
 
-from mlpipe.local.moto_ext import _add, _wrap
+from mlpipe.local.moto_ext import _wrap, install_declared, new_method, wrapper_of
 
 _CRAWLER_FIELDS = {
     "Role": "role",
@@ -34,6 +34,7 @@ _CRAWLER_FIELDS = {
 }
 
 
+@new_method(GlueBackend, "update_crawler")
 def _update_crawler(self: GlueBackend, name: str, changes: dict[str, Any]) -> None:
     crawler = self.get_crawler(name)
     if crawler.status in ("RUNNING", "STOPPING"):
@@ -48,12 +49,14 @@ def _update_crawler(self: GlueBackend, name: str, changes: dict[str, Any]) -> No
     crawler.last_updated = utcnow()
 
 
+@new_method(GlueResponse, "update_crawler")
 def _update_crawler_action(self: GlueResponse) -> ActionResult:
     params = self.parameters
     self.glue_backend.update_crawler(params["Name"], params)
     return EmptyResult()
 
 
+@wrapper_of(FakeCrawler, "as_dict")
 def _crawler_as_dict(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     def as_dict(self: FakeCrawler) -> dict[str, Any]:
         data = original(self)
@@ -83,8 +86,6 @@ def _untagging(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def install() -> None:
-    _add(GlueBackend, "update_crawler", _update_crawler)
-    _add(GlueResponse, "update_crawler", _update_crawler_action)
-    _wrap(FakeCrawler, "as_dict", _crawler_as_dict)
+    install_declared(__name__)
     _wrap(GlueBackend, "delete_database", _untagging("database"))
     _wrap(GlueBackend, "delete_crawler", _untagging("crawler"))

@@ -9,12 +9,13 @@ from typing import Any
 
 from moto.iam.models import IAMBackend
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import install_declared, wrapper_of
 
 # Names AWS gives service-linked roles where moto's derivation from the service name differs.
 _SERVICE_LINKED_ROLE_NAMES = {"batch.amazonaws.com": "AWSServiceRoleForBatch"}
 
 
+@wrapper_of(IAMBackend, "create_service_linked_role")
 def _service_linked_role(original: Callable[..., Any]) -> Callable[..., Any]:
     """CreateServiceLinkedRole names the role as AWS does (``AWSServiceRoleForBatch``)."""
 
@@ -47,4 +48,4 @@ def _service_linked_role(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _wrap(IAMBackend, "create_service_linked_role", _service_linked_role)
+    install_declared(__name__)

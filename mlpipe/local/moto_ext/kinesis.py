@@ -7,9 +7,10 @@ from typing import Any
 
 from moto.kinesis.responses import KinesisResponse
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import install_declared, wrapper_of
 
 
+@wrapper_of(KinesisResponse, "create_stream")
 def _create_stream(original: Callable[..., Any]) -> Callable[..., Any]:
     """CreateStream applies its Tags to the new stream."""
 
@@ -24,4 +25,4 @@ def _create_stream(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _wrap(KinesisResponse, "create_stream", _create_stream)
+    install_declared(__name__)

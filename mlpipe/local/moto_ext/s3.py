@@ -19,7 +19,7 @@ from typing import Any
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.s3.models import FakeBucket
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import install_declared, wrapper_of
 
 LOGGING_SERVICE = "logging.s3.amazonaws.com"
 
@@ -39,6 +39,7 @@ def _applies_without_context(statement: dict[str, Any]) -> bool:
     return True
 
 
+@wrapper_of(FakeBucket, "get_permission")
 def _bucket_permission(original: Callable[..., Any]) -> Callable[..., Any]:
     """moto evaluates bucket policies without a request context and treats every condition as
     met, so "deny unless aws:SecureTransport" refuses every request. Evaluate them as IAM does
@@ -80,6 +81,7 @@ def _grants_delivery(statement: dict[str, Any], object_arn: str) -> bool:
     )
 
 
+@wrapper_of(FakeBucket, "_log_permissions_enabled_policy")
 def _permitted(_moto_check: Callable[..., bool]) -> Callable[..., bool]:
     """moto's check reads every statement's Principal as a mapping (and fails on "*"): replaced
     whole."""
@@ -98,5 +100,4 @@ def _permitted(_moto_check: Callable[..., bool]) -> Callable[..., bool]:
 
 
 def install() -> None:
-    _wrap(FakeBucket, "get_permission", _bucket_permission)
-    _wrap(FakeBucket, "_log_permissions_enabled_policy", _permitted)
+    install_declared(__name__)

@@ -31,7 +31,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
 from mlpipe.local import moto_ext
-from mlpipe.local.moto_ext import _add, _wrap
+from mlpipe.local.moto_ext import install_declared, new_method, wrapper_of
 
 ECR_REGION = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 _lock = threading.RLock()
@@ -88,15 +88,23 @@ def _retained(
     current = {variant["VariantName"]: variant for variant in old}
     for variant in new:
         previous = current.get(variant["VariantName"])
-        if previous is None:
-            continue
-        for prop, keys in _VARIANT_PROPERTIES.items():
-            if prop in excluded:
-                continue
-            for key in keys:
-                if key in previous:
-                    variant[key] = previous[key]
+        if previous is not None:
+            kept = [prop for prop in _VARIANT_PROPERTIES if prop not in excluded]
+            _carry(variant, previous, kept, drop_missing=False)
     return new
+
+
+def _carry(
+    variant: dict[str, Any], previous: dict[str, Any], props: list[str], *, drop_missing: bool
+) -> None:
+    """Copy the fields that carry ``props`` from ``previous`` into ``variant`` (and, with
+    ``drop_missing``, remove those ``previous`` lacks)."""
+    for prop in props:
+        for key in _VARIANT_PROPERTIES[prop]:
+            if key in previous:
+                variant[key] = previous[key]
+            elif drop_missing:
+                variant.pop(key, None)
 
 
 def _finish(backend: SageMakerModelBackend, endpoint: FakeEndpoint, work: _Transition) -> None:
@@ -136,6 +144,7 @@ def _settle(backend: SageMakerModelBackend) -> None:
             _finish(backend, endpoint, work)
 
 
+@wrapper_of(SageMakerModelBackend, "describe_endpoint", "list_endpoints")
 def _settled(original: Callable[..., Any]) -> Callable[..., Any]:
     def method(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         with _lock:
@@ -159,6 +168,7 @@ def _refuse_in_progress(backend: SageMakerModelBackend, endpoint_name: str) -> F
     return endpoint
 
 
+@new_method(SageMakerModelBackend, "update_endpoint")
 def _update_endpoint(
     self: SageMakerModelBackend,
     endpoint_name: str,
@@ -214,6 +224,7 @@ def _pending_variants(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pending
 
 
+@wrapper_of(SageMakerModelBackend, "create_endpoint")
 def _create_endpoint(original: Callable[..., FakeEndpoint]) -> Callable[..., FakeEndpoint]:
     def create_endpoint(
         self: SageMakerModelBackend,
@@ -236,6 +247,7 @@ def _create_endpoint(original: Callable[..., FakeEndpoint]) -> Callable[..., Fak
     return create_endpoint
 
 
+@wrapper_of(SageMakerModelBackend, "update_endpoint_weights_and_capacities")
 def _update_weights(original: Callable[..., str]) -> Callable[..., str]:
     def update_endpoint_weights_and_capacities(
         self: SageMakerModelBackend,
@@ -263,18 +275,12 @@ def _keep_omitted(
     changes = {change["VariantName"]: change for change in request}
     for variant in after:
         change = changes.get(variant["VariantName"])
-        if change is None:
-            continue
-        for prop, keys in _VARIANT_PROPERTIES.items():
-            if change.get(prop) is not None:
-                continue
-            for key in keys:
-                if key in previous[variant["VariantName"]]:
-                    variant[key] = previous[variant["VariantName"]][key]
-                else:
-                    variant.pop(key, None)
+        if change is not None:
+            omitted = [prop for prop in _VARIANT_PROPERTIES if change.get(prop) is None]
+            _carry(variant, previous[variant["VariantName"]], omitted, drop_missing=True)
 
 
+@new_method(SageMakerResponse, "update_endpoint")
 def _update_endpoint_action(self: SageMakerResponse) -> ActionResult:
     arn = self.sagemaker_backend.update_endpoint(
         endpoint_name=self._get_param("EndpointName"),
@@ -309,6 +315,7 @@ def check_container(backend: SageMakerModelBackend, container: dict[str, Any]) -
         raise ValidationError(message=f"Could not find model data at {url}.")
 
 
+@wrapper_of(SageMakerModelBackend, "create_model")
 def _checked_model(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_model(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         containers = [kwargs.get("primary_container") or {}, *(kwargs.get("containers") or [])]
@@ -319,6 +326,7 @@ def _checked_model(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_model
 
 
+@wrapper_of(SageMakerResponse, "create_model")
 def _network_isolation(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_model(self: SageMakerResponse) -> Any:
         answer = original(self)
@@ -330,11 +338,4 @@ def _network_isolation(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _add(SageMakerModelBackend, "update_endpoint", _update_endpoint)
-    _add(SageMakerResponse, "update_endpoint", _update_endpoint_action)
-    _wrap(SageMakerModelBackend, "create_endpoint", _create_endpoint)
-    _wrap(SageMakerModelBackend, "update_endpoint_weights_and_capacities", _update_weights)
-    for name in ("describe_endpoint", "list_endpoints"):
-        _wrap(SageMakerModelBackend, name, _settled)
-    _wrap(SageMakerModelBackend, "create_model", _checked_model)
-    _wrap(SageMakerResponse, "create_model", _network_isolation)
+    install_declared(__name__)

@@ -40,7 +40,7 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.utils import arn_formatter
 from moto.stepfunctions.models import StepFunctionBackend
 
-from mlpipe.local.moto_ext import _wrap, seconds_from_env
+from mlpipe.local.moto_ext import install_declared, seconds_from_env, wrapper_of
 
 DEFAULTS = {"ROLE": 2.0, "BACKUPS": 1.0, "ENDPOINT_CONFIG": 0.5}
 
@@ -61,6 +61,9 @@ def _young(thing: Any, name: str) -> bool:
     return born is not None and clock() - born < window(name)
 
 
+@wrapper_of(IAMBackend, "create_role")
+@wrapper_of(DynamoDBBackend, "create_table")
+@wrapper_of(SageMakerModelBackend, "create_endpoint_config")
 def _stamped(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         made = original(self, *args, **kwargs)
@@ -92,6 +95,7 @@ class _BackupsUnavailable(DynamodbException):
         )
 
 
+@wrapper_of(LambdaBackend, "create_function")
 def _create_function(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: LambdaBackend, spec: dict[str, Any]) -> Any:
         if _role_is_young(self.account_id, self.partition, str(spec.get("Role", ""))):
@@ -103,6 +107,7 @@ def _create_function(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(SageMakerModelBackend, "create_model")
 def _create_model(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         role = str(kwargs.get("execution_role_arn", ""))
@@ -113,6 +118,7 @@ def _create_model(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(StepFunctionBackend, "create_state_machine")
 def _create_state_machine(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: StepFunctionBackend, *args: Any, **kwargs: Any) -> Any:
         role = str(kwargs.get("roleArn", args[2] if len(args) > 2 else ""))
@@ -126,6 +132,7 @@ def _create_state_machine(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(GlueBackend, "create_crawler")
 def _create_crawler(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: GlueBackend, *args: Any, **kwargs: Any) -> Any:
         role = str(kwargs.get("role", args[1] if len(args) > 1 else ""))
@@ -141,6 +148,7 @@ def _create_crawler(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(DynamoDBBackend, "update_continuous_backups")
 def _update_backups(original: Callable[..., Any]) -> Callable[..., Any]:
     def update(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
         table = self.tables.get(table_name)
@@ -158,6 +166,7 @@ def _config_visible(backend: SageMakerModelBackend, name: str) -> None:
         raise ValidationError(message=f"Could not find endpoint configuration {arn}.")
 
 
+@wrapper_of(SageMakerModelBackend, "create_endpoint")
 def _create_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
@@ -166,6 +175,7 @@ def _create_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(SageMakerModelBackend, "update_endpoint")
 def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
     def update(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
@@ -175,13 +185,4 @@ def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _wrap(IAMBackend, "create_role", _stamped)
-    _wrap(DynamoDBBackend, "create_table", _stamped)
-    _wrap(SageMakerModelBackend, "create_endpoint_config", _stamped)
-    _wrap(LambdaBackend, "create_function", _create_function)
-    _wrap(SageMakerModelBackend, "create_model", _create_model)
-    _wrap(StepFunctionBackend, "create_state_machine", _create_state_machine)
-    _wrap(GlueBackend, "create_crawler", _create_crawler)
-    _wrap(DynamoDBBackend, "update_continuous_backups", _update_backups)
-    _wrap(SageMakerModelBackend, "create_endpoint", _create_endpoint)
-    _wrap(SageMakerModelBackend, "update_endpoint", _update_endpoint)
+    install_declared(__name__)
