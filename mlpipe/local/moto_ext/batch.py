@@ -68,6 +68,13 @@ def _check_compute_update(backend: BatchBackend, changes: dict[str, Any]) -> Non
             raise BatchInvalidParameter(f"security group {group_id} does not exist")
 
 
+def _refuse_unless_disabled(kind: str, resource: Any) -> None:
+    if resource.state != "DISABLED":
+        raise BatchClientException(
+            f"Cannot delete {kind} {resource.name}: it must be DISABLED first"
+        )
+
+
 @wrapper_of(BatchBackend, "delete_compute_environment")
 def _delete_compute_environment(original: Callable[..., Any]) -> Callable[..., Any]:
     """DeleteComputeEnvironment refuses an environment that is ENABLED or used by a queue."""
@@ -75,10 +82,7 @@ def _delete_compute_environment(original: Callable[..., Any]) -> Callable[..., A
     def delete(self: BatchBackend, compute_environment_name: str) -> None:
         env = self.get_compute_environment(compute_environment_name)
         if env is not None:
-            if env.state != "DISABLED":
-                raise BatchClientException(
-                    f"Cannot delete compute environment {env.name}: it must be DISABLED first"
-                )
+            _refuse_unless_disabled("compute environment", env)
             users = [q.name for q in self._job_queues.values() if env in q.environments]
             if users:
                 raise BatchClientException(
@@ -95,10 +99,8 @@ def _delete_job_queue(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def delete(self: BatchBackend, queue_name: str) -> None:
         queue = self.get_job_queue(queue_name)
-        if queue is not None and queue.state != "DISABLED":
-            raise BatchClientException(
-                f"Cannot delete job queue {queue.name}: it must be DISABLED first"
-            )
+        if queue is not None:
+            _refuse_unless_disabled("job queue", queue)
         original(self, queue_name)
 
     return delete
