@@ -44,20 +44,15 @@ __all__ = [
 MAX_DATUMS = 1000
 MAX_VALUES = 150
 
+Dims = Mapping[str, str]
 _Key = tuple[str, str, tuple[tuple[str, str], ...], str, int]
 
 
 class MetricSink(Protocol):
     """Where a runtime records what it measured."""
 
-    def put(
-        self,
-        namespace: str,
-        name: str,
-        value: float,
-        unit: str,
-        dimensions: Mapping[str, str],
-    ) -> None: ...
+    def put(self, namespace: str, name: str, value: float, unit: str, dims: Dims, /) -> None:
+        """Record ``value`` of metric ``namespace``/``name`` with dimensions ``dims``."""
 
 
 class MetricsPublisher(Flusher):

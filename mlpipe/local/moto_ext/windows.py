@@ -190,22 +190,13 @@ def _config_visible(backend: SageMakerModelBackend, name: str) -> None:
         raise ValidationError(message=f"Could not find endpoint configuration {arn}.")
 
 
-@wrapper_of(SageMakerModelBackend, "create_endpoint")
-def _create_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+@wrapper_of(SageMakerModelBackend, "create_endpoint", "update_endpoint")
+def _config_must_be_visible(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
         return original(self, *args, **kwargs)
 
-    return create
-
-
-@wrapper_of(SageMakerModelBackend, "update_endpoint")
-def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
-    def update(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
-        _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
-        return original(self, *args, **kwargs)
-
-    return update
+    return call
 
 
 def install() -> None:
