@@ -48,30 +48,33 @@ import contextlib
 import fnmatch
 import json
 import logging
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mlpipe.local.api_config import (
+    ApiConfig,
+    ApiKey,
+    ApiNotFoundError,
+    Method,
+    Route,
+    Throttle,
+    TokenBucket,
+    cache_ttl,
+    load_api_config,
+    method_throttle,
+)
+from mlpipe.local.api_proxy import ApiResponse, header, multi, proxy_response
 from mlpipe.local.functions import ClientFactory, FunctionNotFoundError, LocalFunctions
 from mlpipe.local.metrics import MetricSink
 from mlpipe.local.service import BackgroundHttpServer
 
-__all__ = [
-    "ApiConfig",
-    "ApiNotFoundError",
-    "ApiResponse",
-    "LocalApi",
-    "Method",
-    "Route",
-    "load_api_config",
-]
+__all__ = ["LocalApi"]
 
 log = logging.getLogger(__name__)
 
@@ -85,310 +88,9 @@ TIMED_OUT = {"message": "Endpoint request timed out"}
 REQUEST_TOO_LONG = {"message": "Request Too Long"}
 ENTITY_TOO_LARGE = {"message": "Request Entity Too Large"}
 
-DEFAULT_CACHE_TTL = 300
 MAX_CACHED_BYTES = 1_048_576  # API Gateway's largest cacheable response
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's REST API payload quota
 MAX_INVOKE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation request payload
-PROXY_RESPONSE_KEYS = frozenset(
-    {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
-)
-_LAMBDA_URI = re.compile(r":lambda:path/[^/]+/functions/(?P<arn>.+)/invocations$")
-_PARAMETER = re.compile(r"^\{(?P<name>[^{}+]+)(?P<greedy>\+?)\}$")
-
-
-class ApiNotFoundError(LookupError):
-    """No REST API of that name in the embedded AWS."""
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Method:
-    http_method: str
-    authorization_type: str
-    api_key_required: bool
-    integration_type: str | None
-    function_arn: str | None
-    cache_key_parameters: tuple[str, ...]
-    timeout_ms: int
-
-
-@dataclass(frozen=True)
-class Route:
-    resource_id: str
-    path: str
-    methods: Mapping[str, Method]
-
-    def match(self, segments: list[str]) -> dict[str, str] | None:
-        """Path parameters when ``segments`` fall under this resource's path, else None."""
-        pattern = [p for p in self.path.split("/") if p]
-        parameters: dict[str, str] = {}
-        for index, part in enumerate(pattern):
-            parameter = _PARAMETER.match(part)
-            if parameter and parameter["greedy"]:
-                if index != len(pattern) - 1 or index >= len(segments):
-                    return None
-                parameters[parameter["name"]] = "/".join(segments[index:])
-                return parameters
-            if index >= len(segments):
-                return None
-            if parameter:
-                parameters[parameter["name"]] = segments[index]
-            elif part != segments[index]:
-                return None
-        return parameters if len(pattern) == len(segments) else None
-
-    @property
-    def specificity(self) -> tuple[int, int]:
-        """Literal segments first, then plain parameters before greedy ones."""
-        parts = [p for p in self.path.split("/") if p]
-        literal = sum(1 for p in parts if not _PARAMETER.match(p))
-        greedy = any(p.endswith("+}") for p in parts)
-        return literal, 0 if greedy else 1
-
-
-@dataclass(frozen=True)
-class Throttle:
-    rate: float
-    burst: int
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    value: str
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    api_id: str
-    name: str
-    account: str
-    region: str
-    routes: tuple[Route, ...]
-    stages: Mapping[str, Mapping[str, Any]]
-    binary_media_types: tuple[str, ...] = ()
-    api_key_source: str = "HEADER"
-    keys: Mapping[str, ApiKey] = field(default_factory=dict)
-    # stage -> API key id -> the throttle of the usage plan that binds the key to the stage
-    plan_keys: Mapping[str, Mapping[str, Throttle | None]] = field(default_factory=dict)
-
-    def route(self, path: str) -> tuple[Route, dict[str, str]] | None:
-        segments = [unquote(s) for s in path.split("/") if s]
-        found = [(r, p) for r in self.routes if (p := r.match(segments)) is not None]
-        if not found:
-            return None
-        return max(found, key=lambda pair: pair[0].specificity)
-
-
-def _items(clients: ClientFactory, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
-    paginator = clients("apigateway").get_paginator(operation)
-    for page in paginator.paginate(**params):
-        yield from page.get("items", [])
-
-
-def _throttle(settings: Mapping[str, Any] | None) -> Throttle | None:
-    if not settings:
-        return None
-    rate, burst = settings.get("rateLimit"), settings.get("burstLimit")
-    if rate is None or burst is None or float(rate) < 0 or int(burst) < 0:
-        return None
-    return Throttle(float(rate), int(burst))
-
-
-def _function_arn(integration: Mapping[str, Any]) -> str | None:
-    match = _LAMBDA_URI.search(str(integration.get("uri") or ""))
-    return match["arn"] if match else None
-
-
-def load_api_config(clients: ClientFactory, api_name: str) -> ApiConfig:
-    """Everything :class:`LocalApi` needs about the REST API ``api_name``, read through boto3."""
-    apigw = clients("apigateway")
-    api = next((a for a in _items(clients, "get_rest_apis") if a.get("name") == api_name), None)
-    if api is None:
-        raise ApiNotFoundError(f"no REST API named {api_name!r} in the embedded AWS")
-    api_id = api["id"]
-    routes = []
-    for resource in _items(clients, "get_resources", restApiId=api_id):
-        methods = {}
-        for http_method in resource.get("resourceMethods") or {}:
-            found = apigw.get_method(
-                restApiId=api_id, resourceId=resource["id"], httpMethod=http_method
-            )
-            integration = found.get("methodIntegration") or {}
-            methods[http_method] = Method(
-                http_method=http_method,
-                authorization_type=found.get("authorizationType") or "NONE",
-                api_key_required=bool(found.get("apiKeyRequired")),
-                integration_type=integration.get("type"),
-                function_arn=_function_arn(integration),
-                cache_key_parameters=tuple(integration.get("cacheKeyParameters") or ()),
-                timeout_ms=int(integration.get("timeoutInMillis") or 29_000),
-            )
-        routes.append(Route(resource["id"], resource["path"], methods))
-    stages = {s["stageName"]: s for s in apigw.get_stages(restApiId=api_id).get("item", [])}
-    keys = {
-        k["value"]: ApiKey(k["id"], k["value"], bool(k.get("enabled")))
-        for k in _items(clients, "get_api_keys", includeValues=True)
-        if k.get("value")
-    }
-    plan_keys: dict[str, dict[str, Throttle | None]] = {}
-    for plan in _items(clients, "get_usage_plans"):
-        bound = [s["stage"] for s in plan.get("apiStages") or [] if s.get("apiId") == api_id]
-        if not bound:
-            continue
-        key_ids = [k["id"] for k in _items(clients, "get_usage_plan_keys", usagePlanId=plan["id"])]
-        for stage in bound:
-            for key_id in key_ids:
-                plan_keys.setdefault(stage, {})[key_id] = _throttle(plan.get("throttle"))
-    account = clients("sts").get_caller_identity()["Account"]
-    region = clients("apigateway").meta.region_name
-    return ApiConfig(
-        api_id=api_id,
-        name=api_name,
-        account=str(account),
-        region=str(region),
-        routes=tuple(routes),
-        stages=stages,
-        binary_media_types=tuple(api.get("binaryMediaTypes") or ()),
-        api_key_source=api.get("apiKeySource") or "HEADER",
-        keys=keys,
-        plan_keys=plan_keys,
-    )
-
-
-def _method_settings(
-    stage: Mapping[str, Any], path: str, http_method: str
-) -> tuple[Mapping[str, Any] | None, Mapping[str, Any]]:
-    """The method's own settings (if any) and the stage-wide ``*/*`` settings."""
-    settings = stage.get("methodSettings") or {}
-    trimmed = path.strip("/")
-    for key in (
-        f"{trimmed}/{http_method}",
-        f"{path.replace('/', '~1')}/{http_method}",
-        f"{trimmed.replace('/', '~1')}/{http_method}",
-    ):
-        if key in settings:
-            return settings[key], settings.get("*/*") or {}
-    return None, settings.get("*/*") or {}
-
-
-def _cache_ttl(stage: Mapping[str, Any], path: str, http_method: str) -> int:
-    """Seconds to cache this method's responses on this stage (0: not cached)."""
-    if not stage.get("cacheClusterEnabled"):
-        return 0
-    own, everything = _method_settings(stage, path, http_method)
-    if own is not None:
-        enabled, ttl = own.get("cachingEnabled"), own.get("cacheTtlInSeconds")
-    else:  # stage-wide caching covers GET only
-        enabled = http_method == "GET" and everything.get("cachingEnabled")
-        ttl = everything.get("cacheTtlInSeconds")
-    if not enabled:
-        return 0
-    return max(0, int(ttl if ttl is not None else DEFAULT_CACHE_TTL))
-
-
-def _method_throttle(stage: Mapping[str, Any], path: str, http_method: str) -> Throttle | None:
-    own, everything = _method_settings(stage, path, http_method)
-    settings = own if own is not None else everything
-    return _throttle(
-        {
-            "rateLimit": settings.get("throttlingRateLimit"),
-            "burstLimit": settings.get("throttlingBurstLimit"),
-        }
-    )
-
-
-# --- requests and responses ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiResponse:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    @classmethod
-    def json(cls, status: int, body: Mapping[str, Any], request_id: str) -> ApiResponse:
-        headers = (("Content-Type", "application/json"), ("x-amzn-RequestId", request_id))
-        return cls(status, headers, json.dumps(body).encode())
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def for_request(self, request_id: str) -> ApiResponse:
-        """The same response, answering another request (a cache hit)."""
-        headers = [(k, v) for k, v in self.headers if k.lower() != "x-amzn-requestid"]
-        return replace(self, headers=(*headers, ("x-amzn-RequestId", request_id)))
-
-
-class _TokenBucket:
-    def __init__(self, throttle: Throttle, now: float) -> None:
-        self.throttle = throttle
-        self.tokens = float(throttle.burst)
-        self.updated = now
-
-    def take(self, now: float) -> bool:
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(float(self.throttle.burst), self.tokens + elapsed * self.throttle.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]]]:
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for name, value in pairs:
-        single[name] = value
-        multi.setdefault(name, []).append(value)
-    return (single or None), multi
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    found = [v for k, v in headers if k.lower() == name.lower()]
-    return found[-1] if found else None
-
-
-def _proxy_response(payload: Any, request_id: str) -> ApiResponse | None:
-    """The HTTP response of a Lambda proxy response, or None when it is malformed."""
-    if not isinstance(payload, dict) or set(payload) - PROXY_RESPONSE_KEYS:
-        return None
-    status = payload.get("statusCode")
-    if isinstance(status, str) and status.isdigit():
-        status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        return None
-    headers: list[tuple[str, str]] = []
-    single, multi = payload.get("headers") or {}, payload.get("multiValueHeaders") or {}
-    if not isinstance(single, dict) or not isinstance(multi, dict):
-        return None
-    for name, values in multi.items():
-        if not isinstance(values, list):
-            return None
-        headers += [(str(name), str(v)) for v in values]
-    listed = {name.lower() for name, _ in headers}
-    headers += [(str(k), str(v)) for k, v in single.items() if k.lower() not in listed]
-    body = payload.get("body")
-    if body is None:
-        raw = b""
-    elif not isinstance(body, str):
-        return None
-    elif payload.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(body, validate=True)
-        except ValueError:
-            return None
-    else:
-        raw = body.encode()
-    if not any(k.lower() == "content-type" for k, _ in headers):
-        headers.append(("Content-Type", "application/json"))
-    headers.append(("x-amzn-RequestId", request_id))
-    return ApiResponse(status, tuple(headers), raw)
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -425,7 +127,7 @@ class LocalApi(BackgroundHttpServer):
         self._config: ApiConfig | None = None
         self._config_read_at = 0.0
         self._cache: dict[tuple[Any, ...], tuple[float, ApiResponse]] = {}
-        self._buckets: dict[tuple[Any, ...], _TokenBucket] = {}
+        self._buckets: dict[tuple[Any, ...], TokenBucket] = {}
         self._lock = threading.Lock()
 
     # lifecycle
@@ -521,14 +223,14 @@ class LocalApi(BackgroundHttpServer):
         route, path_parameters = routed
         stage_name = unquote(stage_name)
 
-        if method.authorization_type == "AWS_IAM" and not _header(headers, "Authorization"):
+        if method.authorization_type == "AWS_IAM" and not header(headers, "Authorization"):
             return ApiResponse.json(403, MISSING_TOKEN, request_id)
         if method.authorization_type not in ("NONE", "AWS_IAM"):
             log.warning("authorization %s is not supported locally", method.authorization_type)
             return ApiResponse.json(500, INTERNAL_ERROR, request_id)
 
         key: ApiKey | None = None
-        api_key = _header(headers, "x-api-key")
+        api_key = header(headers, "x-api-key")
         if api_key is not None:
             key = config.keys.get(api_key)
         bound = config.plan_keys.get(stage_name, {})
@@ -539,7 +241,7 @@ class LocalApi(BackgroundHttpServer):
         limits = [
             (
                 ("method", stage_name, route.path, method.http_method),
-                _method_throttle(stage, route.path, method.http_method),
+                method_throttle(stage, route.path, method.http_method),
             )
         ]
         if method.api_key_required and key is not None:
@@ -548,7 +250,7 @@ class LocalApi(BackgroundHttpServer):
             return ApiResponse.json(429, TOO_MANY_REQUESTS, request_id)
 
         query = parse_qsl(url.query, keep_blank_values=True)
-        ttl = _cache_ttl(stage, route.path, method.http_method)
+        ttl = cache_ttl(stage, route.path, method.http_method)
         cache_key = None
         if ttl > 0:
             values = {
@@ -604,7 +306,7 @@ class LocalApi(BackgroundHttpServer):
                     continue
                 bucket = self._buckets.get(bucket_key)
                 if bucket is None or bucket.throttle != throttle:
-                    bucket = self._buckets[bucket_key] = _TokenBucket(throttle, now)
+                    bucket = self._buckets[bucket_key] = TokenBucket(throttle, now)
                 if not bucket.take(now):
                     return False
         return True
@@ -633,7 +335,7 @@ class LocalApi(BackgroundHttpServer):
             return None
         if not outcome.ok:
             return None
-        response = _proxy_response(outcome.payload, request_id)
+        response = proxy_response(outcome.payload, request_id)
         if response is None:
             log.warning("malformed Lambda proxy response from %s", outcome.function_name)
         return response
@@ -653,9 +355,9 @@ class LocalApi(BackgroundHttpServer):
         request_id: str,
         key: ApiKey | None,
     ) -> dict[str, Any]:
-        single_headers, multi_headers = _multi(headers)
-        single_query, multi_query = _multi(query)
-        content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip()
+        single_headers, multi_headers = multi(headers)
+        single_query, multi_query = multi(query)
+        content_type = (header(headers, "Content-Type") or "").split(";")[0].strip()
         binary = any(fnmatch.fnmatch(content_type, t) for t in config.binary_media_types)
         text: str | None = None
         if body and not binary:
@@ -698,7 +400,7 @@ class LocalApi(BackgroundHttpServer):
                     "cognitoAuthenticationType": None,
                     "cognitoAuthenticationProvider": None,
                     "userArn": None,
-                    "userAgent": _header(headers, "User-Agent"),
+                    "userAgent": header(headers, "User-Agent"),
                     "user": None,
                     "apiKey": key.value if key is not None else None,
                     "apiKeyId": key.id if key is not None else None,

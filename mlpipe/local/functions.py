@@ -48,12 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import boto3
 import boto3.session
 
 import lambdas as lambda_sources
+from mlpipe.local.function_env import ENVIRONMENT_LOCK, applied, no_proxy, runtime_environment
 
 if TYPE_CHECKING:
     from mlpipe.local.metrics import MetricSink
@@ -76,29 +76,9 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[str], Any]
 Clock = Callable[[], float]
 
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-# Handlers' environments are applied one at a time: os.environ is process-wide.
-_ENVIRONMENT_LOCK = threading.RLock()
-
 
 class FunctionNotFoundError(LookupError):
     """The function does not exist in the embedded AWS, or has no local source directory."""
-
-
-def runtime_environment(
-    endpoint_url: str, region: str, sagemaker_runtime_url: str | None = None
-) -> dict[str, str]:
-    """What points a handler's boto3 at the embedded AWS (and the local SageMaker runtime)."""
-    env = {
-        **LOCAL_CREDENTIALS,
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_ENDPOINT_URL": endpoint_url,
-    }
-    if sagemaker_runtime_url:
-        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = sagemaker_runtime_url
-    return env
 
 
 def pipeline_sources(names: Names) -> dict[str, Path]:
@@ -213,42 +193,6 @@ def _error(exc: BaseException, request_id: str, error_type: str | None = None) -
     }
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str], session: boto3.session.Session | None) -> Iterator[None]:
-    """``os.environ`` (every ``AWS_*`` of the host replaced by ``env``) and boto3's default
-    session for the duration; call with ``_ENVIRONMENT_LOCK`` held. Only the variables that
-    differ are touched, so other threads never see an empty environment."""
-    previous: dict[str, str | None] = {}
-    saved_session = boto3.DEFAULT_SESSION
-    try:
-        for name in [n for n in os.environ if n.startswith("AWS_") and n not in env]:
-            previous[name] = os.environ.pop(name)
-        for name, value in env.items():
-            previous.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        boto3.DEFAULT_SESSION = session
-        yield
-    finally:
-        boto3.DEFAULT_SESSION = saved_session
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _no_proxy(env: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
-    """NO_PROXY extended with the hosts of the local endpoints: never send them to a proxy."""
-    hosts = {urlsplit(v).hostname for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL")}
-    hosts.discard(None)
-    if not hosts:
-        return {}
-    current = base.get("NO_PROXY") or base.get("no_proxy") or ""
-    entries = [e for e in current.split(",") if e]
-    merged = ",".join(dict.fromkeys([*entries, *sorted(h for h in hosts if h)]))
-    return {"NO_PROXY": merged, "no_proxy": merged}
-
-
 class LocalFunction:
     """One function's code, loaded from ``source`` and run with its configuration."""
 
@@ -290,7 +234,7 @@ class LocalFunction:
         if config.runtime:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{config.runtime}"
         # Reserved variables cannot be overridden by the function's own.
-        return {**config.variables, **env, **_no_proxy(env, os.environ)}
+        return {**config.variables, **env, **no_proxy(env, os.environ)}
 
     @property
     def loaded(self) -> bool:
@@ -337,15 +281,15 @@ class LocalFunction:
         """Run the handler with ``event`` (passed through JSON, as Lambda does)."""
         request_id = str(uuid.uuid4())
         config = self.config
-        with _ENVIRONMENT_LOCK:
+        with ENVIRONMENT_LOCK:
             self.invocations += 1
             started = self.clock()
             env = self.environment
             if self._session is None:  # boto3 reads the profile variables at creation
-                with _environment(env, None):
+                with applied(env, None):
                     self._session = boto3.session.Session()
             with (
-                _environment(env, self._session),
+                applied(env, self._session),
                 contextlib.redirect_stdout(self.output),
                 contextlib.redirect_stderr(self.output),
             ):
@@ -374,7 +318,7 @@ class LocalFunction:
 
     def take_output(self) -> tuple[str, list[str]]:
         """The log stream name and the lines printed since the last call."""
-        with _ENVIRONMENT_LOCK:
+        with ENVIRONMENT_LOCK:
             lines = self.output.getvalue().splitlines()
             self.output.seek(0)
             self.output.truncate()

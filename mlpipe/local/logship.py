@@ -9,10 +9,7 @@ AWS). Logging never fails the runtime: a failed send is logged and dropped.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from mlpipe.local.service import Flusher
@@ -29,19 +26,7 @@ class LogShipper(Flusher):
     thread_name = "mlpipe-logs"
     failure = "could not write logs"
 
-    def __init__(
-        self,
-        logs: Callable[[], Any],
-        *,
-        flush_interval: float = 1.0,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.logs = logs
-        super().__init__(flush_interval)
-        self.wall = wall
-        self._pending: list[tuple[str, str, int, str]] = []
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
+    _pending: list[tuple[str, str, int, str]]
 
     def write(self, group: str, stream: str, message: str) -> None:
         with self._lock:
@@ -61,7 +46,7 @@ class LogShipper(Flusher):
             return len(pending)
 
     def _put(self, group: str, stream: str, events: list[dict[str, Any]]) -> None:
-        logs = self.logs()
+        logs = self.client()
         try:
             logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
         except logs.exceptions.ResourceNotFoundException:

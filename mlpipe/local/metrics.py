@@ -24,10 +24,8 @@ exact), at most :data:`MAX_DATUMS` datums per call. A request never waits for Cl
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,46 +44,26 @@ __all__ = [
 MAX_DATUMS = 1000
 MAX_VALUES = 150
 
+Dims = Mapping[str, str]
 _Key = tuple[str, str, tuple[tuple[str, str], ...], str, int]
 
 
 class MetricSink(Protocol):
     """Where a runtime records what it measured."""
 
-    def put(
-        self,
-        namespace: str,
-        name: str,
-        value: float,
-        unit: str,
-        dimensions: Mapping[str, str],
-    ) -> None: ...
+    def put(self, namespace: str, name: str, value: float, unit: str, dims: Dims, /) -> None:
+        """Record ``value`` of metric ``namespace``/``name`` with dimensions ``dims``."""
 
 
 class MetricsPublisher(Flusher):
-    """Buffers metric values and sends them with PutMetricData in the background.
-
-    ``cloudwatch`` returns the CloudWatch client to send with (called from the flushing thread).
-    """
+    """Buffers metric values and sends them with PutMetricData in the background, with the
+    CloudWatch client ``client()`` returns (called from the flushing thread)."""
 
     thread_name = "mlpipe-metrics"
     failure = "could not publish metrics"
-
-    def __init__(
-        self,
-        cloudwatch: Callable[[], Any],
-        *,
-        flush_interval: float = 1.0,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.cloudwatch = cloudwatch
-        super().__init__(flush_interval)
-        self.wall = wall
-        self.sent = 0  # values sent so far
-        self.calls = 0  # PutMetricData calls made
-        self._pending: list[tuple[_Key, float]] = []
-        self._lock = threading.Lock()
-        self._flushing = threading.Lock()
+    sent = 0  # values sent so far
+    calls = 0  # PutMetricData calls made
+    _pending: list[tuple[_Key, float]]
 
     def put(
         self,
@@ -124,7 +102,7 @@ class MetricsPublisher(Flusher):
                             "Counts": [float(c) for _, c in chunk],
                         }
                     )
-            client = self.cloudwatch()
+            client = self.client()
             for namespace, data in by_namespace.items():
                 for start in range(0, len(data), MAX_DATUMS):
                     client.put_metric_data(

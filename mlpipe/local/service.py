@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -31,20 +33,26 @@ class Service:
         self.stop()
 
 
-class Flusher(Service):
-    """Buffers work and sends it from a thread of its own every `flush_interval` seconds, and
-    once more on `stop()`; a failed send is logged and dropped, never stopping a runtime."""
+class Periodic(Service):
+    """Runs `run_once()` on a thread of its own every `interval` seconds between `start()` and
+    `stop()` (also right away when `eager`); a failure is logged and the next round goes on,
+    never stopping a runtime. Subclasses may finish up in `stopped()`."""
 
-    thread_name = "mlpipe-flush"
-    failure = "could not send"
+    thread_name = "mlpipe-periodic"
+    failure = "a round failed"
+    failure_level = logging.WARNING
+    eager = False
 
-    def __init__(self, flush_interval: float) -> None:
-        self.flush_interval = flush_interval
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def flush(self) -> int:
+    def run_once(self) -> object:
         raise NotImplementedError
+
+    def stopped(self) -> None:
+        """Called on `stop()`, after the thread has ended."""
 
     def start(self) -> Self:
         if self._thread is None:
@@ -54,21 +62,57 @@ class Flusher(Service):
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self._flush_logged()
+        if self.eager:
+            self._run_logged()
+        while not self._stop.wait(self.interval):
+            self._run_logged()
 
-    def _flush_logged(self) -> None:
+    def _run_logged(self) -> None:
         try:
-            self.flush()
+            self.run_once()
         except Exception:
-            logging.getLogger(type(self).__module__).warning(self.failure, exc_info=True)
+            logger = logging.getLogger(type(self).__module__)
+            logger.log(self.failure_level, self.failure, exc_info=True)
 
     def stop(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stop.set()
             thread.join()
-        self._flush_logged()
+        self.stopped()
+
+
+class Flusher(Periodic):
+    """Buffers work and sends it with the AWS client `client()` returns (called from the
+    flushing thread) every `flush_interval` seconds, and once more on `stop()`; a failed send is
+    logged and dropped. `wall` stamps what is buffered; `_lock` guards the buffer and
+    `_flushing` one send at a time."""
+
+    thread_name = "mlpipe-flush"
+    failure = "could not send"
+
+    def __init__(
+        self,
+        client: Callable[[], Any],
+        *,
+        flush_interval: float = 1.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(flush_interval)
+        self.client = client
+        self.wall = wall
+        self._pending: list[Any] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+
+    def flush(self) -> int:
+        raise NotImplementedError
+
+    def run_once(self) -> int:
+        return self.flush()
+
+    def stopped(self) -> None:
+        self._run_logged()
 
 
 class _HttpServer(ThreadingHTTPServer):

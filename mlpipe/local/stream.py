@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +48,8 @@ from botocore.exceptions import ClientError
 
 from mlpipe.local.functions import ClientFactory, Invocation, LocalFunctions
 from mlpipe.local.metrics import MetricSink
-from mlpipe.local.service import Service
+from mlpipe.local.service import Periodic
+from mlpipe.local.stream_mapping import MappingConfig, MappingNotFoundError, find_mapping
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -67,77 +68,6 @@ MAX_RECORDS_PER_READ = 10_000  # GetRecords' largest Limit
 _RECORD_OVERHEAD_BYTES = 600  # the event's fields around one record's data, generously
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
-
-
-class MappingNotFoundError(LookupError):
-    """No (single) Kinesis event source mapping for the function."""
-
-
-@dataclass(frozen=True)
-class MappingConfig:
-    uuid: str
-    event_source_arn: str
-    function_arn: str
-    batch_size: int
-    window_seconds: float
-    starting_position: str
-    starting_timestamp: datetime | None
-    bisect: bool
-    max_retries: int
-    max_record_age: int
-    report_item_failures: bool
-    on_failure: str | None
-    enabled: bool
-
-    @classmethod
-    def from_lambda(cls, mapping: Mapping[str, Any]) -> MappingConfig:
-        failure = ((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
-            "Destination"
-        )
-        retries = mapping.get("MaximumRetryAttempts")
-        age = mapping.get("MaximumRecordAgeInSeconds")
-        return cls(
-            uuid=mapping["UUID"],
-            event_source_arn=mapping["EventSourceArn"],
-            function_arn=mapping["FunctionArn"],
-            batch_size=int(mapping.get("BatchSize") or 100),
-            window_seconds=float(mapping.get("MaximumBatchingWindowInSeconds") or 0),
-            starting_position=mapping.get("StartingPosition") or "LATEST",
-            starting_timestamp=mapping.get("StartingPositionTimestamp"),
-            bisect=bool(mapping.get("BisectBatchOnFunctionError")),
-            max_retries=int(retries) if retries is not None else -1,
-            max_record_age=int(age) if age is not None else -1,
-            report_item_failures="ReportBatchItemFailures"
-            in (mapping.get("FunctionResponseTypes") or []),
-            on_failure=failure or None,
-            enabled=mapping.get("State") not in ("Disabled", "Disabling"),
-        )
-
-    @property
-    def stream_name(self) -> str:
-        return self.event_source_arn.split(":stream/", 1)[1].split("/", 1)[0]
-
-
-def find_mapping(
-    clients: ClientFactory, function_arn: str, event_source_arn: str | None = None
-) -> MappingConfig:
-    """The function's Kinesis mapping (filtered by ARN: moto misses some listed by name)."""
-    paginator = clients("lambda").get_paginator("list_event_source_mappings")
-    found = [
-        m
-        for page in paginator.paginate()
-        for m in page.get("EventSourceMappings", [])
-        if m.get("FunctionArn") == function_arn
-        and ":kinesis:" in str(m.get("EventSourceArn"))
-        and (event_source_arn is None or m.get("EventSourceArn") == event_source_arn)
-    ]
-    if len(found) != 1:
-        what = "no" if not found else f"{len(found)}"
-        raise MappingNotFoundError(
-            f"{what} Kinesis event source mappings for {function_arn}"
-            + (f" from {event_source_arn}" if event_source_arn else "")
-        )
-    return MappingConfig.from_lambda(found[0])
 
 
 @dataclass(frozen=True)
@@ -184,8 +114,11 @@ def _iso(epoch: float) -> str:
     )
 
 
-class StreamPoller(Service):
+class StreamPoller(Periodic):
     """Feeds the function ``function_name`` from its Kinesis event source mapping."""
+
+    failure_level = logging.ERROR
+    eager = True
 
     def __init__(
         self,
@@ -200,19 +133,21 @@ class StreamPoller(Service):
         config_ttl: float = 5.0,
         metrics: MetricSink | None = None,
     ) -> None:
+        super().__init__(poll_interval)
         self.clients = clients
         self.metrics = metrics
         self.functions = functions
         self.clock = clock
         self.wall = wall
-        self.poll_interval = poll_interval
         self.config_ttl = config_ttl
         function = functions.configuration(function_name)
         self.function_arn = function.arn
+        self.failure = f"stream poller for {self.function_arn} failed a round"
         self.role = function.role
         self.region = function.region
         self.mapping = find_mapping(clients, self.function_arn, event_source_arn)
         self._mapping_read_at = clock()
+        self.thread_name = f"mlpipe-stream-{self.mapping.uuid[:8]}"
         summary = clients("kinesis").describe_stream_summary(StreamName=self.mapping.stream_name)[
             "StreamDescriptionSummary"
         ]
@@ -224,34 +159,9 @@ class StreamPoller(Service):
         self.discarded = 0  # records skipped and reported to the on-failure destination
         self._first_listing = True
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> StreamPoller:
-        if self._thread is not None:
-            return self
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.name = f"mlpipe-stream-{self.mapping.uuid[:8]}"
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("stream poller for %s failed a round", self.function_arn)
-            self._stop.wait(self.poll_interval)
+    def run_once(self) -> int:
+        return self.poll_once()
 
     # --- one round -------------------------------------------------------------------------
 

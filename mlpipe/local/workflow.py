@@ -90,20 +90,13 @@ def _resolve(entries: list[dict[str, str]], execution: str) -> dict[str, str]:
     return resolved
 
 
+@dataclass
 class LocalWorkflow:
-    def __init__(
-        self,
-        aws: Aws,
-        state_machine_arn: str,
-        sagemaker_runtime_url: str,
-        metrics: MetricSink | None = None,
-        logs: LogShipper | None = None,
-    ) -> None:
-        self.aws = aws
-        self.state_machine_arn = state_machine_arn
-        self.sagemaker_runtime_url = sagemaker_runtime_url
-        self.metrics = metrics
-        self.logs = logs
+    aws: Aws
+    state_machine_arn: str
+    sagemaker_runtime_url: str
+    metrics: MetricSink | None = None
+    logs: LogShipper | None = None
 
     def _count(self, name: str) -> None:
         """Step Functions' execution metrics, per StateMachineArn."""

@@ -10,6 +10,7 @@ from localaws_testing import REGION, TRANSITION_SECONDS, FakeClock
 from moto import mock_aws
 
 from mlpipe.local import moto_ext
+from mlpipe.local.moto_ext import sagemaker
 from tests.conftest import WINDOWS
 
 
@@ -38,7 +39,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(moto_ext, "clock", fake)
-    monkeypatch.setattr(moto_ext, "utcnow", fake.utc)
+    monkeypatch.setattr(sagemaker, "utcnow", fake.utc)
     monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", TRANSITION_SECONDS)
     return fake
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from localaws_testing import ACCOUNT, REGION
 
-from mlpipe.local import alarms
+from mlpipe.local import alarm_history
 from mlpipe.local.alarms import AlarmEvaluator, AlarmSettings, evaluate, percentile, statistic
 from mlpipe.local.metrics import MetricsPublisher
 
@@ -277,8 +277,8 @@ def state(cw: Any) -> dict[str, Any]:
 def test_alarm_fires_from_published_metrics_and_notifies(
     cw: Any, topic: tuple[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(alarms, "NOTIFICATIONS_FILE", tmp_path / "n.jsonl")
-    monkeypatch.setattr(alarms, "wall", lambda: T0)
+    monkeypatch.setattr(alarm_history, "NOTIFICATIONS_FILE", tmp_path / "n.jsonl")
+    monkeypatch.setattr(alarm_history, "wall", lambda: T0)
     topic_arn, queue = topic
     put_alarm(cw, topic_arn)
     assert state(cw)["StateValue"] == "INSUFFICIENT_DATA"
@@ -316,7 +316,7 @@ def test_alarm_fires_from_published_metrics_and_notifies(
 def test_update_keeps_state_and_set_alarm_state_is_recorded(
     cw: Any, topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(alarms, "wall", lambda: T0)
+    monkeypatch.setattr(alarm_history, "wall", lambda: T0)
     put_alarm(cw, topic[0])
     cw.set_alarm_state(AlarmName="5xx", StateValue="ALARM", StateReason="by hand")
     put_alarm(cw, topic[0])  # an update: the state stays
@@ -402,7 +402,7 @@ def test_set_alarm_state_lasts_until_the_next_evaluation(
     cw: Any, topic: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ "This temporary state change lasts only until the next alarm comparison occurs." """
-    monkeypatch.setattr(alarms, "wall", lambda: T0)
+    monkeypatch.setattr(alarm_history, "wall", lambda: T0)
     put_alarm(cw, topic[0])
     evaluator = AlarmEvaluator()
     publish(cw, [0.0, 0.0], T0 + 10)

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from localaws_testing import ACCOUNT, REGION, FakeClock
 
-from mlpipe.local import ext_windows
+from mlpipe.local.moto_ext import windows as ext_windows
 
 TRUST = json.dumps(
     {

@@ -29,7 +29,7 @@ from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.examples import ExampleModel, build_examples, read_heldout
 from mlpipe.local import moto_ext
-from mlpipe.local.runtime import ENDPOINT_URL_VARIABLE, LocalRuntime, VariantStats
+from mlpipe.local.runtime import ENDPOINT_URL_VARIABLE, LocalRuntime
 from mlpipe.local.server import LocalAws
 
 BUCKET = "mlpipe-test-models"
@@ -139,10 +139,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+class RecordedMetrics:
+    def __init__(self) -> None:
+        self.values: list[tuple[str, str, float, str, dict[str, str]]] = []
+
+    def put(self, namespace: str, name: str, value: float, unit: str, dims: Any) -> None:
+        self.values.append((namespace, name, value, unit, dict(dims)))
+
+    def of(self, name: str, variant: str) -> list[float]:
+        return [v for _, n, v, _, d in self.values if n == name and d["VariantName"] == variant]
+
+
 @pytest.fixture
-def runtime(ctx: Context, clock: FakeClock) -> Iterator[LocalRuntime]:
+def metrics() -> RecordedMetrics:
+    """What the runtime publishes to CloudWatch, per invocation."""
+    return RecordedMetrics()
+
+
+@pytest.fixture
+def runtime(ctx: Context, clock: FakeClock, metrics: RecordedMetrics) -> Iterator[LocalRuntime]:
     with LocalRuntime(
-        ctx.aws, port=0, rng=random.Random(20240601), refresh_seconds=REFRESH, clock=clock
+        ctx.aws,
+        port=0,
+        rng=random.Random(20240601),
+        refresh_seconds=REFRESH,
+        clock=clock,
+        metrics=metrics,
     ) as running:
         yield running
 
@@ -184,7 +206,7 @@ def error_of(call: Any) -> dict[str, Any]:
 
 @pytest.mark.usefixtures("deployment")
 def test_requests_split_by_the_live_weights(
-    client: Any, runtime: LocalRuntime, heldout: tuple[list[list[float]], list[int]]
+    client: Any, metrics: RecordedMetrics, heldout: tuple[list[list[float]], list[int]]
 ):
     rows, _ = heldout
     n, share = 400, 0.8
@@ -192,9 +214,10 @@ def test_requests_split_by_the_live_weights(
     assert set(served) == {"ModelA", "ModelB"}
     tolerance = 4 * math.sqrt(n * share * (1 - share))
     assert abs(served["ModelA"] - n * share) <= tolerance
-    stats = runtime.stats()[ENDPOINT]
-    assert {name: s.invocations for name, s in stats.items()} == dict(served)
-    assert all(s.model_errors == 0 and len(s.recent_ms) == s.invocations for s in stats.values())
+    for variant, count in served.items():  # what CloudWatch gets agrees with what was served
+        assert metrics.of("Invocations", variant) == [1] * count
+        assert metrics.of("Invocation5XXErrors", variant) == [0] * count
+        assert len(metrics.of("ModelLatency", variant)) == count
 
 
 @pytest.mark.usefixtures("deployment")
@@ -366,7 +389,7 @@ def test_an_unknown_target_variant_is_a_validation_error(client: Any, heldout: A
 
 
 def test_model_code_that_raises_is_a_model_error(
-    deployment: Deployment, client: Any, runtime: LocalRuntime
+    deployment: Deployment, client: Any, metrics: RecordedMetrics
 ):
     deployment.upload(
         "models/broken/model.tar.gz",
@@ -388,7 +411,8 @@ def test_model_code_that_raises_is_a_model_error(
     assert response["Error"]["Message"].startswith(
         'Received server error (500) from primary with message "RuntimeError: the model broke".'
     )
-    assert runtime.stats()["broken"]["Only"].model_errors == 1
+    assert metrics.of("Invocation5XXErrors", "Only") == [1]
+    assert metrics.of("Invocations", "Only") == [1]
 
 
 @pytest.mark.usefixtures("deployment")
@@ -522,36 +546,7 @@ def test_the_runtime_serves_the_embedded_aws_over_http(
     assert [p["label"] for p in predictions] == expected
 
 
-def test_variant_stats_percentiles_are_nearest_rank():
-    stats = VariantStats()
-    assert stats.percentile_ms(0.5) == 0.0 and stats.mean_ms == 0.0
-    for value in (4.0, 1.0, 3.0, 2.0):
-        stats.invocations += 1
-        stats.total_ms += value
-        stats.recent_ms.append(value)
-    assert [stats.percentile_ms(q) for q in (0.0, 0.25, 0.5, 0.75, 0.95, 1.0)] == [
-        1.0,
-        1.0,
-        2.0,
-        3.0,
-        4.0,
-        4.0,
-    ]
-    assert stats.mean_ms == 2.5
-
-
 # --- metrics ----------------------------------------------------------------------------------
-
-
-class RecordedMetrics:
-    def __init__(self) -> None:
-        self.values: list[tuple[str, str, float, str, dict[str, str]]] = []
-
-    def put(self, namespace: str, name: str, value: float, unit: str, dims: Any) -> None:
-        self.values.append((namespace, name, value, unit, dict(dims)))
-
-    def of(self, name: str, variant: str) -> list[float]:
-        return [v for _, n, v, _, d in self.values if n == name and d["VariantName"] == variant]
 
 
 @pytest.mark.usefixtures("deployment")

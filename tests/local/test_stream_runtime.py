@@ -414,7 +414,7 @@ def test_the_poller_thread_delivers_and_stops(
 
     functions = pipeline.functions(fake_sagemaker, on_invoke=listen, clock=clock)
     with polling(pipeline, functions, clock) as poller:
-        poller.poll_interval = 0.01
+        poller.interval = 0.01
         seqs = [s for _, s in put(pipeline, [record("thread-0", 1.0)], "one-shard")]
         assert poller.poll_once() == 0  # read: its batching window starts now
         clock.advance(WINDOW)

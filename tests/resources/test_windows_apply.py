@@ -8,7 +8,7 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import plan_apply
-from mlpipe.local import ext_windows
+from mlpipe.local.moto_ext import windows as ext_windows
 from mlpipe.resources import sagemaker
 from tests.resources.endpoint_support import FakeTime, fake_time
 from tests.resources.serving import everything

@@ -21,7 +21,6 @@ Time is :data:`clock`, which tests replace.
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
 from collections.abc import Callable
@@ -41,6 +40,8 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.utils import arn_formatter
 from moto.stepfunctions.models import StepFunctionBackend
 
+from mlpipe.local.moto_ext import _wrap, install_declared, seconds_from_env, wrapper_of
+
 DEFAULTS = {"ROLE": 2.0, "BACKUPS": 1.0, "ENDPOINT_CONFIG": 0.5}
 
 clock: Callable[[], float] = time.monotonic
@@ -52,11 +53,7 @@ _born: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 def window(name: str) -> float:
     """Seconds of the window `name` (ROLE, BACKUPS, ENDPOINT_CONFIG), from the environment."""
-    raw = os.environ.get(f"MLPIPE_LOCAL_{name}_WINDOW", "")
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULTS[name]
-    except ValueError:
-        return DEFAULTS[name]
+    return seconds_from_env(f"MLPIPE_LOCAL_{name}_WINDOW", DEFAULTS[name])
 
 
 def _young(thing: Any, name: str) -> bool:
@@ -64,6 +61,9 @@ def _young(thing: Any, name: str) -> bool:
     return born is not None and clock() - born < window(name)
 
 
+@wrapper_of(IAMBackend, "create_role")
+@wrapper_of(DynamoDBBackend, "create_table")
+@wrapper_of(SageMakerModelBackend, "create_endpoint_config")
 def _stamped(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         made = original(self, *args, **kwargs)
@@ -95,55 +95,84 @@ class _BackupsUnavailable(DynamodbException):
         )
 
 
-def _create_function(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: LambdaBackend, spec: dict[str, Any]) -> Any:
-        if _role_is_young(self.account_id, self.partition, str(spec.get("Role", ""))):
-            raise InvalidParameterValueException(
-                "The role defined for the function cannot be assumed by Lambda."
-            )
-        return original(self, spec)
-
-    return create
+RoleOf = Callable[[Any, tuple[Any, ...], dict[str, Any]], str]
 
 
-def _create_model(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
-        role = str(kwargs.get("execution_role_arn", ""))
-        if _role_is_young(self.account_id, self.partition, role):
-            raise ValidationError(message=f"Could not assume role {role}")
-        return original(self, *args, **kwargs)
+def _role_argument(name: str, position: int | None = None) -> RoleOf:
+    """The role a create names: its argument ``name``, by keyword or at ``position``."""
 
-    return create
+    def role_of(backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        given = args[position] if position is not None and len(args) > position else ""
+        return str(kwargs.get(name, given))
 
-
-def _create_state_machine(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: StepFunctionBackend, *args: Any, **kwargs: Any) -> Any:
-        role = str(kwargs.get("roleArn", args[2] if len(args) > 2 else ""))
-        if _role_is_young(self.account_id, self.partition, role):
-            raise _StatesAccessDenied(
-                "Neither the global service principal states.amazonaws.com, nor the regional "
-                "one is authorized to assume the provided role."
-            )
-        return original(self, *args, **kwargs)
-
-    return create
+    return role_of
 
 
-def _create_crawler(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: GlueBackend, *args: Any, **kwargs: Any) -> Any:
-        role = str(kwargs.get("role", args[1] if len(args) > 1 else ""))
-        if not role.startswith("arn:"):
-            role = f"arn:{self.partition}:iam::{self.account_id}:role/{role}"
-        if _role_is_young(self.account_id, self.partition, role):
-            raise InvalidInputException(
-                "CreateCrawler",
-                "Service is unable to assume provided role. Please verify role's TrustPolicy",
-            )
-        return original(self, *args, **kwargs)
-
-    return create
+def _function_role(backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    spec = kwargs.get("spec", args[0] if args else {})
+    return str(spec.get("Role", ""))
 
 
+def _crawler_role(backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    role = _role_argument("role", 1)(backend, args, kwargs)
+    if role.startswith("arn:"):
+        return role
+    return f"arn:{backend.partition}:iam::{backend.account_id}:role/{role}"
+
+
+# The creates that assume a role, and what each answers while the role is too new.
+_ROLE_USERS: tuple[tuple[type, str, RoleOf, Callable[[str], Exception]], ...] = (
+    (
+        LambdaBackend,
+        "create_function",
+        _function_role,
+        lambda role: InvalidParameterValueException(
+            "The role defined for the function cannot be assumed by Lambda."
+        ),
+    ),
+    (
+        SageMakerModelBackend,
+        "create_model",
+        _role_argument("execution_role_arn"),
+        lambda role: ValidationError(message=f"Could not assume role {role}"),
+    ),
+    (
+        StepFunctionBackend,
+        "create_state_machine",
+        _role_argument("roleArn", 2),
+        lambda role: _StatesAccessDenied(
+            "Neither the global service principal states.amazonaws.com, nor the regional "
+            "one is authorized to assume the provided role."
+        ),
+    ),
+    (
+        GlueBackend,
+        "create_crawler",
+        _crawler_role,
+        lambda role: InvalidInputException(
+            "CreateCrawler",
+            "Service is unable to assume provided role. Please verify role's TrustPolicy",
+        ),
+    ),
+)
+
+
+def _refused_while_young(
+    role_of: RoleOf, refusal: Callable[[str], Exception]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+            role = role_of(self, args, kwargs)
+            if _role_is_young(self.account_id, self.partition, role):
+                raise refusal(role)
+            return original(self, *args, **kwargs)
+
+        return create
+
+    return make
+
+
+@wrapper_of(DynamoDBBackend, "update_continuous_backups")
 def _update_backups(original: Callable[..., Any]) -> Callable[..., Any]:
     def update(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
         table = self.tables.get(table_name)
@@ -161,32 +190,16 @@ def _config_visible(backend: SageMakerModelBackend, name: str) -> None:
         raise ValidationError(message=f"Could not find endpoint configuration {arn}.")
 
 
-def _create_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+@wrapper_of(SageMakerModelBackend, "create_endpoint", "update_endpoint")
+def _config_must_be_visible(original: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
         _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
         return original(self, *args, **kwargs)
 
-    return create
-
-
-def _update_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
-    def update(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
-        _config_visible(self, kwargs.get("endpoint_config_name", args[1] if len(args) > 1 else ""))
-        return original(self, *args, **kwargs)
-
-    return update
+    return call
 
 
 def install() -> None:
-    from mlpipe.local.moto_ext import _wrap
-
-    _wrap(IAMBackend, "create_role", _stamped)
-    _wrap(DynamoDBBackend, "create_table", _stamped)
-    _wrap(SageMakerModelBackend, "create_endpoint_config", _stamped)
-    _wrap(LambdaBackend, "create_function", _create_function)
-    _wrap(SageMakerModelBackend, "create_model", _create_model)
-    _wrap(StepFunctionBackend, "create_state_machine", _create_state_machine)
-    _wrap(GlueBackend, "create_crawler", _create_crawler)
-    _wrap(DynamoDBBackend, "update_continuous_backups", _update_backups)
-    _wrap(SageMakerModelBackend, "create_endpoint", _create_endpoint)
-    _wrap(SageMakerModelBackend, "update_endpoint", _update_endpoint)
+    install_declared(__name__)
+    for cls, name, role_of, refusal in _ROLE_USERS:
+        _wrap(cls, name, _refused_while_young(role_of, refusal))

@@ -18,12 +18,15 @@ from moto.ec2.models import EC2Backend
 from moto.ec2.responses.flow_logs import FlowLogs
 from moto.ec2.responses.route_tables import RouteTables
 
+from mlpipe.local.moto_ext import install_declared, wrapper_of
+
 # Per EC2 backend (one per account and region): client token -> route table id.
 _route_tables: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 # Per EC2 backend: client token -> the flow log ids its create made.
 _flow_logs: weakref.WeakKeyDictionary[Any, dict[str, list[str]]] = weakref.WeakKeyDictionary()
 
 
+@wrapper_of(RouteTables, "create_route_table")
 def _create_route_table(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: RouteTables) -> Any:
         token, backend = self._get_param("ClientToken"), self.ec2_backend
@@ -40,6 +43,7 @@ def _create_route_table(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(FlowLogs, "create_flow_logs")
 def _create_flow_logs(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: FlowLogs) -> Any:
         token, backend = self._get_param("ClientToken"), self.ec2_backend
@@ -55,6 +59,7 @@ def _create_flow_logs(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+@wrapper_of(EC2Backend, "create_vpc_endpoint")
 def _create_vpc_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
     def create(self: EC2Backend, *args: Any, **kwargs: Any) -> Any:
         token = kwargs.get("client_token")
@@ -68,8 +73,4 @@ def _create_vpc_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    from mlpipe.local.moto_ext import _wrap as wrap
-
-    wrap(RouteTables, "create_route_table", _create_route_table)
-    wrap(EC2Backend, "create_vpc_endpoint", _create_vpc_endpoint)
-    wrap(FlowLogs, "create_flow_logs", _create_flow_logs)
+    install_declared(__name__)

@@ -28,7 +28,7 @@ from moto.wafv2.exceptions import (
 )
 from moto.wafv2.models import APIGATEWAY_REGEX, WAFV2Backend
 
-from mlpipe.local.moto_ext import _wrap
+from mlpipe.local.moto_ext import install_declared, wrapper_of
 
 GROUP_STATEMENTS = ("ManagedRuleGroupStatement", "RuleGroupReferenceStatement")
 
@@ -69,6 +69,7 @@ def check_rules(rules: list[dict[str, Any]] | None) -> None:
             raise WAFInvalidParameterException("RULE_ACTION", rule.get("Name", ""))
 
 
+@wrapper_of(WAFV2Backend, "create_web_acl")
 def _create(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_web_acl(self: WAFV2Backend, *args: Any, **kwargs: Any) -> Any:
         rules = args[6] if len(args) > 6 else kwargs.get("rules")
@@ -81,6 +82,7 @@ def _create(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_web_acl
 
 
+@wrapper_of(WAFV2Backend, "update_web_acl")
 def _update(original: Callable[..., Any]) -> Callable[..., Any]:
     def update_web_acl(self: WAFV2Backend, *args: Any, **kwargs: Any) -> Any:
         name, web_acl_id = args[0], args[1]
@@ -94,6 +96,7 @@ def _update(original: Callable[..., Any]) -> Callable[..., Any]:
     return update_web_acl
 
 
+@wrapper_of(WAFV2Backend, "delete_web_acl")
 def _delete(original: Callable[..., Any]) -> Callable[..., Any]:
     def delete_web_acl(self: WAFV2Backend, name: str, scope: str, _id: str, lock_token: str) -> Any:
         acl = self.get_web_acl(None, name, _id)
@@ -104,6 +107,7 @@ def _delete(original: Callable[..., Any]) -> Callable[..., Any]:
     return delete_web_acl
 
 
+@wrapper_of(WAFV2Backend, "associate_web_acl")
 def _associate(original: Callable[..., Any]) -> Callable[..., Any]:
     def associate_web_acl(self: WAFV2Backend, web_acl_arn: str, resource_arn: str) -> Any:
         if re.search(APIGATEWAY_REGEX, resource_arn) and not self._find_apigw_stage(resource_arn):
@@ -119,7 +123,4 @@ def _associate(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    _wrap(WAFV2Backend, "create_web_acl", _create)
-    _wrap(WAFV2Backend, "update_web_acl", _update)
-    _wrap(WAFV2Backend, "delete_web_acl", _delete)
-    _wrap(WAFV2Backend, "associate_web_acl", _associate)
+    install_declared(__name__)
