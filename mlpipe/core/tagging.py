@@ -21,10 +21,11 @@ from mlpipe.core.errors import error_code
 
 @dataclass(frozen=True)
 class Tagging:
-    read: str  # the operation that lists the tags
-    tag: str  # the operation that adds or overwrites tags
-    untag: str  # the operation that removes tag keys; "": `tag` replaces the whole set (S3)
     resource: str  # the parameter naming the resource (an ARN, a name, an id)
+    read: str = "list_tags_for_resource"  # the operation that lists the tags
+    tag: str = "tag_resource"  # the operation that adds or overwrites tags
+    # The operation that removes tag keys; "": `tag` replaces the whole set (S3).
+    untag: str = "untag_resource"
     answer: tuple[str, ...] = ("Tags",)  # where the read's answer holds the tags
     tags: str = "Tags"  # the parameter of `tag` carrying the tags
     keys: str = "TagKeys"  # the parameter of `untag` carrying the keys
@@ -55,112 +56,51 @@ class Tagging:
         return getattr(client, operation)(**dict(self.fixed), **{self.resource: name}, **params)
 
 
+def _lower(
+    resource: str, read: str = "list_tags_for_resource", key: str | None = None, value: str = ""
+) -> Tagging:
+    """The newer APIs' form: lower-case parameter names, tags as a map (or under `key`)."""
+    return Tagging(
+        resource, read, answer=("tags",), tags="tags", keys="tagKeys", key=key, value=value
+    )
+
+
 TAGGING: Mapping[str, Tagging] = {
-    "s3": Tagging("get_bucket_tagging", "put_bucket_tagging", "", "Bucket", answer=("TagSet",)),
-    "iam": Tagging("list_role_tags", "tag_role", "untag_role", "RoleName"),
-    "lambda": Tagging("list_tags", "tag_resource", "untag_resource", "Resource", key=None),
-    "kms": Tagging(
-        "list_resource_tags",
-        "tag_resource",
-        "untag_resource",
-        "KeyId",
-        key="TagKey",
-        value="TagValue",
-    ),
-    "ec2": Tagging("describe_tags", "create_tags", "delete_tags", "Resources", keys="Tags"),
+    "s3": Tagging("Bucket", "get_bucket_tagging", "put_bucket_tagging", "", answer=("TagSet",)),
+    "iam": Tagging("RoleName", "list_role_tags", "tag_role", "untag_role"),
+    "lambda": Tagging("Resource", "list_tags", key=None),
+    "kms": Tagging("KeyId", "list_resource_tags", key="TagKey", value="TagValue"),
+    "ec2": Tagging("Resources", "describe_tags", "create_tags", "delete_tags", keys="Tags"),
     "ssm": Tagging(
-        "list_tags_for_resource",
-        "add_tags_to_resource",
-        "remove_tags_from_resource",
         "ResourceId",
+        read="list_tags_for_resource",
+        tag="add_tags_to_resource",
+        untag="remove_tags_from_resource",
         answer=("TagList",),
         fixed=(("ResourceType", "Parameter"),),
     ),
-    "dynamodb": Tagging("list_tags_of_resource", "tag_resource", "untag_resource", "ResourceArn"),
+    "dynamodb": Tagging("ResourceArn", "list_tags_of_resource"),
     "kinesis": Tagging(
+        "StreamName",
         "list_tags_for_stream",
         "add_tags_to_stream",
         "remove_tags_from_stream",
-        "StreamName",
         written_as_map=True,
     ),
-    "sqs": Tagging("list_queue_tags", "tag_queue", "untag_queue", "QueueUrl", key=None),
-    "apigateway": Tagging(
-        "get_tags",
-        "tag_resource",
-        "untag_resource",
-        "resourceArn",
-        answer=("tags",),
-        tags="tags",
-        keys="tagKeys",
-        key=None,
-    ),
-    "sagemaker": Tagging("list_tags", "add_tags", "delete_tags", "ResourceArn"),
-    "stepfunctions": Tagging(
-        "list_tags_for_resource",
-        "tag_resource",
-        "untag_resource",
-        "resourceArn",
-        answer=("tags",),
-        tags="tags",
-        keys="tagKeys",
-        key="key",
-        value="value",
-    ),
-    "glue": Tagging(
-        "get_tags",
-        "tag_resource",
-        "untag_resource",
-        "ResourceArn",
-        tags="TagsToAdd",
-        keys="TagsToRemove",
-        key=None,
-    ),
-    "athena": Tagging("list_tags_for_resource", "tag_resource", "untag_resource", "ResourceARN"),
-    "cloudwatch": Tagging(
-        "list_tags_for_resource", "tag_resource", "untag_resource", "ResourceARN"
-    ),
-    "logs": Tagging(
-        "list_tags_for_resource",
-        "tag_resource",
-        "untag_resource",
-        "resourceArn",
-        answer=("tags",),
-        tags="tags",
-        keys="tagKeys",
-        key=None,
-    ),
-    "sns": Tagging("list_tags_for_resource", "tag_resource", "untag_resource", "ResourceArn"),
-    "events": Tagging("list_tags_for_resource", "tag_resource", "untag_resource", "ResourceARN"),
-    "batch": Tagging(
-        "list_tags_for_resource",
-        "tag_resource",
-        "untag_resource",
-        "resourceArn",
-        answer=("tags",),
-        tags="tags",
-        keys="tagKeys",
-        key=None,
-    ),
-    "ecr": Tagging(
-        "list_tags_for_resource",
-        "tag_resource",
-        "untag_resource",
-        "resourceArn",
-        answer=("tags",),
-        tags="tags",
-        keys="tagKeys",
-    ),
-    "wafv2": Tagging(
-        "list_tags_for_resource",
-        "tag_resource",
-        "untag_resource",
-        "ResourceARN",
-        answer=("TagInfoForResource", "TagList"),
-    ),
-    "application-autoscaling": Tagging(
-        "list_tags_for_resource", "tag_resource", "untag_resource", "ResourceARN", key=None
-    ),
+    "sqs": Tagging("QueueUrl", "list_queue_tags", "tag_queue", "untag_queue", key=None),
+    "apigateway": _lower("resourceArn", "get_tags"),
+    "sagemaker": Tagging("ResourceArn", "list_tags", "add_tags", "delete_tags"),
+    "stepfunctions": _lower("resourceArn", key="key", value="value"),
+    "glue": Tagging("ResourceArn", "get_tags", tags="TagsToAdd", keys="TagsToRemove", key=None),
+    "athena": Tagging("ResourceARN"),
+    "cloudwatch": Tagging("ResourceARN"),
+    "logs": _lower("resourceArn"),
+    "sns": Tagging("ResourceArn"),
+    "events": Tagging("ResourceARN"),
+    "batch": _lower("resourceArn"),
+    "ecr": _lower("resourceArn", key="Key", value="Value"),
+    "wafv2": Tagging("ResourceARN", answer=("TagInfoForResource", "TagList")),
+    "application-autoscaling": Tagging("ResourceARN", key=None),
 }
 
 
