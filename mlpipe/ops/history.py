@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.context import PipelineContext
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.find import not_found
 from mlpipe.resources.ssm import is_registered
 
 
@@ -25,7 +25,7 @@ def _history(ctx: PipelineContext, name: str) -> Iterator[dict[str, Any]]:
         for page in paginator.paginate(Name=name):
             yield from page["Parameters"]
     except ClientError as exc:
-        if not is_not_found(exc):
+        if not not_found("ssm", exc):
             raise
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.context import PipelineContext
-from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
+from mlpipe.core.errors import MlpipeError, UsageError
+from mlpipe.core.find import not_found
 
 __all__ = ["COMPONENTS", "check_component", "log_group", "tail"]
 
@@ -59,7 +60,7 @@ def _page(
         for page in logs.get_paginator("filter_log_events").paginate(**params):
             yield from page.get("events", [])
     except ClientError as exc:
-        if is_not_found(exc):
+        if not_found("logs", exc):
             raise MlpipeError(
                 f"log group {group} does not exist: nothing has logged there yet, or the "
                 "pipeline is not applied"
