@@ -24,13 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto import mock_aws
-from tenacity import wait_none
+from tenacity import RetryCallState, wait_exponential, wait_none
 
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
+from mlpipe.local import ext_windows
 from mlpipe.local.moto_ext import install_extensions
 from mlpipe.spec import Names, Spec, load_spec
 
@@ -40,6 +42,9 @@ WINDOWS = (
     "MLPIPE_LOCAL_ROLE_WINDOW",
     "MLPIPE_LOCAL_BACKUPS_WINDOW",
     "MLPIPE_LOCAL_ENDPOINT_CONFIG_WINDOW",
+    "MLPIPE_LOCAL_ENI_RELEASE_WINDOW",
+    "MLPIPE_LOCAL_MODEL_DATA_WINDOW",
+    "MLPIPE_LOCAL_APIGATEWAY_WINDOW",
 )
 
 
@@ -59,7 +64,9 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
-    for window in WINDOWS:  # the embedded AWS's consistency windows: tests that need one set it
+    # The embedded AWS's consistency windows run on real time in a server process (the e2e
+    # tests' `mlpipe local up`), where no clock can be injected: off there. `ctx` turns them on.
+    for window in WINDOWS:
         monkeypatch.setenv(window, "0")
 
 
@@ -68,15 +75,38 @@ def spec() -> Spec:
     return load_spec(SPEC_PATH)
 
 
+class WaitedTime:
+    """The embedded AWS's clock, moved on only by mlpipe's waits, which never sleep: a window
+    closes when mlpipe has waited it out, as it would on AWS."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.backoff = wait_exponential(multiplier=0.5, max=8)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, retry_state: RetryCallState) -> float:
+        self.now += self.backoff(retry_state)
+        return 0.0
+
+
 def make_context(spec: Spec) -> Context:
     aws = Aws(AwsTarget(region="us-east-1"))
     names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
-    return Context(aws, spec, names, wait=wait_none(), consistency_timeout=5)
+    clock = ext_windows.clock
+    wait: Any = clock.wait if isinstance(clock, WaitedTime) else wait_none()
+    return Context(aws, spec, names, wait=wait, consistency_timeout=5)
 
 
 @pytest.fixture
-def ctx(fake_credentials: None, spec: Spec) -> Iterator[Context]:
-    """A run context on moto's in-process AWS; eventual-consistency retries never sleep."""
+def ctx(fake_credentials: None, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    """A run context on moto's in-process AWS, with its consistency windows on (the defaults);
+    eventual-consistency retries never sleep: their waits move the windows' clock."""
+    time = WaitedTime()
+    monkeypatch.setattr(ext_windows, "clock", time)
+    for window in WINDOWS:
+        monkeypatch.delenv(window)
     with mock_aws():
         install_extensions()
         yield make_context(spec)
