@@ -121,6 +121,7 @@ def _install_modules() -> None:
     """The extensions that live in modules of their own (``mlpipe/local/ext_*.py``)."""
     from mlpipe.local import (
         alarms,
+        ext_consistency,
         ext_enis,
         ext_idempotency,
         ext_lambda,
@@ -136,6 +137,7 @@ def _install_modules() -> None:
     modules = (
         ext_models,
         ext_windows,
+        ext_consistency,
         ext_lambda,
         ext_enis,
         ext_s3_logging,
