@@ -419,16 +419,22 @@ def _delete(
     released: a transient error by name (`ec2-lambda-interfaces-being-released`)."""
     releasing = BY_NAME["ec2-lambda-interfaces-being-released"]
 
-    def attempt() -> bool:
+    def once() -> None:
         try:
             call()
         except Exception as exc:
-            if is_not_found(exc):
-                return True
+            if not is_not_found(exc):
+                raise
+
+    def attempt() -> bool:
+        try:
+            once()
+        except Exception as exc:
             if held_by is None or not releasing.matches(exc):
                 raise
             if not lambda_interfaces(ctx, held_by):
-                raise
+                once()  # released (or deleted by a parallel delete) since the refusal
+                return True
             ctx.progress(key, "waiting for Lambda to release its network interfaces")
             return False
         return True
