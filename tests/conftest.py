@@ -9,7 +9,8 @@ other, in another process, in any order. What keeps them apart:
   ``mlpipe local up --port 0``; never a fixed port.
 - moto's state is per process: ``ctx`` (and every ``mock_aws()``) starts from an empty account.
 - Time that mlpipe waits (retries, eventual consistency, endpoint transitions) is injected:
-  ``ctx`` has ``wait=wait_none()``; see ``tests/resources/endpoint_support.py`` for a clock.
+  ``ctx``'s waits never sleep but move the clock of the embedded AWS's consistency windows,
+  which are on (``WaitedTime``); see ``tests/resources/endpoint_support.py`` for a clock.
 
 - moto's EC2 backends load no public AMIs and endpoints change state at once unless a test
   sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
