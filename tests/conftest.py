@@ -9,7 +9,8 @@ other, in another process, in any order. What keeps them apart:
   ``mlpipe local up --port 0``; never a fixed port.
 - moto's state is per process: ``ctx`` (and every ``mock_aws()``) starts from an empty account.
 - Time that mlpipe waits (retries, eventual consistency, endpoint transitions) is injected:
-  ``ctx`` has a ``FakeTime`` clock (``tests/support.py``): its waits pass in fake seconds.
+  ``ctx``'s clock is a ``FakeTime`` (``tests/support.py``) that is also the clock of the
+  embedded AWS's consistency windows, which are on: a wait moves it, nothing sleeps.
 
 - moto's EC2 backends load no public AMIs and endpoints change state at once unless a test
   sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
@@ -31,6 +32,7 @@ from moto import mock_aws
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
 from mlpipe.local.moto_ext import install_extensions
+from mlpipe.local.moto_ext import windows as ext_windows
 from mlpipe.spec import Names, Spec, load_spec
 from tests.support import FakeTime
 
@@ -40,6 +42,9 @@ WINDOWS = (
     "MLPIPE_LOCAL_ROLE_WINDOW",
     "MLPIPE_LOCAL_BACKUPS_WINDOW",
     "MLPIPE_LOCAL_ENDPOINT_CONFIG_WINDOW",
+    "MLPIPE_LOCAL_ENI_RELEASE_WINDOW",
+    "MLPIPE_LOCAL_MODEL_DATA_WINDOW",
+    "MLPIPE_LOCAL_APIGATEWAY_WINDOW",
 )
 
 
@@ -59,7 +64,9 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
-    for window in WINDOWS:  # the embedded AWS's consistency windows: tests that need one set it
+    # The embedded AWS's consistency windows run on real time in a server process (the e2e
+    # tests' `mlpipe local up`), where no clock can be injected: off there. `ctx` turns them on.
+    for window in WINDOWS:
         monkeypatch.setenv(window, "0")
 
 
@@ -69,14 +76,22 @@ def spec() -> Spec:
 
 
 def make_context(spec: Spec) -> Context:
+    """A context on the embedded AWS's clock when a test made that clock fake (``ctx`` does):
+    mlpipe's waits then move the time the consistency windows read."""
     aws = Aws(AwsTarget(region="us-east-1"))
     names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
-    return Context(aws, spec, names, clock=FakeTime().clock(), consistency_timeout=5)
+    clock = ext_windows.clock
+    time = clock if isinstance(clock, FakeTime) else FakeTime()
+    return Context(aws, spec, names, clock=time.clock(), consistency_timeout=5)
 
 
 @pytest.fixture
-def ctx(fake_credentials: None, spec: Spec) -> Iterator[Context]:
-    """A run context on moto's in-process AWS; its waits and retries never sleep for real."""
+def ctx(fake_credentials: None, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    """A run context on moto's in-process AWS, with its consistency windows on (the defaults);
+    its waits never sleep: they move the one fake clock the windows read."""
+    monkeypatch.setattr(ext_windows, "clock", FakeTime())
+    for window in WINDOWS:
+        monkeypatch.delenv(window)
     with mock_aws():
         install_extensions()
         yield make_context(spec)

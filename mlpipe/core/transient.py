@@ -146,6 +146,17 @@ TRANSIENT: tuple[Transient, ...] = (
         "https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html",
     ),
     Transient(
+        # A deleted function's network interfaces stay until Lambda releases them (minutes);
+        # until then its subnets and security groups have "a dependent object". Retried only
+        # while Lambda interfaces are found there (hashicorp/terraform-provider-aws#10329).
+        "ec2-lambda-interfaces-being-released",
+        "ec2",
+        ("DeleteSubnet", "DeleteSecurityGroup", "DeleteVpc"),
+        "DependencyViolation",
+        "",
+        "https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html",
+    ),
+    Transient(
         # "If you've just created a resource that you're using in this operation, you might
         # just need to wait a few minutes."
         "wafv2-entity-unavailable",

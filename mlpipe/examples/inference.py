@@ -1,8 +1,19 @@
 """SageMaker inference handlers for mlpipe's example models (scikit-learn, breast cancer data).
 
 This file is shipped as ``code/inference.py`` inside each example ``model.tar.gz``. It imports
-only the standard library, NumPy and joblib (which comes with scikit-learn), so SageMaker's
-scikit-learn serving container runs it as it is, and so does mlpipe's local runtime.
+only the standard library and NumPy, and the model is ``model.json`` (the fitted standardisation
+and logistic-regression coefficients), not a pickle: nothing depends on the scikit-learn version
+that trained it, so SageMaker's scikit-learn serving container (``sklearn:1.2-1``) loads it under
+network isolation with nothing to install, and so does mlpipe's local runtime. It runs on the
+image's Python 3.9 (no runtime ``X | Y`` types, no ``zip(strict=...)``).
+
+Model
+-----
+``model.json``: ``{"format": "mlpipe-linear/1", "features": [column indices], "mean": [...],
+"scale": [...], "coef": [...], "intercept": b, "classes": [0, 1]}``. The decision of a row ``x``
+is ``z = sum(coef * (x[features] - mean) / scale) + b``; the probability of ``classes[1]`` is
+``1 / (1 + exp(-z))`` and the label ``classes[1]`` when ``z > 0`` (scikit-learn's binary
+``LogisticRegression``).
 
 Wire format
 -----------
@@ -18,7 +29,7 @@ of class 1, a float in [0, 1].
 Errors: a body that is not JSON, rows of the wrong width or values that are not finite numbers
 are refused with status 400; a content type or accept type other than JSON with 415.
 
-Faults: an archive with a ``fault.json`` beside ``model.joblib`` misbehaves on purpose, to test
+Faults: an archive with a ``fault.json`` beside ``model.json`` misbehaves on purpose, to test
 what watches the endpoint: ``{"delay_ms": 2500}`` answers every request that much later, and
 ``{"error_rate": 0.5}`` fails that share of the requests (evenly spread) with status 500.
 """
@@ -32,10 +43,10 @@ import os
 import time
 from typing import Any
 
-import joblib
 import numpy as np
 
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.json"
+FORMAT = "mlpipe-linear/1"
 FAULT_FILE = "fault.json"
 JSON = "application/json"
 
@@ -60,13 +71,44 @@ class InjectedFault(RuntimeError):
     status_code = 500
 
 
-def model_fn(model_dir: str) -> Any:
-    """Load the fitted scikit-learn estimator from the extracted model archive."""
+class LinearModel:
+    """A standardised binary logistic regression, computed with NumPy."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        if params.get("format") != FORMAT:
+            raise ValueError(f"{MODEL_FILE}: format {params.get('format')!r}, expected {FORMAT}")
+        self.features = np.asarray(params["features"], dtype=np.intp)
+        self.mean = np.asarray(params["mean"], dtype=np.float64)
+        self.scale = np.asarray(params["scale"], dtype=np.float64)
+        self.coef = np.asarray(params["coef"], dtype=np.float64)
+        self.intercept = float(params["intercept"])
+        self.classes_ = np.asarray(params["classes"])
+        self.n_features_in_ = int(params["n_features"])
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> LinearModel:
+        return cls(json.loads(data))
+
+    def decision_function(self, rows: Any) -> np.ndarray:
+        x = np.asarray(rows, dtype=np.float64)[:, self.features]
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def predict(self, rows: Any) -> np.ndarray:
+        return self.classes_[(self.decision_function(rows) > 0).astype(np.intp)]
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        positive = 1.0 / (1.0 + np.exp(-self.decision_function(rows)))
+        return np.column_stack([1.0 - positive, positive])
+
+
+def model_fn(model_dir: str) -> LinearModel:
+    """Load the model's coefficients from the extracted model archive."""
     fault_path = os.path.join(model_dir, FAULT_FILE)
     if os.path.exists(fault_path):
         with open(fault_path, encoding="utf-8") as f:
             _fault.update({k: float(v) for k, v in json.load(f).items()})
-    return joblib.load(os.path.join(model_dir, MODEL_FILE))
+    with open(os.path.join(model_dir, MODEL_FILE), encoding="utf-8") as f:
+        return LinearModel.from_json(f.read())
 
 
 def _misbehave() -> None:
@@ -88,7 +130,7 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.
     """Decode ``{"instances": [[...], ...]}`` into a 2-D float array."""
     if not _is_json(request_content_type):
         raise UnsupportedContentType(f"unsupported content type: {request_content_type!r}")
-    if isinstance(request_body, bytes | bytearray):
+    if isinstance(request_body, (bytes, bytearray)):
         request_body = bytes(request_body).decode("utf-8")
     try:
         payload = json.loads(request_body)
@@ -99,7 +141,7 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> np.
         raise InferenceError('expected {"instances": [[f1, ..., fN], ...]} with at least one row')
     for i, row in enumerate(rows):
         for j, value in enumerate(row):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InferenceError(f"instances[{i}][{j}] is not a number")
             if not math.isfinite(value):
                 raise InferenceError(f"instances[{i}][{j}] is not finite")
@@ -119,8 +161,8 @@ def predict_fn(input_data: np.ndarray, model: Any) -> list[dict[str, Any]]:
     positive = list(model.classes_).index(1)
     probabilities = model.predict_proba(input_data)[:, positive]
     return [
-        {"label": int(label), "probability": float(p)}
-        for label, p in zip(labels, probabilities, strict=True)
+        {"label": int(labels[i]), "probability": float(probabilities[i])}
+        for i in range(len(labels))
     ]
 
 

@@ -1,10 +1,15 @@
 """The example models: two versions of a classifier for scikit-learn's breast cancer data.
 
 :func:`build_examples` trains both on one fixed split, packages each as SageMaker expects
-(``model.tar.gz`` with ``model.joblib``, ``code/inference.py`` and ``code/requirements.txt``),
-and measures each packaged model, through the same loading code the local runtime serves it
-with, on the held-out rows: accuracy and median single-request latency, its performance
-baseline. The archives are byte-for-byte reproducible for a seed and a scikit-learn version.
+(``model.tar.gz`` with ``model.json`` and ``code/inference.py``), and measures each packaged
+model, through the same loading code the local runtime serves it with, on the held-out rows:
+accuracy and median single-request latency, its performance baseline.
+
+``model.json`` holds the fitted coefficients (rounded to :data:`SIGNIFICANT_DIGITS`), not a
+pickle, and ``inference.py`` computes with NumPy: the archives load on the SageMaker
+scikit-learn image (``sklearn:1.2-1``) whatever scikit-learn trained them, under network
+isolation with no ``requirements.txt`` to install. They are byte-for-byte reproducible for a
+seed (the rounding absorbs solver differences between scikit-learn versions).
 
 Layout of ``out``::
 
@@ -19,7 +24,6 @@ Layout of ``out``::
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import statistics
 import tempfile
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.core.errors import MlpipeError
+from mlpipe.examples import inference
 from mlpipe.local.runtime import load_model
 from mlpipe.resources import artifacts
 
@@ -49,7 +54,7 @@ DATASET = "sklearn.datasets.load_breast_cancer"
 HELDOUT_FILE = "heldout.jsonl"
 MANIFEST_FILE = "manifest.json"
 TEST_SIZE = 0.25
-PICKLE_PROTOCOL = 4
+SIGNIFICANT_DIGITS = 6
 # Features v1.0.0 sees: mean radius, mean texture, mean perimeter, mean area.
 V1_FEATURES = (0, 1, 2, 3)
 # Single-row requests timed for the latency baseline (the first held-out rows).
@@ -128,12 +133,29 @@ def _inference_script() -> bytes:
     return (resources.files("mlpipe.examples") / "inference.py").read_bytes()
 
 
-def _pickled(estimator: Any) -> bytes:
-    import joblib
+def _rounded(values: Any) -> list[float]:
+    return [float(f"{float(v):.{SIGNIFICANT_DIGITS}g}") for v in values]
 
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, protocol=PICKLE_PROTOCOL)
-    return buffer.getvalue()
+
+def _exported(estimator: Any, feature_count: int) -> bytes:
+    """``model.json`` of a fitted pipeline: a standard scaler (alone or in a column selection)
+    then a binary logistic regression (see ``inference.py``)."""
+    first, classify = estimator.steps[0][1], estimator.steps[-1][1]
+    if hasattr(first, "named_transformers_"):
+        scaler, columns = first.transformers_[0][1], list(first.transformers_[0][2])
+    else:
+        scaler, columns = first, list(range(feature_count))
+    params = {
+        "format": inference.FORMAT,
+        "n_features": feature_count,
+        "features": [int(c) for c in columns],
+        "mean": _rounded(scaler.mean_),
+        "scale": _rounded(scaler.scale_),
+        "coef": _rounded(classify.coef_[0]),
+        "intercept": _rounded(classify.intercept_)[0],
+        "classes": [int(c) for c in classify.classes_],
+    }
+    return (json.dumps(params, separators=(",", ":")) + "\n").encode()
 
 
 def _measure(archive: Path, rows: list[list[float]], labels: list[int]) -> tuple[float, float]:
@@ -176,14 +198,14 @@ def read_heldout(path: Path) -> tuple[list[list[float]], list[int]]:
 def build_examples(out: Path, seed: int = 0, fault: str | None = None) -> list[ExampleModel]:
     """Train, package and measure the example models into ``out``; returns them by version.
 
-    ``seed`` fixes the train/test split; the same seed and scikit-learn version give the same
-    archive bytes. With a ``fault`` (a key of :data:`FAULTS`), a third version,
+    ``seed`` fixes the train/test split; the same seed gives the same archive bytes. With a
+    ``fault`` (a key of :data:`FAULTS`), a third version,
     :data:`FAULTY_VERSION`, is v2.0.0's model with that fault; its accuracy and latency are
     measured without the fault.
     """
     if fault is not None and fault not in FAULTS:
         raise MlpipeError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
-    sklearn = _require_sklearn()
+    _require_sklearn()
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
@@ -197,10 +219,7 @@ def build_examples(out: Path, seed: int = 0, fault: str | None = None) -> list[E
     heldout = out / HELDOUT_FILE
     _write_heldout(heldout, rows, labels)
 
-    code = {
-        "code/inference.py": _inference_script(),
-        "code/requirements.txt": f"scikit-learn=={sklearn.__version__}\n".encode(),
-    }
+    code = {"code/inference.py": _inference_script()}
     models = []
     builds = [(version, make, text, None) for version, (make, text) in VERSIONS.items()]
     if fault is not None:
@@ -209,7 +228,7 @@ def build_examples(out: Path, seed: int = 0, fault: str | None = None) -> list[E
         builds.append((FAULTY_VERSION, make, f"FAULTY ({what}): {description}", FAULTS[fault]))
     for version, make, description, faults in builds:
         estimator = make().fit(x_train, y_train)
-        files = {**code, "model.joblib": _pickled(estimator)}
+        files = {**code, "model.json": _exported(estimator, int(data.data.shape[1]))}
         path = out / version / "model.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(artifacts.archive(files))

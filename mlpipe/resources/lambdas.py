@@ -290,11 +290,17 @@ class Function(Resource):
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
+        """Delete, then wait for Lambda to release the function's network interfaces: it needs
+        the execution role for that, so the role (deleted after) must outlive them; without it
+        they stay and block the subnets and security group
+        (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html)."""
         try:
             self.client("lambda").delete_function(FunctionName=self.physical)
         except Exception as exc:
             if not is_not_found(exc):
                 raise
+        groups = observed.state["VpcConfig"]["SecurityGroupIds"]
+        network.wait_for_lambda_interfaces(self.ctx, self.key, groups)
 
 
 def check_reserved_concurrency(ctx: Context) -> None:

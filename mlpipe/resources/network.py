@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 from mlpipe.core.clients import Aws
 from mlpipe.core.context import OWNER_TAG, RESOURCE_TAG, Context
 from mlpipe.core.diff import Change, Diff, diff, policy, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import MlpipeError, error_code, is_not_found
+from mlpipe.core.errors import MlpipeError, is_not_found
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.transient import BY_NAME
 from mlpipe.core.wait import Pending, TimedOut, poll
 from mlpipe.naming import Arns
 from mlpipe.spec import Spec
@@ -37,6 +38,8 @@ SG_SAGEMAKER = "ec2:sg-sagemaker"
 GATEWAY_ENDPOINTS = {"s3": "ec2:endpoint-s3", "dynamodb": "ec2:endpoint-dynamodb"}
 INTERFACE_ENDPOINTS = "ec2:interface-endpoints"
 DEFAULT_SG = "ec2:default-sg"
+# How Lambda describes the network interfaces it manages for VPC functions.
+LAMBDA_ENI = "AWS Lambda VPC ENI-"
 
 HTTPS = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443}
 GONE = ("deleted", "deleting", "rejected", "failed")
@@ -331,7 +334,8 @@ class Vpc(Ec2):
         self._set_attributes(observed.outputs["id"], desired, changes)
 
     def delete(self, observed: Observed) -> None:
-        _delete(self.ctx, self.key, lambda: self.ec2.delete_vpc(VpcId=observed.outputs["id"]))
+        vpc_id = observed.outputs["id"]
+        _delete(self.ctx, self.key, lambda: self.ec2.delete_vpc(VpcId=vpc_id), {"vpc-id": vpc_id})
 
 
 class Subnet(Ec2):
@@ -382,7 +386,13 @@ class Subnet(Ec2):
             self._set_public_ip(observed.outputs["id"], desired["MapPublicIpOnLaunch"])
 
     def delete(self, observed: Observed) -> None:
-        _delete(self.ctx, self.key, lambda: self.ec2.delete_subnet(SubnetId=observed.outputs["id"]))
+        subnet_id = observed.outputs["id"]
+        _delete(
+            self.ctx,
+            self.key,
+            lambda: self.ec2.delete_subnet(SubnetId=subnet_id),
+            {"subnet-id": subnet_id},
+        )
 
 
 def _until(ctx: Context, key: str, what: str, done: Callable[[], bool]) -> None:
@@ -401,23 +411,67 @@ def _until(ctx: Context, key: str, what: str, done: Callable[[], bool]) -> None:
         ) from exc
 
 
-def _delete(ctx: Context, key: str, call: Callable[[], Any]) -> None:
-    """Delete; not found is success. Network interfaces of deleted endpoints and Lambdas
-    outlive them for a while (DependencyViolation): wait for them, bounded."""
+def _delete(
+    ctx: Context, key: str, call: Callable[[], Any], held_by: dict[str, str] | None = None
+) -> None:
+    """Delete; not found is success. `DependencyViolation` is waited out (bounded) only while
+    Lambda network interfaces in `held_by` (a DescribeNetworkInterfaces filter) are being
+    released: a transient error by name (`ec2-lambda-interfaces-being-released`)."""
+    releasing = BY_NAME["ec2-lambda-interfaces-being-released"]
 
-    def attempt() -> bool:
+    def once() -> None:
         try:
             call()
         except Exception as exc:
-            if is_not_found(exc):
-                return True
-            if error_code(exc) != "DependencyViolation":
+            if not is_not_found(exc):
                 raise
-            ctx.progress(key, "waiting for network interfaces in use to be released")
+
+    def attempt() -> bool:
+        try:
+            once()
+        except Exception as exc:
+            if held_by is None or not releasing.matches(exc):
+                raise
+            if not lambda_interfaces(ctx, held_by):
+                once()  # released (or deleted by a parallel delete) since the refusal
+                return True
+            ctx.progress(key, "waiting for Lambda to release its network interfaces")
             return False
         return True
 
     _until(ctx, key, "deletion", attempt)
+
+
+def lambda_interfaces(ctx: Context, held_by: dict[str, str]) -> list[str]:
+    """The Lambda network interfaces still in `held_by` (e.g. {"group-id": sg}). Those Lambda
+    left detached (its function's role was gone when it came to delete them) are deleted here,
+    as their owner must (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html)."""
+    ec2 = ctx.aws.client("ec2")
+    filters = [{"Name": name, "Values": [value]} for name, value in held_by.items()] + [
+        {"Name": "description", "Values": [f"{LAMBDA_ENI}*"]}
+    ]
+    found = ec2.describe_network_interfaces(Filters=filters)["NetworkInterfaces"]
+    for eni in found:
+        if eni["Status"] == "available":
+            try:
+                ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+            except Exception as exc:  # the subnet's or the group's delete took it first
+                if not is_not_found(exc, "InvalidNetworkInterfaceID.NotFound"):
+                    raise
+    return [eni["NetworkInterfaceId"] for eni in found]
+
+
+def wait_for_lambda_interfaces(ctx: Context, key: str, group_ids: Iterable[str]) -> None:
+    """Until Lambda has released the network interfaces of a deleted function (with its
+    execution role, which must outlive them), bounded by network.delete_timeout_seconds."""
+    ctx.progress(key, "waiting for Lambda to release the function's network interfaces")
+    for group in group_ids:
+        _until(
+            ctx,
+            key,
+            "release of the network interfaces",
+            lambda group=group: not lambda_interfaces(ctx, {"group-id": group}),
+        )
 
 
 def _foreign_routes(routes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -627,7 +681,12 @@ class SecurityGroup(Ec2):
 
     def delete(self, observed: Observed) -> None:
         group_id = observed.outputs["id"]
-        _delete(self.ctx, self.key, lambda: self.ec2.delete_security_group(GroupId=group_id))
+        _delete(
+            self.ctx,
+            self.key,
+            lambda: self.ec2.delete_security_group(GroupId=group_id),
+            {"group-id": group_id},
+        )
 
 
 class DefaultSecurityGroup(Ec2):

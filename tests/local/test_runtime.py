@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("sklearn", reason="the example models need the demo extra")
 
 import boto3
-import joblib
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from inference_common import parse_deployment
@@ -27,7 +26,7 @@ from localaws_testing import ACCOUNT, REGION, FakeClock
 from batch_job.scoring import EndpointScorer, VersionMap
 from mlpipe.core.clients import Aws, AwsTarget
 from mlpipe.core.context import Context
-from mlpipe.examples import ExampleModel, build_examples, read_heldout
+from mlpipe.examples import ExampleModel, build_examples, inference, read_heldout
 from mlpipe.local import moto_ext
 from mlpipe.local.runtime import ENDPOINT_URL_VARIABLE, LocalRuntime
 from mlpipe.local.server import LocalAws
@@ -52,9 +51,9 @@ def heldout(examples: dict[str, ExampleModel]) -> tuple[list[list[float]], list[
 def estimator(example: ExampleModel) -> Any:
     """The fitted scikit-learn model inside an example archive."""
     with tarfile.open(example.path) as tar:
-        member = tar.extractfile("model.joblib")
+        member = tar.extractfile("model.json")
         assert member is not None
-        return joblib.load(io.BytesIO(member.read()))
+        return inference.LinearModel.from_json(member.read())
 
 
 def code_archive(script: str) -> bytes:
@@ -114,7 +113,9 @@ class Deployment:
 
 @pytest.fixture
 def moto_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Endpoint transitions finish on the next read, unless a test sets a duration."""
+    """Endpoint transitions finish on the next read, unless a test sets a duration. Endpoints
+    here are made by direct calls, not through mlpipe's retries: no config window to wait out."""
+    monkeypatch.setenv("MLPIPE_LOCAL_ENDPOINT_CONFIG_WINDOW", "0")
     clock = FakeClock()
     monkeypatch.setattr(moto_ext, "clock", clock)
     monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", 0)

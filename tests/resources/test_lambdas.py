@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report, execute
-from mlpipe.core.plan import Action, plan_apply
+from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.resources import lambdas, network
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.kms import KEY
@@ -300,3 +300,72 @@ def test_no_reservation_needs_no_room(ctx: Context, monkeypatch: pytest.MonkeyPa
     )
     converge([*foundation(ctx), *lambdas.resources(ctx)])
     assert "lambda:PutFunctionConcurrency" not in ctx.aws.log.calls
+
+
+def _lambda_enis() -> list[dict[str, Any]]:
+    return client("ec2").describe_network_interfaces(
+        Filters=[{"Name": "description", "Values": [f"{network.LAMBDA_ENI}*"]}]
+    )["NetworkInterfaces"]
+
+
+def test_destroy_keeps_the_roles_until_lambda_has_released_the_interfaces(
+    ctx: Context, applied: Report
+) -> None:
+    """The release window is on (`ctx`): the functions' interfaces block their subnets and
+    security group, and Lambda needs each function's role to release them."""
+    assert _lambda_enis(), "the VPC functions own network interfaces"
+    ctx.aws.log.reset()
+    destroy([*foundation(ctx), *lambdas.resources(ctx)])
+    assert _lambda_enis() == []
+    calls = ctx.aws.log.calls
+    # Released by Lambda (with the roles), not deleted by mlpipe; the roles went after.
+    # (a role deleted first would have left them behind, for mlpipe to delete)
+    assert "ec2:DeleteNetworkInterface" not in calls
+    first_role_delete = calls.index("iam:DeleteRole")
+    assert "ec2:DescribeNetworkInterfaces" in calls[:first_role_delete]
+    assert (
+        client("ec2").describe_subnets(
+            Filters=[{"Name": "tag:mlpipe:pipeline", "Values": [ctx.names.pipeline_id]}]
+        )["Subnets"]
+        == []
+    )
+
+
+def test_destroy_deletes_the_interfaces_a_role_deleted_first_left_behind(
+    ctx: Context, applied: Report
+) -> None:
+    """An earlier run (or someone) deleted the functions and their roles at once: Lambda left the
+    interfaces detached, and only their owner can delete them."""
+    iam = client("iam")
+    for purpose in (PREPROCESS, STREAM_PROCESSOR):
+        client("lambda").delete_function(FunctionName=ctx.names.function(purpose))
+        role = ctx.names.role(purpose)
+        for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=role, PolicyName=policy)
+        for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=role, PolicyArn=attached["PolicyArn"])
+        iam.delete_role(RoleName=role)
+    ctx.aws.log.reset()
+    destroy([*foundation(ctx), *lambdas.resources(ctx)])
+    assert _lambda_enis() == []
+    assert ctx.aws.log.count("ec2:DeleteNetworkInterface") >= 1
+
+
+def test_a_dependency_violation_without_lambda_interfaces_is_not_retried(
+    ctx: Context, applied: Report
+) -> None:
+    destroy(lambdas.resources(ctx))
+    calls: list[int] = []
+
+    def refuse(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        calls.append(1)
+        error = {"Code": "DependencyViolation", "Message": "resource has a dependent object"}
+        return AWSResponse("https://ec2", 400, {}, None), {"Error": error}
+
+    ctx.aws.client("ec2").meta.events.register("before-call.ec2.DeleteSecurityGroup", refuse)
+    report = execute(plan_destroy(foundation(ctx), force=True))
+    failed = {k: o.error or "" for k, o in report.outcomes.items() if o.error}
+    assert network.SG_ENDPOINTS in failed
+    assert all("DependencyViolation" in error for error in failed.values())
+    # Asked again once after finding no Lambda interface there, then refused: no waiting.
+    assert len(calls) == 2 * len(failed)

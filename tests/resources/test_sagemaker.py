@@ -209,7 +209,8 @@ def test_new_instance_type_makes_a_new_config_and_keeps_weights_and_previous(app
     config = live_config(ctx)
     assert config["EndpointConfigName"] != previous
     assert {v["InstanceType"] for v in config["ProductionVariants"]} == {"ml.c5.xlarge"}
-    assert [u["RetainAllVariantProperties"] for u in updates] == [True]
+    # Every attempt (the first may meet the new config's consistency window) keeps them.
+    assert updates and all(u["RetainAllVariantProperties"] for u in updates)
     assert previous in configs(ctx)
     assert weights(ctx) == {"ModelA": 0.7, "ModelB": 0.3}
     # A variant changing instance type leaves autoscaling during the update and comes back.

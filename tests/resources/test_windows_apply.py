@@ -1,5 +1,6 @@
 """The first apply with the embedded AWS's consistency windows on (role 2 s, backups 1 s,
-endpoint config 0.5 s): every refusal is a named transient error mlpipe waits out."""
+endpoint config 0.5 s, model data 1 s, API Gateway 0.5 s, network interfaces 2 s): every refusal
+is a named transient error mlpipe waits out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.executor import execute
-from mlpipe.core.plan import plan_apply
+from mlpipe.core.plan import plan_apply, plan_destroy
 from mlpipe.local.moto_ext import windows as ext_windows
 from mlpipe.resources import sagemaker
 from tests.resources.endpoint_support import FakeTime, fake_time
@@ -18,7 +19,14 @@ from tests.resources.serving import everything
 def windows(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
     """The windows on, timed by the run's clock: they pass as mlpipe waits, in fake seconds."""
     monkeypatch.setattr(ext_windows, "clock", ctx.clock.now)
-    for name, seconds in (("ROLE", "2"), ("BACKUPS", "1"), ("ENDPOINT_CONFIG", "0.5")):
+    for name, seconds in (
+        ("ROLE", "2"),
+        ("BACKUPS", "1"),
+        ("ENDPOINT_CONFIG", "0.5"),
+        ("MODEL_DATA", "1"),
+        ("APIGATEWAY", "0.5"),
+        ("ENI_RELEASE", "2"),
+    ):
         monkeypatch.setenv(f"MLPIPE_LOCAL_{name}_WINDOW", seconds)
 
 
@@ -42,8 +50,30 @@ def test_the_first_apply_waits_out_every_window(
     assert calls["sagemaker:CreateModel"] >= 2
     assert calls["dynamodb:UpdateContinuousBackups"] > 1
     assert calls["sagemaker:CreateEndpoint"] > 1
+    assert calls["apigateway:CreateDeployment"] > 1
     ctx.aws.log.reset()
     again = plan_apply(resources)
     assert not again.changes
     execute(again)
     assert ctx.aws.log.writes() == []
+
+
+def test_destroy_with_the_windows_on_leaves_nothing(
+    ctx: Context, windows: None, clock: FakeTime
+) -> None:
+    ctx.consistency_timeout = 60
+    resources = [*everything(ctx), *sagemaker.resources(ctx)]
+    assert execute(plan_apply(resources)).ok
+    report = execute(plan_destroy(resources, force=True))
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    kms = ctx.aws.client("kms")
+    left = [
+        arn
+        for arn in ctx.tagged()
+        if ":key/" not in arn
+        or kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] != "PendingDeletion"
+    ]
+    assert left == []
+    ec2 = ctx.aws.client("ec2")
+    assert ec2.describe_network_interfaces()["NetworkInterfaces"] == []
+    assert "ec2:DeleteNetworkInterface" not in ctx.aws.log.calls  # Lambda released them

@@ -79,7 +79,9 @@ def _install_modules() -> None:
         awslambda,
         batch,
         cloudwatch,
+        consistency,
         ec2,
+        enis,
         glue,
         iam,
         kinesis,
@@ -102,7 +104,9 @@ def _install_modules() -> None:
         iam,
         ec2,
         wafv2,
+        enis,
         windows,  # after the services: in front of their creates
+        consistency,
         faults,  # last: in front of everything else
     )
     for module in modules:
