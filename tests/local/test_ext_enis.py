@@ -164,7 +164,7 @@ def test_interfaces_are_stranded_when_the_role_goes_first(clock: Clock) -> None:
 
 
 def test_the_release_window_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlpipe.local import ext_enis
+    from mlpipe.local.moto_ext import enis as ext_enis
 
     monkeypatch.delenv("MLPIPE_LOCAL_ENI_RELEASE_WINDOW", raising=False)
     assert ext_enis.release_window() > 0
