@@ -22,7 +22,8 @@ the embedded AWS's own process, never by a ``--local`` command talking to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,16 +52,20 @@ def isolated_home(
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path_factory.mktemp("mlpipe-home")))
 
 
-@pytest.fixture
-def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def set_fake_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
+    monkeypatch.setenv("MLPIPE_HOME", str(home / "mlpipe-home"))
     for window in WINDOWS:  # the embedded AWS's consistency windows: tests that need one set it
         monkeypatch.setenv(window, "0")
+
+
+@pytest.fixture
+def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    set_fake_credentials(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -80,3 +85,19 @@ def ctx(fake_credentials: None, spec: Spec) -> Iterator[Context]:
     with mock_aws():
         install_extensions()
         yield make_context(spec)
+
+
+@contextmanager
+def account(
+    home: Path, setup: Callable[[pytest.MonkeyPatch], object] | None = None
+) -> Iterator[Context]:
+    """`ctx` for a fixture wider than a test: its own environment and moto account.
+
+    ``setup`` patches what the tests' own fixtures patch (a fake clock), for the same run."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_fake_credentials(monkeypatch, home)
+        if setup is not None:
+            setup(monkeypatch)
+        with mock_aws():
+            install_extensions()
+            yield make_context(load_spec(SPEC_PATH))
