@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 from moto.core.base_backend import BackendDict
+from moto.core.model_instances import model_data
+from moto.s3.models import S3Backend, s3_backends
 from moto.ssm.models import ParameterDict
 
 from mlpipe.core.context import Context
@@ -57,6 +59,7 @@ def converge(resources: Sequence[Resource]) -> Report:
 def _copy_parameter_dict(original: ParameterDict, memo: dict[int, Any]) -> ParameterDict:
     # Its constructor needs arguments, so copy.deepcopy cannot rebuild it on its own.
     new = ParameterDict.__new__(ParameterDict)
+    new.default_factory = original.default_factory
     memo[id(original)] = new
     new.__dict__.update(copy.deepcopy(original.__dict__, memo))
     for key, value in original.items():
@@ -123,8 +126,16 @@ class MotoState:
         self._tables = _side_tables()
         accounts = [{a: dict(backend) for a, backend in d.items()} for d in self._dicts]
         tables = [list(table.items()) for table in self._tables]
+        # moto tracks every model it makes, to dispose of (S3 objects' files) at reset: the
+        # copy kept here must outlive the account, so it is not tracked.
+        tracked = [
+            kind.instances_tracked for kinds in model_data.values() for kind in kinds.values()
+        ]
+        counts = [len(instances) for instances in tracked]
         with _deep_copying():
             self._state = copy.deepcopy((accounts, tables))
+        for instances, count in zip(tracked, counts, strict=True):
+            del instances[count:]
 
     def restore(self) -> None:
         with _deep_copying():
@@ -134,6 +145,13 @@ class MotoState:
                 regional = backends[account_id]  # registers the dict for mock_aws's reset
                 dict.clear(regional)
                 dict.update(regional, regions)
+                for backend in regions.values():
+                    if isinstance(backend, S3Backend):  # bucket names are global: S3 keeps a map
+                        for bucket in backend.buckets.values():
+                            s3_backends.bucket_accounts[bucket.name] = (
+                                bucket.partition,
+                                bucket.account_id,
+                            )
         for table, entries in zip(self._tables, tables, strict=True):
             table.update(entries)
 
