@@ -15,7 +15,9 @@ other, in another process, in any order. What keeps them apart:
   sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
 
 Speed: a resource module runs the four-step idempotency check (``tests.support.four_step``) in
-one test; its other tests start from ``applied``, one ``converge``. A CLI test that runs the
+one test; its other tests start from ``applied``: a copy of the moto account one ``converge``
+built for the module (``tests.support.build_once``; ``--dist loadfile`` keeps a module on one
+worker, so that happens once). A CLI test that runs the
 real command in a subprocess pays Python's start-up, not the emulator's: moto is imported by
 the embedded AWS's own process, never by a ``--local`` command talking to it.
 """
