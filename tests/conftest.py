@@ -16,14 +16,17 @@ other, in another process, in any order. What keeps them apart:
   sets a (fake) delay: both set in ``tests/__init__.py``, for every worker.
 
 Speed: a resource module runs the four-step idempotency check (``tests.support.four_step``) in
-one test; its other tests start from ``applied``, one ``converge``. A CLI test that runs the
+one test; its other tests start from ``applied``: a copy of the moto account one ``converge``
+built for the module (``tests.support.build_once``; ``--dist loadfile`` keeps a module on one
+worker, so that happens once). A CLI test that runs the
 real command in a subprocess pays Python's start-up, not the emulator's: moto is imported by
 the embedded AWS's own process, never by a ``--local`` command talking to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,7 @@ from mlpipe.core.context import Context
 from mlpipe.local.moto_ext import install_extensions
 from mlpipe.local.moto_ext import windows as ext_windows
 from mlpipe.spec import Names, Spec, load_spec
-from tests.support import FakeTime
+from tests.fake_time import FakeTime
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "config" / "pipeline.yaml"
@@ -56,14 +59,13 @@ def isolated_home(
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path_factory.mktemp("mlpipe-home")))
 
 
-@pytest.fixture
-def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def set_fake_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "mlpipe-home"))
+    monkeypatch.setenv("MLPIPE_HOME", str(home / "mlpipe-home"))
     # The embedded AWS's consistency windows run on real time in a server process (the e2e
     # tests' `mlpipe local up`), where no clock can be injected: off there. `ctx` turns them on.
     for window in WINDOWS:
@@ -71,8 +73,20 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
+def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    set_fake_credentials(monkeypatch, tmp_path)
+
+
+@pytest.fixture
 def spec() -> Spec:
     return load_spec(SPEC_PATH)
+
+
+def windows_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded AWS's consistency windows at their defaults, on a fake clock."""
+    monkeypatch.setattr(ext_windows, "clock", FakeTime())
+    for window in WINDOWS:
+        monkeypatch.delenv(window)
 
 
 def make_context(spec: Spec) -> Context:
@@ -89,9 +103,24 @@ def make_context(spec: Spec) -> Context:
 def ctx(fake_credentials: None, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     """A run context on moto's in-process AWS, with its consistency windows on (the defaults);
     its waits never sleep: they move the one fake clock the windows read."""
-    monkeypatch.setattr(ext_windows, "clock", FakeTime())
-    for window in WINDOWS:
-        monkeypatch.delenv(window)
+    windows_on(monkeypatch)
     with mock_aws():
         install_extensions()
         yield make_context(spec)
+
+
+@contextmanager
+def account(
+    home: Path, setup: Callable[[pytest.MonkeyPatch], object] | None = None
+) -> Iterator[Context]:
+    """`ctx` for a fixture wider than a test: its own environment and moto account.
+
+    ``setup`` patches what the tests' own fixtures patch (a fake clock), for the same run."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_fake_credentials(monkeypatch, home)
+        windows_on(monkeypatch)
+        if setup is not None:
+            setup(monkeypatch)
+        with mock_aws():
+            install_extensions()
+            yield make_context(load_spec(SPEC_PATH))

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import pytest
+from moto.core.base_backend import BackendDict
+from moto.core.model_instances import model_data
+from moto.s3.models import S3Backend, s3_backends
+from moto.ssm.models import ParameterDict
 
 from mlpipe.core.context import Context
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply
 from mlpipe.core.resource import Resource
-from mlpipe.core.wait import Clock
+from tests.conftest import account
 
-
-class FakeTime:
-    """Seconds that pass only when mlpipe sleeps; shared by moto's endpoints and mlpipe's waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: list[Callable[[], None]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        for hook in self.on_sleep:
-            hook()
-
-    def clock(self) -> Clock:
-        return Clock(now=self, sleep=self.sleep)
+T = TypeVar("T")
 
 
 def four_step(ctx: Context, resources: Sequence[Resource]) -> Report:
@@ -60,3 +54,126 @@ def converge(resources: Sequence[Resource]) -> Report:
     report = execute(plan_apply(resources))
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     return report
+
+
+def _copy_parameter_dict(original: ParameterDict, memo: dict[int, Any]) -> ParameterDict:
+    # Its constructor needs arguments, so copy.deepcopy cannot rebuild it on its own.
+    new = ParameterDict.__new__(ParameterDict)
+    new.default_factory = original.default_factory
+    memo[id(original)] = new
+    new.__dict__.update(copy.deepcopy(original.__dict__, memo))
+    for key, value in original.items():
+        dict.__setitem__(new, key, copy.deepcopy(value, memo))
+    return new
+
+
+def _copy_weak_values(
+    original: weakref.WeakValueDictionary[Any, Any], memo: dict[int, Any]
+) -> weakref.WeakValueDictionary[Any, Any]:
+    # Its own __deepcopy__ keeps the original values: the copy would point at the old account.
+    new: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+    memo[id(original)] = new
+    for key, value in list(original.items()):
+        new[copy.deepcopy(key, memo)] = copy.deepcopy(value, memo)
+    return new
+
+
+@contextmanager
+def _deep_copying() -> Iterator[None]:
+    """copy.deepcopy for moto's backends: a lock is copied as a new (free) lock, a weak
+    dictionary's values are copied with the objects that hold them."""
+    kinds = {
+        type(threading.Lock()): lambda _lock, _memo: threading.Lock(),
+        type(threading.RLock()): lambda _lock, _memo: threading.RLock(),
+        ParameterDict: _copy_parameter_dict,
+        weakref.WeakValueDictionary: _copy_weak_values,
+    }
+    dispatch = copy._deepcopy_dispatch  # type: ignore[attr-defined]
+    saved = {kind: dispatch.get(kind) for kind in kinds}
+    dispatch.update(kinds)
+    try:
+        yield
+    finally:
+        for kind, before in saved.items():
+            if before is None:
+                del dispatch[kind]
+            else:
+                dispatch[kind] = before
+
+
+def _side_tables() -> list[weakref.WeakKeyDictionary[Any, Any]]:
+    """The embedded AWS's state kept beside moto's objects (endpoint transitions, creation
+    times, client tokens): weak dictionaries keyed by those objects, in mlpipe.local's modules."""
+    return [
+        value
+        for name, module in sorted(sys.modules.items())
+        if name.startswith("mlpipe.local") and module is not None
+        for value in vars(module).values()
+        if isinstance(value, weakref.WeakKeyDictionary)
+    ]
+
+
+class MotoState:
+    """A copy of moto's in-process accounts, to start many tests from one applied pipeline.
+
+    ``take`` copies every backend in use (and the embedded AWS's side tables); ``restore`` puts
+    a fresh copy of them into the running ``mock_aws``: the test sees the account exactly as it
+    was, resource ids included, and changes only its own copy.
+    """
+
+    def __init__(self) -> None:
+        self._dicts = list(BackendDict._instances)  # type: ignore[misc]
+        self._tables = _side_tables()
+        accounts = [{a: dict(backend) for a, backend in d.items()} for d in self._dicts]
+        tables = [list(table.items()) for table in self._tables]
+        # moto tracks every model it makes, to dispose of (S3 objects' files) at reset: the
+        # copy kept here must outlive the account, so it is not tracked.
+        tracked = [
+            kind.instances_tracked for kinds in model_data.values() for kind in kinds.values()
+        ]
+        counts = [len(instances) for instances in tracked]
+        with _deep_copying():
+            self._state = copy.deepcopy((accounts, tables))
+        for instances, count in zip(tracked, counts, strict=True):
+            del instances[count:]
+
+    def restore(self) -> None:
+        with _deep_copying():
+            accounts, tables = copy.deepcopy(self._state)
+        for backends, copied in zip(self._dicts, accounts, strict=True):
+            for account_id, regions in copied.items():
+                regional = backends[account_id]  # registers the dict for mock_aws's reset
+                dict.clear(regional)
+                dict.update(regional, regions)
+                for backend in regions.values():
+                    if isinstance(backend, S3Backend):  # bucket names are global: S3 keeps a map
+                        for bucket in backend.buckets.values():
+                            s3_backends.bucket_accounts[bucket.name] = (
+                                bucket.partition,
+                                bucket.account_id,
+                            )
+        for table, entries in zip(self._tables, tables, strict=True):
+            table.update(entries)
+
+
+class Shared(Generic[T]):
+    """What a module fixture built once on its own account: the account's state and the result."""
+
+    def __init__(self, state: MotoState, result: T) -> None:
+        self.state = state
+        self.result = result
+
+    def restore(self) -> T:
+        self.state.restore()
+        return self.result
+
+
+def build_once(
+    home: Path,
+    build: Callable[[Context], T],
+    setup: Callable[[pytest.MonkeyPatch], object] | None = None,
+) -> Shared[T]:
+    """Runs ``build`` on a fresh account (``tests.conftest.account``) and keeps its state."""
+    with account(home, setup) as ctx:
+        result = build(ctx)
+        return Shared(MotoState(), result)

@@ -11,12 +11,13 @@ import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import UsageError
+from mlpipe.core.executor import Report
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Canary, PromotionAborted, Runner
 from mlpipe.ops.lock import LockHeld, acquire, operation_lock
 from mlpipe.resources import monitoring
 from tests.resources.endpoint_support import FakeTime, fake_time, resources
-from tests.support import converge
+from tests.support import Shared, build_once, converge
 
 REGION = "us-east-1"
 
@@ -54,10 +55,19 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake_time(monkeypatch)
 
 
-@pytest.fixture
-def runner(ctx: Context, clock: FakeTime, tmp_path: Path) -> Runner:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
     # The spec names both versions' artifacts: the apply registers them.
-    converge([*resources(ctx), *monitoring.resources(ctx)])
+    return build_once(
+        tmp_path_factory.mktemp("built"),
+        lambda ctx: converge([*resources(ctx), *monitoring.resources(ctx)]),
+        fake_time,
+    )
+
+
+@pytest.fixture
+def runner(ctx: Context, clock: FakeTime, built: Shared[Report]) -> Runner:
+    built.restore()  # a copy of the account the module's one apply built
     return Runner(ctx, sleep=clock.sleep, clock=clock)
 
 

@@ -10,13 +10,14 @@ import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
+from mlpipe.core.executor import Report
 from mlpipe.local.faults import Killed, Rule, injected
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Runner
 from mlpipe.resources import monitoring
 from tests.ops.test_operations import live, model_dir, ssm_value
 from tests.resources.endpoint_support import FakeTime, fake_time, resources
-from tests.support import converge
+from tests.support import Shared, build_once, converge
 
 
 @pytest.fixture
@@ -24,10 +25,19 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake_time(monkeypatch)
 
 
-@pytest.fixture
-def runner(ctx: Context, clock: FakeTime, tmp_path: Path) -> Runner:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
     # The spec names the artifacts of v1.0.0 and v2.0.0: the apply registers them.
-    converge([*resources(ctx), *monitoring.resources(ctx)])
+    return build_once(
+        tmp_path_factory.mktemp("built"),
+        lambda ctx: converge([*resources(ctx), *monitoring.resources(ctx)]),
+        fake_time,
+    )
+
+
+@pytest.fixture
+def runner(ctx: Context, clock: FakeTime, tmp_path: Path, built: Shared[Report]) -> Runner:
+    built.restore()  # a copy of the account the module's one apply built
     registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
     return Runner(ctx, sleep=clock.sleep, clock=clock)
 

@@ -9,12 +9,12 @@ import boto3
 import pytest
 
 from mlpipe.core.context import Context
-from mlpipe.core.executor import execute
+from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
 from mlpipe.resources import analytics, iam, kms
 from mlpipe.resources.analytics import CRAWLER, DATABASE, WORKGROUP
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -24,9 +24,15 @@ def stack(ctx: Context) -> list[Resource]:
     return [*kms.resources(ctx), *iam.resources(ctx), *analytics.resources(ctx)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stack(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> Context:
-    converge(stack(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> Context:
+    """The stack applied: a copy of the account one converge built for the module."""
+    built.restore()
     return ctx
 
 

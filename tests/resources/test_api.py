@@ -27,7 +27,7 @@ from tests.resources.serving import (
     step_paths,
     with_spec,
 )
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 HEADER = "method.request.header.X-Features-Hash"
 EXPECTED_SETTINGS = {
@@ -42,9 +42,15 @@ EXPECTED_SETTINGS = {
 }
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(everything(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> Report:
-    return converge(everything(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> Report:
+    """The pipeline applied: a copy of the account one converge built for the module."""
+    return built.restore()
 
 
 def test_four_step(ctx: Context) -> None:

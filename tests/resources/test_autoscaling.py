@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mlpipe.core.context import Context
-from mlpipe.core.executor import execute
+from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.resources import autoscaling, sagemaker
 from mlpipe.resources.autoscaling import DIMENSION, METRIC, POLICY, SCALING
@@ -23,7 +23,7 @@ from tests.resources.endpoint_support import (
     targets,
     weights,
 )
-from tests.support import converge
+from tests.support import Shared, build_once, converge
 
 
 @pytest.fixture
@@ -31,9 +31,17 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake_time(monkeypatch)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: converge(resources(ctx)), fake_time
+    )
+
+
 @pytest.fixture
-def applied(ctx: Context, clock: FakeTime) -> Context:
-    converge(resources(ctx))
+def applied(ctx: Context, clock: FakeTime, built: Shared[Report]) -> Context:
+    """The stack applied: a copy of the account one converge built for the module."""
+    built.restore()
     return ctx
 
 

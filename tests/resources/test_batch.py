@@ -16,7 +16,7 @@ from mlpipe.core.resource import Resource
 from mlpipe.resources import batch, ecr, iam, kms, network
 from mlpipe.resources.iam import role_key
 from mlpipe.spec import BatchSpec
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
@@ -32,9 +32,15 @@ def with_batch(ctx: Context, **changes: Any) -> Context:
     return dataclasses.replace(ctx, spec=spec)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(batch_stack(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> tuple[Context, Report]:
-    return ctx, converge(batch_stack(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> tuple[Context, Report]:
+    """The stack applied: a copy of the account one converge built for the module."""
+    return ctx, built.restore()
 
 
 def test_four_step(ctx: Context) -> None:

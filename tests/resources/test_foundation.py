@@ -8,10 +8,10 @@ import boto3
 import pytest
 
 from mlpipe.core.context import Context
-from mlpipe.core.executor import execute
+from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.resources import artifacts, dynamodb, iam, kms, s3, ssm
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
@@ -20,9 +20,15 @@ def foundation(ctx: Context) -> list:
     return [r for m in (kms, s3, artifacts, dynamodb, ssm, iam) for r in m.resources(ctx)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(foundation(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> Context:
-    converge(foundation(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> Context:
+    """The stack applied: a copy of the account one converge built for the module."""
+    built.restore()
     return ctx
 
 

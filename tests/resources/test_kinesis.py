@@ -24,16 +24,22 @@ from tests.resources.serving import (
     step_paths,
     with_spec,
 )
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 
 def stream_set(ctx: Context) -> list:
     return [*foundation(ctx), *lambdas.resources(ctx), *kinesis.resources(ctx)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stream_set(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> Report:
-    return converge(stream_set(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> Report:
+    """The stack applied: a copy of the account one converge built for the module."""
+    return built.restore()
 
 
 def test_four_step(ctx: Context) -> None:

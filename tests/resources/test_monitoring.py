@@ -10,7 +10,7 @@ import pytest
 from moto.sns.models import sns_backends
 
 from mlpipe.core.context import Context
-from mlpipe.core.executor import execute
+from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
 from mlpipe.resources import iam, kms, monitoring
@@ -22,7 +22,7 @@ from mlpipe.resources.monitoring import (
     alarm_key,
     alarm_states,
 )
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -35,9 +35,15 @@ def stack(ctx: Context) -> list[Resource]:
     return [*kms.resources(ctx), *iam.resources(ctx), *monitoring.resources(ctx)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stack(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> Context:
-    converge(stack(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> Context:
+    """The stack applied: a copy of the account one converge built for the module."""
+    built.restore()
     return ctx
 
 

@@ -25,7 +25,7 @@ from mlpipe.resources.network import (
 )
 from mlpipe.spec import Spec
 from tests.conftest import make_context
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
@@ -34,9 +34,17 @@ def ec2() -> Any:
     return boto3.client("ec2", region_name=REGION)
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, dict[str, Any]]]:
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: converge(network.resources(ctx)).outputs
+    )
+
+
 @pytest.fixture
-def applied(ctx: Context) -> dict[str, dict[str, Any]]:
-    return converge(network.resources(ctx)).outputs
+def applied(ctx: Context, built: Shared[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The stack applied: a copy of the account one converge built for the module."""
+    return built.restore()
 
 
 def test_four_step(ctx: Context) -> None:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
-from mlpipe.core.executor import Status, execute
+from mlpipe.core.executor import Report, Status, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Observed, Refs
 from mlpipe.resources import iam, kms, sagemaker
@@ -43,7 +43,7 @@ from tests.resources.endpoint_support import (
     weights,
 )
 from tests.resources.serving import with_spec
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 PROMOTED = state(("ModelA", "v2.0.0", 80), ("ModelB", "v1.0.0", 20))
 
@@ -60,9 +60,17 @@ def progress(ctx: Context) -> list[str]:
     return messages
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: converge(resources(ctx)), fake_time
+    )
+
+
 @pytest.fixture
-def applied(ctx: Context, clock: FakeTime) -> Context:
-    converge(resources(ctx))
+def applied(ctx: Context, clock: FakeTime, built: Shared[Report]) -> Context:
+    """The stack applied: a copy of the account one converge built for the module."""
+    built.restore()
     return ctx
 
 

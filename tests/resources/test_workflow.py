@@ -19,7 +19,7 @@ from mlpipe.naming import Arns
 from mlpipe.resources import batch, workflow
 from mlpipe.resources.iam import role_key
 from tests.resources.test_batch import batch_stack
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 BATCH_ERRORS = {
@@ -33,9 +33,15 @@ def stack(ctx: Context) -> list[Resource]:
     return [*batch_stack(ctx), *workflow.resources(ctx)]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stack(ctx)))
+
+
 @pytest.fixture
-def applied(ctx: Context) -> tuple[Context, Report]:
-    return ctx, converge(stack(ctx))
+def applied(ctx: Context, built: Shared[Report]) -> tuple[Context, Report]:
+    """The stack applied: a copy of the account one converge built for the module."""
+    return ctx, built.restore()
 
 
 def test_four_step(ctx: Context) -> None:
