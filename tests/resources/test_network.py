@@ -301,3 +301,29 @@ def test_destroy_deletes_the_whole_network(
     assert [g["GroupName"] for g in groups if g["GroupName"] != "default"] == []
     assert endpoints(applied[VPC]["id"]) == {}
     assert all(r.read() is None for r in resources)
+
+
+def test_tags_changed_behind_mlpipe_are_put_back_by_the_tag_sync_alone(
+    ctx: Context, applied: dict[str, dict[str, Any]]
+) -> None:
+    client, vpc_id, group_id = ec2(), applied[VPC]["id"], applied[SG_LAMBDA]["id"]
+    client.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": "renamed"}])
+    client.create_tags(Resources=[group_id], Tags=[{"Key": "extra", "Value": "x"}])
+    plan = plan_apply(network.resources(ctx))
+    assert {s.key: s.diff.paths() for s in plan.changes} == {VPC: ["Tags"], SG_LAMBDA: ["Tags"]}
+    ctx.aws.log.reset()
+    assert execute(plan).ok
+    assert sorted(ctx.aws.log.writes()) == ["ec2:CreateTags", "ec2:DeleteTags"]
+    vpc = client.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    assert {t["Key"]: t["Value"] for t in vpc["Tags"]}["Name"] == ctx.names.vpc
+    assert "extra" not in {t["Key"] for t in group(group_id)["Tags"]}
+    assert not plan_apply(network.resources(ctx)).changes
+
+
+def test_region_facts_are_read_once_by_the_resources_of_a_run(ctx: Context) -> None:
+    ctx.aws.log.reset()
+    plan_apply(network.resources(ctx))
+    assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 1
+    assert ctx.aws.log.count("ec2:DescribePrefixLists") == 1
+    plan_apply(network.resources(ctx))  # another run's resources read them again
+    assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 2
