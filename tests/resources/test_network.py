@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 
 from mlpipe.core.context import Context
+from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
+from mlpipe.core.wait import TimedOut
 from mlpipe.resources import network
 from mlpipe.resources.network import (
     INTERFACE_ENDPOINTS,
@@ -327,3 +330,31 @@ def test_region_facts_are_read_once_by_the_resources_of_a_run(ctx: Context) -> N
     assert ctx.aws.log.count("ec2:DescribePrefixLists") == 1
     plan_apply(network.resources(ctx))  # another run's resources read them again
     assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 2
+
+
+def test_a_delete_held_up_by_dependencies_waits_on_the_run_s_clock_within_a_bound(
+    ctx: Context, applied: dict[str, dict[str, Any]]
+) -> None:
+    said: list[str] = []
+    waiting = replace(ctx, progress=lambda key, message: said.append(f"{key}: {message}"))
+    [vpc] = [r for r in network.resources(waiting) if r.key == VPC]
+    observed = vpc.read()
+    assert observed is not None
+    time, timeout = ctx.clock.now, ctx.spec.network.delete_timeout_seconds
+    started = time()
+    # The subnets are still in the VPC: EC2 answers DependencyViolation until they are gone.
+    with pytest.raises(MlpipeError, match=r"not done within \d+s \(network.delete_timeout"):
+        vpc.delete(observed)
+    assert time() - started == timeout
+    assert f"{VPC}: waiting for network interfaces in use to be released" in said
+    assert execute(plan_destroy(network.resources(ctx))).ok
+    vpc.delete(observed)  # already gone: done
+
+
+def test_a_new_vpc_is_waited_for_on_the_run_s_clock(ctx: Context) -> None:
+    [vpc] = [r for r in network.resources(ctx) if r.key == VPC]
+    started = ctx.clock.now()
+    # A VPC EC2 does not list yet (just made, or never made) is waited for, within a bound.
+    with pytest.raises(TimedOut, match="still not listed yet after 5s"):
+        vpc._available("vpc-0123456789abcdef0")
+    assert ctx.clock.now() - started == ctx.consistency_timeout == 5
