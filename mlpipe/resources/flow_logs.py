@@ -8,7 +8,8 @@ from typing import Any
 
 from mlpipe.core.context import Context
 from mlpipe.core.diff import tags_from_list
-from mlpipe.core.errors import MlpipeError, is_not_found
+from mlpipe.core.errors import MlpipeError
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.logs import LogGroup
@@ -30,10 +31,7 @@ class FlowLog(Ec2):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "flow-log", ctx.names.flow_log_group, (VPC, LOG_GROUP, ROLE))
 
-    def read(self) -> Observed | None:
-        found = self.find()
-        if found is None:
-            return None
+    def observe(self, found: dict[str, Any]) -> Observed:
         state = {
             "ResourceId": found["ResourceId"],
             "TrafficType": found["TrafficType"],
@@ -70,11 +68,7 @@ class FlowLog(Ec2):
         return {"id": answer["FlowLogIds"][0]}
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.ec2.delete_flow_logs(FlowLogIds=[observed.outputs["id"]])
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.ec2, "delete_flow_logs", FlowLogIds=[observed.outputs["id"]])
 
 
 def resources(ctx: Context) -> list[Resource]:

@@ -9,11 +9,11 @@ each read (https://docs.aws.amazon.com/waf/latest/APIReference/API_UpdateWebACL.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.diff import Diff, tags_to_list
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.api import STAGE, find_api, resource_arn
 
@@ -75,6 +75,7 @@ def _present(value: Any) -> Any:
 
 class WebAcl(Resource):
     kind = "wafv2"
+    tagging: ClassVar[str | None] = "wafv2"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "web-acl", ctx.names.web_acl, depends_on=(STAGE,))
@@ -104,18 +105,13 @@ class WebAcl(Resource):
         summary = self._summary()
         if summary is None:
             return None
-        try:
-            answer = self.waf.get_web_acl(Name=self.physical, Scope=SCOPE, Id=summary["Id"])
-        except Exception as exc:
-            if is_not_found(exc, "WAFNonexistentItemException"):
-                return None
-            raise
-        acl = answer["WebACL"]
-        tags = tags_from_list(
-            self.waf.list_tags_for_resource(ResourceARN=acl["ARN"])["TagInfoForResource"].get(
-                "TagList"
-            )
+        answer = self.find(
+            "wafv2", "get_web_acl", Name=self.physical, Scope=SCOPE, Id=summary["Id"]
         )
+        if answer is None:
+            return None
+        acl = answer["WebACL"]
+        tags = self.live_tags(acl["ARN"])
         stage_arn = self._stage_arn()
         associated = None
         if stage_arn:
@@ -170,30 +166,20 @@ class WebAcl(Resource):
             )["NextLockToken"]
         if changes.touches("AssociatedWith"):
             self._associate(outputs["arn"], desired["AssociatedWith"])
-        if changes.touches("Tags"):
-            arn = outputs["arn"]
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: self.waf.tag_resource(ResourceARN=arn, Tags=tags_to_list(tags)),
-                lambda keys: self.waf.untag_resource(ResourceARN=arn, TagKeys=keys),
-            )
         return outputs
 
     def delete(self, observed: Observed) -> None:
         # WAF refuses to delete a web ACL still associated with a resource.
         if observed.state["AssociatedWith"]:
             self.waf.disassociate_web_acl(ResourceArn=observed.state["AssociatedWith"])
-        try:
-            self.waf.delete_web_acl(
-                Name=self.physical,
-                Scope=SCOPE,
-                Id=observed.outputs["id"],
-                LockToken=observed.outputs["lock_token"],
-            )
-        except Exception as exc:
-            if not is_not_found(exc, "WAFNonexistentItemException"):
-                raise
+        forget(
+            self.waf,
+            "delete_web_acl",
+            Name=self.physical,
+            Scope=SCOPE,
+            Id=observed.outputs["id"],
+            LockToken=observed.outputs["lock_token"],
+        )
 
 
 def resources(ctx: Context) -> list[Resource]:

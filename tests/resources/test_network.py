@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 
 from mlpipe.core.context import Context
+from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
+from mlpipe.core.wait import TimedOut
 from mlpipe.resources import network
 from mlpipe.resources.network import (
     INTERFACE_ENDPOINTS,
@@ -309,3 +312,57 @@ def test_destroy_deletes_the_whole_network(
     assert [g["GroupName"] for g in groups if g["GroupName"] != "default"] == []
     assert endpoints(applied[VPC]["id"]) == {}
     assert all(r.read() is None for r in resources)
+
+
+def test_tags_changed_behind_mlpipe_are_put_back_by_the_tag_sync_alone(
+    ctx: Context, applied: dict[str, dict[str, Any]]
+) -> None:
+    client, vpc_id, group_id = ec2(), applied[VPC]["id"], applied[SG_LAMBDA]["id"]
+    client.create_tags(Resources=[vpc_id], Tags=[{"Key": "Name", "Value": "renamed"}])
+    client.create_tags(Resources=[group_id], Tags=[{"Key": "extra", "Value": "x"}])
+    plan = plan_apply(network.resources(ctx))
+    assert {s.key: s.diff.paths() for s in plan.changes} == {VPC: ["Tags"], SG_LAMBDA: ["Tags"]}
+    ctx.aws.log.reset()
+    assert execute(plan).ok
+    assert sorted(ctx.aws.log.writes()) == ["ec2:CreateTags", "ec2:DeleteTags"]
+    vpc = client.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    assert {t["Key"]: t["Value"] for t in vpc["Tags"]}["Name"] == ctx.names.vpc
+    assert "extra" not in {t["Key"] for t in group(group_id)["Tags"]}
+    assert not plan_apply(network.resources(ctx)).changes
+
+
+def test_region_facts_are_read_once_by_the_resources_of_a_run(ctx: Context) -> None:
+    ctx.aws.log.reset()
+    plan_apply(network.resources(ctx))
+    assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 1
+    assert ctx.aws.log.count("ec2:DescribePrefixLists") == 1
+    plan_apply(network.resources(ctx))  # another run's resources read them again
+    assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 2
+
+
+def test_a_delete_held_up_by_dependencies_waits_on_the_run_s_clock_within_a_bound(
+    ctx: Context, applied: dict[str, dict[str, Any]]
+) -> None:
+    said: list[str] = []
+    waiting = replace(ctx, progress=lambda key, message: said.append(f"{key}: {message}"))
+    [vpc] = [r for r in network.resources(waiting) if r.key == VPC]
+    observed = vpc.read()
+    assert observed is not None
+    time, timeout = ctx.clock.now, ctx.spec.network.delete_timeout_seconds
+    started = time()
+    # The subnets are still in the VPC: EC2 answers DependencyViolation until they are gone.
+    with pytest.raises(MlpipeError, match=r"not done within \d+s \(network.delete_timeout"):
+        vpc.delete(observed)
+    assert time() - started == timeout
+    assert f"{VPC}: waiting for network interfaces in use to be released" in said
+    assert execute(plan_destroy(network.resources(ctx))).ok
+    vpc.delete(observed)  # already gone: done
+
+
+def test_a_new_vpc_is_waited_for_on_the_run_s_clock(ctx: Context) -> None:
+    [vpc] = [r for r in network.resources(ctx) if r.key == VPC]
+    started = ctx.clock.now()
+    # A VPC EC2 does not list yet (just made, or never made) is waited for, within a bound.
+    with pytest.raises(TimedOut, match="still not listed yet after 5s"):
+        vpc._available("vpc-0123456789abcdef0")
+    assert ctx.clock.now() - started == ctx.consistency_timeout == 5

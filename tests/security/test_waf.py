@@ -88,6 +88,22 @@ def test_a_new_rate_limit_updates_the_acl_in_place(ctx: Context, applied: dict[s
     assert not plan_apply(stack(stricter)).changes
 
 
+def test_tags_changed_behind_mlpipe_are_synced_without_touching_the_rules(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    arn = applied[waf.WEB_ACL]["arn"]
+    client().untag_resource(ResourceARN=arn, TagKeys=["mlpipe:resource"])
+    client().tag_resource(ResourceARN=arn, Tags=[{"Key": "extra", "Value": "x"}])
+    [step] = [s for s in plan_apply(stack(ctx)).steps if s.key == waf.WEB_ACL]
+    assert step.action is Action.UPDATE and step.diff.paths() == ["Tags"]
+    ctx.aws.log.reset()
+    converge(stack(ctx))
+    assert sorted(ctx.aws.log.writes()) == ["wafv2:TagResource", "wafv2:UntagResource"]
+    tags = client().list_tags_for_resource(ResourceARN=arn)["TagInfoForResource"]["TagList"]
+    keys = {t["Key"] for t in tags}
+    assert "mlpipe:resource" in keys and "extra" not in keys
+
+
 def test_destroy_disassociates_then_deletes(ctx: Context, applied: dict[str, Any]) -> None:
     destroy(stack(ctx))
     assert client().list_web_acls(Scope="REGIONAL")["WebACLs"] == []
