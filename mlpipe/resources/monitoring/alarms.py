@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlpipe.core.context import Context
@@ -93,6 +93,16 @@ def alarm_rules(ctx: Context) -> list[AlarmRule]:
     rules: list[AlarmRule] = []
     for variant in (v.name for v in ctx.spec.endpoint.variants):
         dims = (("EndpointName", names.endpoint), ("VariantName", variant))
+        client_errors = AlarmRule(
+            purpose=f"invocation-4xx-{variant}",
+            summary=f"too many 4XX answers from variant {variant}",
+            namespace="AWS/SageMaker",
+            metric="Invocation4XXErrors",
+            dimensions=dims,
+            stat="Sum",
+            threshold=limits.invocation_4xx,
+            comparison=ABOVE,
+        )
         rules += [
             AlarmRule(
                 purpose=f"model-latency-p99-{variant}",
@@ -108,24 +118,14 @@ def alarm_rules(ctx: Context) -> list[AlarmRule]:
                 periods=limits.model_latency_periods,
                 comparison=ABOVE,
             ),
-            AlarmRule(
-                purpose=f"invocation-4xx-{variant}",
-                summary=f"too many 4XX answers from variant {variant}",
-                namespace="AWS/SageMaker",
-                metric="Invocation4XXErrors",
-                dimensions=dims,
-                stat="Sum",
-                threshold=limits.invocation_4xx,
-                comparison=ABOVE,
-            ),
-            AlarmRule(
+            client_errors,
+            replace(
+                client_errors,
                 purpose=f"invocation-5xx-{variant}",
                 summary=f"5XX answers from variant {variant}",
-                namespace="AWS/SageMaker",
                 metric="Invocation5XXErrors",
-                dimensions=dims,
-                stat="Sum",
                 threshold=limits.invocation_5xx,
+                comparison=AT_LEAST,
             ),
         ]
     for purpose in FUNCTIONS:
