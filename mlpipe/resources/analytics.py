@@ -319,7 +319,8 @@ class Workgroup(AnalyticsResource):
         }
         if updates:
             params["ConfigurationUpdates"] = updates
-        athena.update_work_group(WorkGroup=self.physical, **params)
+        if params:
+            athena.update_work_group(WorkGroup=self.physical, **params)
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
