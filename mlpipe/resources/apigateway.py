@@ -96,9 +96,10 @@ class Named(Resource):
         return Observed(state, self.outputs(item), self.ctx.owns(tags))
 
     def read(self) -> Observed | None:
-        kept, *others = named(self.ctx, self.listing, self.physical, **self.query()) or [None]
-        if kept is None:
+        found = named(self.ctx, self.listing, self.physical, **self.query())
+        if not found:
             return None
+        kept, *others = found
         extras = tuple(self.observe(item) for item in others if self.ctx.owns(item.get("tags")))
         return dataclasses.replace(self.observe(kept), extras=extras)
 
