@@ -19,13 +19,11 @@ stands alone.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from botocore.exceptions import ClientError
+from typing import Any, ClassVar
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, tags_to_list, without_aws_tags
-from mlpipe.core.errors import error_code, is_not_found
+from mlpipe.core.diff import Diff, tags_to_list, without_aws_tags
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.kms import KEY
@@ -39,59 +37,41 @@ PREDICTIONS_PREFIX = "predictions/"
 RESULTS_PREFIX = "athena-results/"
 
 
-def _arn(ctx: Context, service: str, resource: str) -> str:
-    aws = ctx.aws
-    return f"arn:{aws.partition}:{service}:{aws.region}:{aws.account}:{resource}"
+class AnalyticsResource(Resource):
+    """A Glue catalog object or the Athena workgroup: named, and tagged by its ARN."""
+
+    type: ClassVar[str]  # the resource type in its ARN
+
+    @property
+    def arn(self) -> str:
+        aws = self.ctx.aws
+        return (
+            f"arn:{aws.partition}:{self.kind}:{aws.region}:{aws.account}:"
+            f"{self.type}/{self.physical}"
+        )
+
+    def _outputs(self) -> Outputs:
+        return {"name": self.physical, "arn": self.arn}
+
+    def _observed(self, state: dict[str, Any]) -> Observed:
+        tags = without_aws_tags(self.live_tags(self.arn))
+        return Observed({**state, "Tags": tags}, self._outputs(), self.ctx.owns(tags))
 
 
 # --- Glue ---------------------------------------------------------------------------------------
 
 
-class GlueResource(Resource):
-    """A Glue catalog object: tags as a map, through GetTags/TagResource/UntagResource."""
+class Database(AnalyticsResource):
+    kind, tagging, type = "glue", "glue", "database"
 
-    kind = "glue"
-
-    @property
-    def arn(self) -> str:
-        raise NotImplementedError
-
-    def _outputs(self) -> Outputs:
-        return {"name": self.physical, "arn": self.arn}
-
-    def _tags(self) -> dict[str, str]:
-        return without_aws_tags(self.client("glue").get_tags(ResourceArn=self.arn).get("Tags"))
-
-    def _sync_tags(self, observed: Observed, desired: dict[str, Any]) -> None:
-        glue = self.client("glue")
-        sync_tags(
-            observed.state["Tags"],
-            desired["Tags"],
-            lambda t: glue.tag_resource(ResourceArn=self.arn, TagsToAdd=t),
-            lambda keys: glue.untag_resource(ResourceArn=self.arn, TagsToRemove=keys),
-        )
-
-    def _observed(self, state: dict[str, Any]) -> Observed:
-        tags = self._tags()
-        return Observed({**state, "Tags": tags}, self._outputs(), self.ctx.owns(tags))
-
-
-class Database(GlueResource):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "database", ctx.names.glue_database)
 
-    @property
-    def arn(self) -> str:
-        return _arn(self.ctx, "glue", f"database/{self.physical}")
-
     def read(self) -> Observed | None:
-        try:
-            database = self.client("glue").get_database(Name=self.physical)["Database"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        return self._observed({"Description": database.get("Description", "")})
+        found = self.find("glue", "get_database", Name=self.physical)
+        if found is None:
+            return None
+        return self._observed({"Description": found["Database"].get("Description", "")})
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -107,21 +87,14 @@ class Database(GlueResource):
         return self._outputs()
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        if changes.touches("Description"):
-            self.client("glue").update_database(
-                Name=self.physical,
-                DatabaseInput={"Name": self.physical, "Description": desired["Description"]},
-            )
-        if changes.touches("Tags"):
-            self._sync_tags(observed, desired)
+        self.client("glue").update_database(
+            Name=self.physical,
+            DatabaseInput={"Name": self.physical, "Description": desired["Description"]},
+        )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("glue").delete_database(Name=self.physical)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.client("glue"), "delete_database", Name=self.physical)
 
 
 def _target(kind: str, target: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +134,8 @@ CRAWLER_FIELDS = (
 DATA_BUCKET = "s3:data"
 
 
-class Crawler(GlueResource):
+class Crawler(AnalyticsResource):
+    kind, tagging, type = "glue", "glue", "crawler"
     exact = ("Tags", "Targets", "Configuration")
 
     def __init__(self, ctx: Context) -> None:
@@ -170,17 +144,11 @@ class Crawler(GlueResource):
             ctx, "crawler", ctx.names.crawler, depends_on=(DATABASE, CRAWLER_ROLE, DATA_BUCKET)
         )
 
-    @property
-    def arn(self) -> str:
-        return _arn(self.ctx, "glue", f"crawler/{self.physical}")
-
     def read(self) -> Observed | None:
-        try:
-            crawler = self.client("glue").get_crawler(Name=self.physical)["Crawler"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        found = self.find("glue", "get_crawler", Name=self.physical)
+        if found is None:
+            return None
+        crawler = found["Crawler"]
         configuration = crawler.get("Configuration")
         return self._observed(
             {
@@ -239,30 +207,24 @@ class Crawler(GlueResource):
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
         glue = self.client("glue")
         params = {f: self._api(f, desired[f]) for f in CRAWLER_FIELDS if changes.touches(f)}
-        if params:
-            # A running crawl refuses updates until it finishes.
-            self.ctx.eventually(
-                lambda: glue.update_crawler(Name=self.physical, **params),
-                "glue-crawler-running",
-            )
-        if changes.touches("Tags"):
-            self._sync_tags(observed, desired)
+        # A running crawl refuses updates until it finishes.
+        self.ctx.eventually(
+            lambda: glue.update_crawler(Name=self.physical, **params), "glue-crawler-running"
+        )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
         glue = self.client("glue")
-        try:
-            glue.delete_crawler(Name=self.physical)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return
-            if error_code(exc) != "CrawlerRunningException":
-                raise
+        found = self.find("glue", "get_crawler", Name=self.physical)
+        if found is None:
+            return
+        if found["Crawler"].get("State") == "RUNNING":
             self.ctx.progress(self.key, "stopping the running crawl")
             glue.stop_crawler(Name=self.physical)
-            self.ctx.eventually(
-                lambda: glue.delete_crawler(Name=self.physical), "glue-crawler-running"
-            )
+        # A crawl still stopping refuses the delete until it has stopped.
+        self.ctx.eventually(
+            lambda: forget(glue, "delete_crawler", Name=self.physical), "glue-crawler-running"
+        )
 
 
 # --- Athena -------------------------------------------------------------------------------------
@@ -275,55 +237,35 @@ WORKGROUP_SETTINGS = (
 RESULT_SETTINGS = ("OutputLocation", "EncryptionConfiguration", "ExpectedBucketOwner")
 
 
-def _workgroup_missing(exc: ClientError) -> bool:
-    return error_code(exc) == "InvalidRequestException" and "not found" in str(exc).lower()
-
-
-class Workgroup(Resource):
-    kind = "athena"
+class Workgroup(AnalyticsResource):
+    kind, tagging, type = "athena", "athena", "workgroup"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "workgroup", ctx.names.workgroup, depends_on=(KEY,))
 
-    @property
-    def arn(self) -> str:
-        return _arn(self.ctx, "athena", f"workgroup/{self.physical}")
-
-    def _outputs(self) -> Outputs:
-        return {"name": self.physical, "arn": self.arn}
-
     def read(self) -> Observed | None:
-        athena = self.client("athena")
-        try:
-            group = athena.get_work_group(WorkGroup=self.physical).get("WorkGroup")
-        except ClientError as exc:
-            if _workgroup_missing(exc):
-                return None
-            raise
+        found = self.find("athena", "get_work_group", WorkGroup=self.physical)
+        group = (found or {}).get("WorkGroup")
         if not group:  # the embedded AWS answers a missing name with an empty 200
             return None
         config = group.get("Configuration") or {}
         results = config.get("ResultConfiguration") or {}
-        tags = without_aws_tags(
+        return self._observed(
             {
-                t["Key"]: t["Value"]
-                for t in athena.list_tags_for_resource(ResourceARN=self.arn).get("Tags", [])
+                "Description": group.get("Description", ""),
+                "State": group.get("State"),
+                "Configuration": {
+                    "ResultConfiguration": {k: results.get(k) for k in RESULT_SETTINGS},
+                    "EnforceWorkGroupConfiguration": config.get(
+                        "EnforceWorkGroupConfiguration", False
+                    ),
+                    "PublishCloudWatchMetricsEnabled": config.get(
+                        "PublishCloudWatchMetricsEnabled", False
+                    ),
+                    "BytesScannedCutoffPerQuery": config.get("BytesScannedCutoffPerQuery"),
+                },
             }
         )
-        state = {
-            "Description": group.get("Description", ""),
-            "State": group.get("State"),
-            "Configuration": {
-                "ResultConfiguration": {k: results.get(k) for k in RESULT_SETTINGS},
-                "EnforceWorkGroupConfiguration": config.get("EnforceWorkGroupConfiguration", False),
-                "PublishCloudWatchMetricsEnabled": config.get(
-                    "PublishCloudWatchMetricsEnabled", False
-                ),
-                "BytesScannedCutoffPerQuery": config.get("BytesScannedCutoffPerQuery"),
-            },
-            "Tags": tags,
-        }
-        return Observed(state, self._outputs(), self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         names = self.ctx.names
@@ -379,23 +321,15 @@ class Workgroup(Resource):
             params["ConfigurationUpdates"] = updates
         if params:
             athena.update_work_group(WorkGroup=self.physical, **params)
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda t: athena.tag_resource(ResourceARN=self.arn, Tags=tags_to_list(t)),
-                lambda keys: athena.untag_resource(ResourceARN=self.arn, TagKeys=keys),
-            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("athena").delete_work_group(
-                WorkGroup=self.physical, RecursiveDeleteOption=True
-            )
-        except ClientError as exc:
-            if not _workgroup_missing(exc):
-                raise
+        forget(
+            self.client("athena"),
+            "delete_work_group",
+            WorkGroup=self.physical,
+            RecursiveDeleteOption=True,
+        )
 
     def warnings(self) -> list[str]:
         if self.ctx.spec.analytics.bytes_scanned_cutoff is None:

@@ -18,17 +18,25 @@ definition's hash differs from the one it serves, never on a no-op apply.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.diff import Diff
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.naming import Arns
+from mlpipe.resources.apigateway import (
+    Named,
+    affected,
+    find_named,
+    pages,
+    patches,
+    replace,
+    resource_arn,
+)
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.lambdas import PREPROCESS, function_arn, function_key
 from mlpipe.resources.logs import LogGroup
@@ -56,82 +64,17 @@ SETTING_PATHS = {
     "cacheTtlInSeconds": "caching/ttlInSeconds",
     "cacheDataEncrypted": "caching/dataEncrypted",
 }
+# Stage properties and their paths in UpdateStage patch operations.
+STAGE_PATHS = {
+    "CacheClusterEnabled": "/cacheClusterEnabled",
+    "CacheClusterSize": "/cacheClusterSize",
+    "TracingEnabled": "/tracingEnabled",
+}
 ALL_METHODS = "*/*"
 PREDICT_METHOD = f"{ROUTE.lstrip('/')}/{METHOD}"
-
-
-# --- shared helpers --------------------------------------------------------------------------
-
-
-def replace(path: str, value: Any) -> dict[str, str]:
-    """One UpdateX patch operation; API Gateway takes every value as a string."""
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return {"op": "replace", "path": path, "value": text}
-
-
-def affected(changes: Diff, path: str) -> bool:
-    """A change at `path`, inside it, or at a parent of it (a whole missing block)."""
-    return any(
-        c.path == path or path.startswith(c.path + ".") or c.path.startswith(path + ".")
-        for c in changes.changes
-    )
-
-
-def resource_arn(ctx: Context, path: str) -> str:
-    """The ARN API Gateway tags a resource by, e.g. `/restapis/abc123/stages/prod`."""
-    return f"arn:{ctx.aws.partition}:apigateway:{ctx.aws.region}::{path}"
-
-
-def sync_api_tags(
-    ctx: Context, path: str, current: dict[str, str], desired: dict[str, str]
-) -> None:
-    apigw, arn = ctx.aws.client("apigateway"), resource_arn(ctx, path)
-    sync_tags(
-        current,
-        desired,
-        lambda tags: apigw.tag_resource(resourceArn=arn, tags=tags),
-        lambda keys: apigw.untag_resource(resourceArn=arn, tagKeys=keys),
-    )
-
-
-def pages(ctx: Context, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a paginated API Gateway listing."""
-    paginator = ctx.aws.client("apigateway").get_paginator(operation)
-    for page in paginator.paginate(**params):
-        yield from page.get("items", [])
-
-
-def named(ctx: Context, operation: str, name: str, **params: Any) -> list[dict[str, Any]]:
-    """The items called `name` (names are not unique): the ones this pipeline owns first."""
-    found = [item for item in pages(ctx, operation, **params) if item.get("name") == name]
-    return sorted(found, key=lambda item: (not ctx.owns(item.get("tags")), item["id"]))
-
-
-def find_named(ctx: Context, operation: str, name: str, **params: Any) -> dict[str, Any] | None:
-    """The item called `name`, preferring the one this pipeline owns."""
-    return next(iter(named(ctx, operation, name, **params)), None)
-
-
-def read_named(
-    ctx: Context,
-    operation: str,
-    name: str,
-    observe: Callable[[dict[str, Any]], Observed],
-    **params: Any,
-) -> Observed | None:
-    """The item called `name` observed, with the others this pipeline owns (left by a crash or
-    a race) as extras."""
-    kept, *others = named(ctx, operation, name, **params) or [None]
-    if kept is None:
-        return None
-    extras = tuple(observe(item) for item in others if ctx.owns(item.get("tags")))
-    return dataclasses.replace(observe(kept), extras=extras)
-
-
-def owned_named(ctx: Context, operation: str, name: str, **params: Any) -> dict[str, Any] | None:
-    """The item called `name` this pipeline owns: what a failed create may have made."""
-    found = next(iter(named(ctx, operation, name, **params)), None)
-    return found if found is not None and ctx.owns(found.get("tags")) else None
+# Method and integration fields PutMethod and PutIntegration take as mlpipe writes them.
+METHOD_FIELDS = ("authorizationType", "apiKeyRequired", "requestParameters")
+INTEGRATION_FIELDS = ("type", "uri", "cacheKeyParameters", "timeoutInMillis")
 
 
 def find_api(ctx: Context) -> dict[str, Any] | None:
@@ -178,18 +121,17 @@ def definition_hash(ctx: Context) -> str:
 # --- the REST API ----------------------------------------------------------------------------
 
 
-class RestApi(Resource):
-    kind = "apigateway"
+class RestApi(Named):
+    listing, creating, path = "get_rest_apis", "create_rest_api", "/restapis/{id}"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "api", ctx.names.api, depends_on=(function_key(PREPROCESS),))
 
-    def _outputs(self, api_id: str, root_id: str) -> Outputs:
-        aws = self.ctx.aws
+    def outputs(self, item: dict[str, Any]) -> Outputs:
+        aws, api_id = self.ctx.aws, item["id"]
         return {
-            "id": api_id,
-            "root_id": root_id,
-            "arn": resource_arn(self.ctx, f"/restapis/{api_id}"),
+            **super().outputs(item),
+            "root_id": item["rootResourceId"],
             "execution_arn": f"arn:{aws.partition}:execute-api:{aws.region}:{aws.account}:{api_id}",
             "url": f"https://{api_id}.execute-api.{aws.region}.amazonaws.com",
         }
@@ -200,14 +142,11 @@ class RestApi(Resource):
     def _read_method(self, api_id: str, resource_id: str | None) -> dict[str, Any] | None:
         if resource_id is None:
             return None
-        try:
-            method = self.client("apigateway").get_method(
-                restApiId=api_id, resourceId=resource_id, httpMethod=METHOD
-            )
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        method = self.find(
+            "apigateway", "get_method", restApiId=api_id, resourceId=resource_id, httpMethod=METHOD
+        )
+        if method is None:
+            return None
         integration = method.get("methodIntegration") or {}
         timeout = integration.get("timeoutInMillis")
         return {
@@ -223,24 +162,16 @@ class RestApi(Resource):
             },
         }
 
-    def read(self) -> Observed | None:
-        return read_named(self.ctx, "get_rest_apis", self.physical, self._observe)
-
-    def _observe(self, api: dict[str, Any]) -> Observed:
-        api_id = api["id"]
-        resource_ids = self._resource_ids(api_id)
-        tags = api.get("tags") or {}
-        state = {
-            "Description": api.get("description", ""),
+    def state(self, item: dict[str, Any]) -> dict[str, Any]:
+        resource_ids = self._resource_ids(item["id"])
+        return {
+            "Description": item.get("description", ""),
             "EndpointConfiguration": {
-                "types": sorted((api.get("endpointConfiguration") or {}).get("types", []))
+                "types": sorted((item.get("endpointConfiguration") or {}).get("types", []))
             },
-            "ApiKeySource": api.get("apiKeySource"),
-            "Routes": {ROUTE: {METHOD: self._read_method(api_id, resource_ids.get(ROUTE))}},
-            "Tags": tags,
+            "ApiKeySource": item.get("apiKeySource"),
+            "Routes": {ROUTE: {METHOD: self._read_method(item["id"], resource_ids.get(ROUTE))}},
         }
-        outputs = self._outputs(api_id, api["rootResourceId"])
-        return Observed(state, outputs, self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -252,18 +183,12 @@ class RestApi(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        api = self.create_once(
-            "apigateway",
-            lambda apigw: apigw.create_rest_api(
-                name=self.physical,
-                description=desired["Description"],
-                endpointConfiguration=desired["EndpointConfiguration"],
-                apiKeySource=desired["ApiKeySource"],
-                tags=self.ctx.creation_tags(desired["Tags"]),
-            ),
-            lambda: owned_named(self.ctx, "get_rest_apis", self.physical),
+        api = self.create_named(
+            desired,
+            endpointConfiguration=desired["EndpointConfiguration"],
+            apiKeySource=desired["ApiKeySource"],
         )
-        outputs = self._outputs(api["id"], api["rootResourceId"])
+        outputs = self.outputs(api)
         for path, methods in desired["Routes"].items():
             for method, spec in methods.items():
                 self._put_method(outputs, {}, path, method, spec)
@@ -285,39 +210,22 @@ class RestApi(Resource):
             resource_id = apigw.create_resource(
                 restApiId=api_id, parentId=outputs["root_id"], pathPart=path.strip("/")
             )["id"]
-        else:
-            try:
-                apigw.delete_method(restApiId=api_id, resourceId=resource_id, httpMethod=method)
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise
-        apigw.put_method(
-            restApiId=api_id,
-            resourceId=resource_id,
-            httpMethod=method,
-            authorizationType=spec["authorizationType"],
-            apiKeyRequired=spec["apiKeyRequired"],
-            requestParameters=spec["requestParameters"],
-        )
+        where = {"restApiId": api_id, "resourceId": resource_id, "httpMethod": method}
+        if path in resource_ids:
+            forget(apigw, "delete_method", **where)
+        apigw.put_method(**where, **{f: spec[f] for f in METHOD_FIELDS})
         integration = spec["integration"]
         apigw.put_integration(
-            restApiId=api_id,
-            resourceId=resource_id,
-            httpMethod=method,
-            type=integration["type"],
+            **where,
             integrationHttpMethod=integration["httpMethod"],
-            uri=integration["uri"],
-            cacheKeyParameters=integration["cacheKeyParameters"],
-            timeoutInMillis=integration["timeoutInMillis"],
+            **{f: integration[f] for f in INTEGRATION_FIELDS},
         )
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
         apigw, outputs = self.client("apigateway"), observed.outputs
-        ops = []
-        if changes.touches("Description"):
-            ops.append(replace("/description", desired["Description"]))
-        if changes.touches("ApiKeySource"):
-            ops.append(replace("/apiKeySource", desired["ApiKeySource"]))
+        ops = patches(
+            desired, changes, {"Description": "/description", "ApiKeySource": "/apiKeySource"}
+        )
         if changes.touches("EndpointConfiguration"):
             current = observed.state["EndpointConfiguration"]["types"]
             for old, new in zip(current, desired["EndpointConfiguration"]["types"], strict=False):
@@ -330,18 +238,10 @@ class RestApi(Resource):
                 for method, spec in methods.items():
                     if affected(changes, f"Routes.{path}.{method}"):
                         self._put_method(outputs, resource_ids, path, method, spec)
-        if changes.touches("Tags"):
-            sync_api_tags(
-                self.ctx, f"/restapis/{outputs['id']}", observed.state["Tags"], desired["Tags"]
-            )
         return outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("apigateway").delete_rest_api(restApiId=observed.outputs["id"])
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.client("apigateway"), "delete_rest_api", restApiId=observed.outputs["id"])
 
     def warnings(self) -> list[str]:
         if self.ctx.spec.api.auth == "none":
@@ -371,13 +271,7 @@ class ApiAccount(Resource):
         )
 
     def _role_exists(self, arn: str) -> bool:
-        try:
-            self.client("iam").get_role(RoleName=arn.rsplit("/", 1)[-1])
-        except Exception as exc:
-            if is_not_found(exc):
-                return False
-            raise
-        return True
+        return self.find("iam", "get_role", RoleName=arn.rsplit("/", 1)[-1]) is not None
 
     def read(self) -> Observed | None:
         arn = self.client("apigateway").get_account().get("cloudwatchRoleArn")
@@ -422,6 +316,7 @@ class ApiAccount(Resource):
 
 class Stage(Resource):
     kind = "apigateway"
+    tagging = "apigateway"
     replace_on = ("RestApiId",)
 
     def __init__(self, ctx: Context) -> None:
@@ -437,12 +332,9 @@ class Stage(Resource):
         if api is None:
             return None
         apigw = self.client("apigateway")
-        try:
-            stage = apigw.get_stage(restApiId=api["id"], stageName=self.physical)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        stage = self.find("apigateway", "get_stage", restApiId=api["id"], stageName=self.physical)
+        if stage is None:
+            return None
         deployment = apigw.get_deployment(restApiId=api["id"], deploymentId=stage["deploymentId"])
         live = stage.get("methodSettings") or {}
         settings = {
@@ -548,31 +440,22 @@ class Stage(Resource):
         if changes.touches("DeploymentDescription"):
             outputs["deployment_id"] = self._deploy(api_id, desired["DeploymentDescription"])
             ops.append(replace("/deploymentId", outputs["deployment_id"]))
-        if changes.touches("CacheClusterEnabled"):
-            ops.append(replace("/cacheClusterEnabled", desired["CacheClusterEnabled"]))
-        if changes.touches("CacheClusterSize"):
-            ops.append(replace("/cacheClusterSize", desired["CacheClusterSize"]))
-        if changes.touches("TracingEnabled"):
-            ops.append(replace("/tracingEnabled", desired["TracingEnabled"]))
-        ops += self._setting_ops(desired, changes)
+        ops += patches(desired, changes, STAGE_PATHS) + self._setting_ops(desired, changes)
         if ops:
             self._busy(
                 lambda: apigw.update_stage(
                     restApiId=api_id, stageName=self.physical, patchOperations=ops
                 )
             )
-        if changes.touches("Tags"):
-            sync_api_tags(self.ctx, self._path(api_id), observed.state["Tags"], desired["Tags"])
         return outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("apigateway").delete_stage(
-                restApiId=observed.outputs["api_id"], stageName=self.physical
-            )
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(
+            self.client("apigateway"),
+            "delete_stage",
+            restApiId=observed.outputs["api_id"],
+            stageName=self.physical,
+        )
 
     def warnings(self) -> list[str]:
         spec, notes = self.ctx.spec.api, []
@@ -591,26 +474,13 @@ class ExecutionLogs(LogGroup):
     and tags, and destroy removes it (API Gateway would create it unencrypted, never expiring)."""
 
     def __init__(self, ctx: Context) -> None:
-        retention = ctx.spec.monitoring.log_retention_days
-        super().__init__(ctx, "execution-logs", self._name("<api id>", ctx), retention)
+        name = f"API-Gateway-Execution-Logs_<api id>/{ctx.spec.api.stage}"
+        super().__init__(ctx, "execution-logs", name, ctx.spec.monitoring.log_retention_days)
         self.depends_on = (*self.depends_on, API)
 
-    @staticmethod
-    def _name(api_id: str, ctx: Context) -> str:
-        return f"API-Gateway-Execution-Logs_{api_id}/{ctx.spec.api.stage}"
-
-    def read(self) -> Observed | None:
+    def group(self) -> str | None:
         api = find_api(self.ctx)
-        if api is None:
-            return None
-        self.physical = self._name(api["id"], self.ctx)
-        return super().read()
-
-    def desired(self, refs: Refs) -> dict[str, Any]:
-        api_id = refs(API, "id")
-        if isinstance(api_id, str):
-            self.physical = self._name(api_id, self.ctx)
-        return super().desired(refs)
+        return self.physical.replace("<api id>", api["id"]) if api else None
 
 
 def resources(ctx: Context) -> list[Resource]:

@@ -13,18 +13,10 @@ from typing import Any
 
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, diff
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
-from mlpipe.resources.api import (
-    API,
-    METHOD,
-    ROUTE,
-    STAGE,
-    owned_named,
-    read_named,
-    replace,
-    sync_api_tags,
-)
+from mlpipe.resources.api import API, METHOD, ROUTE, STAGE
+from mlpipe.resources.apigateway import Named, pages, patches, replace
 from mlpipe.resources.lambdas import PREPROCESS, function_key
 
 PERMISSION = "lambda:api-permission"
@@ -32,6 +24,12 @@ API_KEY = "apigateway:api-key"
 USAGE_PLAN = "apigateway:usage-plan"
 PRINCIPAL = "apigateway.amazonaws.com"
 INVOKE = "lambda:InvokeFunction"
+# Usage plan properties and their paths in UpdateUsagePlan patch operations.
+PLAN_PATHS = {
+    "Description": "/description",
+    "Throttle.rateLimit": "/throttle/rateLimit",
+    "Throttle.burstLimit": "/throttle/burstLimit",
+}
 
 
 class Permission(Resource):
@@ -50,13 +48,10 @@ class Permission(Resource):
         self.function = ctx.names.function(PREPROCESS)
 
     def read(self) -> Observed | None:
-        try:
-            document = self.client("lambda").get_policy(FunctionName=self.function)["Policy"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        statements = json.loads(document).get("Statement", [])
+        found = self.find("lambda", "get_policy", FunctionName=self.function)
+        if found is None:
+            return None
+        statements = json.loads(found["Policy"]).get("Statement", [])
         found = next((s for s in statements if s.get("Sid") == self.physical), None)
         if found is None:
             return None
@@ -88,35 +83,25 @@ class Permission(Resource):
         return {"sid": self.physical}
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("lambda").remove_permission(
-                FunctionName=self.function, StatementId=self.physical
-            )
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(
+            self.client("lambda"),
+            "remove_permission",
+            FunctionName=self.function,
+            StatementId=self.physical,
+        )
 
 
-class ApiKey(Resource):
-    kind = "apigateway"
+class ApiKey(Named):
+    listing, creating, path = "get_api_keys", "create_api_key", "/apikeys/{id}"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "api-key", ctx.names.api_key)
 
-    def _named(self) -> dict[str, Any]:
+    def query(self) -> dict[str, Any]:
         return {"nameQuery": self.physical, "includeValues": False}
 
-    def read(self) -> Observed | None:
-        return read_named(self.ctx, "get_api_keys", self.physical, self._observe, **self._named())
-
-    def _observe(self, key: dict[str, Any]) -> Observed:
-        tags = key.get("tags") or {}
-        state = {
-            "Description": key.get("description", ""),
-            "Enabled": bool(key.get("enabled")),
-            "Tags": tags,
-        }
-        return Observed(state, {"id": key["id"], "name": self.physical}, self.ctx.owns(tags))
+    def state(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"Description": item.get("description", ""), "Enabled": bool(item.get("enabled"))}
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -126,67 +111,39 @@ class ApiKey(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        key = self.create_once(
-            "apigateway",
-            lambda apigw: apigw.create_api_key(
-                name=self.physical,
-                description=desired["Description"],
-                enabled=desired["Enabled"],
-                tags=self.ctx.creation_tags(desired["Tags"]),
-            ),
-            lambda: owned_named(self.ctx, "get_api_keys", self.physical, **self._named()),
-        )
-        return {"id": key["id"], "name": self.physical}
+        return self.outputs(self.create_named(desired, enabled=desired["Enabled"]))
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        key_id = observed.outputs["id"]
-        ops = []
-        if changes.touches("Description"):
-            ops.append(replace("/description", desired["Description"]))
-        if changes.touches("Enabled"):
-            ops.append(replace("/enabled", desired["Enabled"]))
+        ops = patches(desired, changes, {"Description": "/description", "Enabled": "/enabled"})
         if ops:
-            self.client("apigateway").update_api_key(apiKey=key_id, patchOperations=ops)
-        if changes.touches("Tags"):
-            sync_api_tags(self.ctx, f"/apikeys/{key_id}", observed.state["Tags"], desired["Tags"])
+            self.client("apigateway").update_api_key(
+                apiKey=observed.outputs["id"], patchOperations=ops
+            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("apigateway").delete_api_key(apiKey=observed.outputs["id"])
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.client("apigateway"), "delete_api_key", apiKey=observed.outputs["id"])
 
 
 def _stage_ref(stage: dict[str, Any]) -> str:
     return f"{stage['apiId']}:{stage['stage']}"
 
 
-class UsagePlan(Resource):
+class UsagePlan(Named):
     """Throttling and a daily quota for the API key, on this API's stage."""
 
-    kind = "apigateway"
+    listing, creating, path = "get_usage_plans", "create_usage_plan", "/usageplans/{id}"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "usage-plan", ctx.names.usage_plan, depends_on=(STAGE, API_KEY, API))
 
-    def read(self) -> Observed | None:
-        return read_named(self.ctx, "get_usage_plans", self.physical, self._observe)
-
-    def _observe(self, plan: dict[str, Any]) -> Observed:
-        keys = self.ctx.aws.client("apigateway").get_paginator("get_usage_plan_keys")
-        key_ids = [
-            item["id"]
-            for page in keys.paginate(usagePlanId=plan["id"])
-            for item in page.get("items", [])
-        ]
-        throttle, quota = plan.get("throttle") or {}, plan.get("quota") or {}
-        tags = plan.get("tags") or {}
-        state = {
-            "Description": plan.get("description", ""),
+    def state(self, item: dict[str, Any]) -> dict[str, Any]:
+        keys = pages(self.ctx, "get_usage_plan_keys", usagePlanId=item["id"])
+        throttle, quota = item.get("throttle") or {}, item.get("quota") or {}
+        return {
+            "Description": item.get("description", ""),
             "ApiStages": sorted(
-                ({"apiId": s["apiId"], "stage": s["stage"]} for s in plan.get("apiStages", [])),
+                ({"apiId": s["apiId"], "stage": s["stage"]} for s in item.get("apiStages", [])),
                 key=_stage_ref,
             ),
             "Throttle": {
@@ -194,10 +151,8 @@ class UsagePlan(Resource):
                 "burstLimit": throttle.get("burstLimit"),
             },
             "Quota": {"limit": quota["limit"], "period": quota.get("period")} if quota else {},
-            "Keys": sorted(key_ids),
-            "Tags": tags,
+            "Keys": sorted(key["id"] for key in keys),
         }
-        return Observed(state, {"id": plan["id"], "name": self.physical}, self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         throttle = self.ctx.spec.api.throttle
@@ -219,29 +174,19 @@ class UsagePlan(Resource):
         return diff(current, desired, exact=("Tags", "Quota"))
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        apigw = self.client("apigateway")
-        params: dict[str, Any] = {"quota": desired["Quota"]} if desired["Quota"] else {}
-        plan = self.create_once(
-            "apigateway",
-            lambda once: once.create_usage_plan(
-                name=self.physical,
-                description=desired["Description"],
-                apiStages=desired["ApiStages"],
-                throttle=desired["Throttle"],
-                tags=self.ctx.creation_tags(desired["Tags"]),
-                **params,
-            ),
-            lambda: owned_named(self.ctx, "get_usage_plans", self.physical),
+        quota: dict[str, Any] = {"quota": desired["Quota"]} if desired["Quota"] else {}
+        plan = self.create_named(
+            desired, apiStages=desired["ApiStages"], throttle=desired["Throttle"], **quota
         )
         for key_id in desired["Keys"]:
-            apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key_id, keyType="API_KEY")
-        return {"id": plan["id"], "name": self.physical}
+            self.client("apigateway").create_usage_plan_key(
+                usagePlanId=plan["id"], keyId=key_id, keyType="API_KEY"
+            )
+        return self.outputs(plan)
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
         apigw, plan_id, state = self.client("apigateway"), observed.outputs["id"], observed.state
-        ops: list[dict[str, str]] = []
-        if changes.touches("Description"):
-            ops.append(replace("/description", desired["Description"]))
+        ops = patches(desired, changes, PLAN_PATHS)
         if changes.touches("ApiStages"):
             live = {_stage_ref(s) for s in state["ApiStages"]}
             wanted = {_stage_ref(s) for s in desired["ApiStages"]}
@@ -249,9 +194,6 @@ class UsagePlan(Resource):
                 {"op": "remove", "path": "/apiStages", "value": v} for v in sorted(live - wanted)
             ]
             ops += [{"op": "add", "path": "/apiStages", "value": v} for v in sorted(wanted - live)]
-        for field in ("rateLimit", "burstLimit"):
-            if changes.touches(f"Throttle.{field}"):
-                ops.append(replace(f"/throttle/{field}", desired["Throttle"][field]))
         if changes.touches("Quota"):
             if desired["Quota"]:
                 ops.append(replace("/quota/limit", desired["Quota"]["limit"]))
@@ -265,8 +207,6 @@ class UsagePlan(Resource):
                 apigw.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
             for key_id in sorted(set(desired["Keys"]) - set(state["Keys"])):
                 apigw.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
-        if changes.touches("Tags"):
-            sync_api_tags(self.ctx, f"/usageplans/{plan_id}", state["Tags"], desired["Tags"])
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
@@ -275,13 +215,9 @@ class UsagePlan(Resource):
             {"op": "remove", "path": "/apiStages", "value": _stage_ref(s)}
             for s in observed.state["ApiStages"]
         ]
-        try:
-            if stages:  # a plan still attached to a stage cannot be deleted
-                apigw.update_usage_plan(usagePlanId=plan_id, patchOperations=stages)
-            apigw.delete_usage_plan(usagePlanId=plan_id)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        if stages:  # a plan still attached to a stage cannot be deleted
+            forget(apigw, "update_usage_plan", usagePlanId=plan_id, patchOperations=stages)
+        forget(apigw, "delete_usage_plan", usagePlanId=plan_id)
 
 
 def resources(ctx: Context) -> list[Resource]:

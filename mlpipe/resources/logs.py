@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags
-from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.find import forget
+from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs
 from mlpipe.resources.kms import KEY
 
 
-class LogGroup(Resource):
+class LogGroup(AspectResource):
     kind = "logs"
+    tagging = "logs"
 
     def __init__(self, ctx: Context, name: str, physical: str, retention_days: int) -> None:
         super().__init__(ctx, name, physical, depends_on=(KEY,))
         self.retention_days = retention_days
 
-    @property
-    def arn(self) -> str:
+    def group(self) -> str | None:
+        """The group's name; None while it cannot exist yet (named after what is not made)."""
+        return self.physical
+
+    def _outputs(self, group: str) -> Outputs:
         aws = self.ctx.aws
-        return f"arn:{aws.partition}:logs:{aws.region}:{aws.account}:log-group:{self.physical}"
+        arn = f"arn:{aws.partition}:logs:{aws.region}:{aws.account}:log-group:{group}"
+        return {"name": group, "arn": arn}
 
     def read(self) -> Observed | None:
-        logs = self.client("logs")
-        groups = logs.describe_log_groups(logGroupNamePrefix=self.physical)["logGroups"]
-        group = next((g for g in groups if g["logGroupName"] == self.physical), None)
-        if group is None:
+        name = self.group()
+        if name is None:
             return None
-        tags = logs.list_tags_for_resource(resourceArn=self.arn).get("tags", {})
+        groups = self.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        found = next((g for g in groups if g["logGroupName"] == name), None)
+        if found is None:
+            return None
+        outputs = self._outputs(name)
+        tags = self.live_tags(outputs["arn"])
         state = {
-            "RetentionInDays": group.get("retentionInDays"),
-            "KmsKeyId": group.get("kmsKeyId"),
+            "RetentionInDays": found.get("retentionInDays"),
+            "KmsKeyId": found.get("kmsKeyId"),
             "Tags": tags,
         }
-        return Observed(state, {"name": self.physical, "arn": self.arn}, self.ctx.owns(tags))
+        return Observed(state, outputs, self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -44,31 +53,22 @@ class LogGroup(Resource):
         }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        logs = self.client("logs")
-        logs.create_log_group(
-            logGroupName=self.physical, kmsKeyId=desired["KmsKeyId"], tags=desired["Tags"]
+        name = self.group()
+        assert name is not None, "a log group is created after what it is named after"
+        self.client("logs").create_log_group(
+            logGroupName=name, kmsKeyId=desired["KmsKeyId"], tags=desired["Tags"]
         )
-        logs.put_retention_policy(
-            logGroupName=self.physical, retentionInDays=desired["RetentionInDays"]
-        )
-        return {"name": self.physical, "arn": self.arn}
+        self.aspects()["RetentionInDays"](desired["RetentionInDays"])
+        return self._outputs(name)
 
-    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
         logs = self.client("logs")
-        if changes.touches("RetentionInDays"):
-            logs.put_retention_policy(
-                logGroupName=self.physical, retentionInDays=desired["RetentionInDays"]
-            )
-        if changes.touches("KmsKeyId"):
-            logs.associate_kms_key(logGroupName=self.physical, kmsKeyId=desired["KmsKeyId"])
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda t: logs.tag_resource(resourceArn=self.arn, tags=t),
-                lambda keys: logs.untag_resource(resourceArn=self.arn, tagKeys=keys),
-            )
-        return observed.outputs
+        return {
+            "RetentionInDays": lambda days: logs.put_retention_policy(
+                logGroupName=self.group(), retentionInDays=days
+            ),
+            "KmsKeyId": lambda key: logs.associate_kms_key(logGroupName=self.group(), kmsKeyId=key),
+        }
 
     def delete(self, observed: Observed) -> None:
-        self.client("logs").delete_log_group(logGroupName=self.physical)
+        forget(self.client("logs"), "delete_log_group", logGroupName=observed.outputs["name"])

@@ -98,10 +98,31 @@ def _make(service: str, client: Any) -> str:
                 BillingMode="PAY_PER_REQUEST",
             )["TableDescription"]["TableArn"]
         )
+    if service == "cloudwatch":
+        client.put_metric_alarm(
+            AlarmName="a",
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        return str(client.describe_alarms(AlarmNames=["a"])["MetricAlarms"][0]["AlarmArn"])
+    if service == "glue":
+        client.create_database(DatabaseInput={"Name": "db"})
+        return "arn:aws:glue:us-east-1:123456789012:database/db"
+    if service == "athena":
+        # moto knows a workgroup's ARN only once it has tags.
+        client.create_work_group(Name="wg", Tags=[{"Key": "made", "Value": "1"}])
+        return "arn:aws:athena:us-east-1:123456789012:workgroup/wg"
     raise AssertionError(service)
 
 
 TAGGED = ["iam", "s3", "kms", "ec2", "ssm", "sqs", "sns", "kinesis", "logs", "ecr", "dynamodb"]
+# API Gateway: moto tags only stages without mlpipe's extension (tests/resources/test_api.py).
+TAGGED += ["cloudwatch", "glue", "athena"]
 
 
 @pytest.mark.parametrize("service", TAGGED)

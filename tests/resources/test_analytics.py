@@ -269,3 +269,14 @@ def test_destroy_removes_everything(applied: Context) -> None:
     groups = client("athena").list_work_groups()["WorkGroups"]
     assert [g["Name"] for g in groups] == ["primary"]
     assert plan_destroy(resources).steps == []
+
+
+def test_a_running_crawl_is_stopped_before_the_crawler_is_deleted(applied: Context) -> None:
+    glue, name = client("glue"), applied.names.crawler
+    glue.start_crawler(Name=name)
+    assert glue.get_crawler(Name=name)["Crawler"]["State"] == "RUNNING"
+    applied.aws.log.reset()
+    assert execute(plan_destroy(analytics.resources(applied)[1:2])).ok
+    writes = applied.aws.log.writes()
+    assert writes.index("glue:StopCrawler") < writes.index("glue:DeleteCrawler")
+    assert glue.get_crawlers()["Crawlers"] == []

@@ -18,8 +18,8 @@ from mlpipe.resources.monitoring import (
     DASHBOARD,
     SUBSCRIPTION,
     TOPIC,
+    Alarm,
     alarm_definition,
-    alarm_key,
     alarm_states,
 )
 from tests.support import Shared, build_once, converge, four_step
@@ -68,6 +68,12 @@ def alarms(ctx: Context) -> dict[str, dict[str, Any]]:
     names = [ctx.names.alarm(r.purpose) for r in monitoring.alarm_rules(ctx)]
     found = client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
     return {a["AlarmName"]: a for a in found}
+
+
+def alarm_key(ctx: Context, purpose: str) -> str:
+    """The plan key of the alarm of `purpose`, as the product builds it."""
+    found = monitoring.resources(ctx)
+    return next(r.key for r in found if isinstance(r, Alarm) and r.rule.purpose == purpose)
 
 
 def with_alarm_limits(ctx: Context, **limits: Any) -> None:
@@ -244,7 +250,10 @@ def test_every_alarm_watches_its_metric_and_notifies_the_topic(applied: Context)
     latency = found[names.alarm("model-latency-p99-ModelA")]
     assert "Statistic" not in latency
     tags = client("cloudwatch").list_tags_for_resource(ResourceARN=latency["AlarmArn"])["Tags"]
-    assert {"Key": "mlpipe:resource", "Value": alarm_key("model-latency-p99-ModelA")} in tags
+    assert {
+        "Key": "mlpipe:resource",
+        "Value": alarm_key(applied, "model-latency-p99-ModelA"),
+    } in tags
 
 
 def test_tags_go_on_at_create(ctx: Context) -> None:
@@ -257,7 +266,7 @@ def test_a_threshold_change_rewrites_exactly_that_alarm(applied: Context) -> Non
     with_alarm_limits(applied, workflow_failures=3)
     plan = plan_apply(stack(applied))
     assert {s.key: s.diff.paths() for s in plan.changes} == {
-        alarm_key("workflow-failures"): ["Threshold"]
+        alarm_key(applied, "workflow-failures"): ["Threshold"]
     }
     applied.aws.log.reset()
     assert execute(plan).ok
@@ -271,7 +280,7 @@ def test_latency_threshold_is_converted_to_microseconds(applied: Context) -> Non
     plan = plan_apply(stack(applied))
     changes = {s.key: [(c.path, c.after) for c in s.diff.changes] for s in plan.changes}
     assert changes == {
-        alarm_key(f"model-latency-p99-{v}"): [("Threshold", 1_500_000.0)] for v in VARIANTS
+        alarm_key(applied, f"model-latency-p99-{v}"): [("Threshold", 1_500_000.0)] for v in VARIANTS
     }
 
 
@@ -327,7 +336,7 @@ def test_drift_is_shown_and_repaired(applied: Context) -> None:
     plan = plan_apply(resources)
     assert {s.key: s.diff.paths() for s in plan.changes} == {
         TOPIC: ["Policy.Statement"],
-        alarm_key("model-latency-p99-ModelB"): ["OKActions", "Threshold"],
+        alarm_key(applied, "model-latency-p99-ModelB"): ["OKActions", "Threshold"],
         DASHBOARD: ["Body"],
     }
     applied.aws.log.reset()
