@@ -13,9 +13,18 @@ from mlpipe.resources.kms import KEY
 
 TABLE = "dynamodb:predictions"
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
-# Each change (a table update, an index made or dropped) is waited for; AWS takes minutes
-# for an index on a large table.
+# Each change (a table update, an index made or dropped) is waited for while the table is
+# CHANGING (DescribeTable's TableStatus); AWS takes minutes for an index on a large table.
+CHANGING = ("CREATING", "UPDATING")
 WAIT_SECONDS = 600
+
+
+# The attributes the table's and the index's keys are made of, with their types.
+ATTRIBUTES = {"predictionId": "S", "timestamp": "N", "modelVersion": "S"}
+
+
+def _attributes(*names: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": ATTRIBUTES[name]} for name in names]
 
 
 def _keys(hash_key: str, range_key: str) -> list[dict[str, str]]:
@@ -98,13 +107,6 @@ class Table(AspectResource):
         }
         return Observed(state, self._outputs(table), self.ctx.owns(state["Tags"]))
 
-    def _outputs(self, table: dict[str, Any]) -> Outputs:
-        return {
-            "name": self.physical,
-            "arn": table["TableArn"],
-            "stream_arn": table.get("LatestStreamArn"),
-        }
-
     def desired(self, refs: Refs) -> dict[str, Any]:
         spec = self.ctx.spec.storage.predictions_table
         return {
@@ -119,27 +121,18 @@ class Table(AspectResource):
             "Tags": self.tags,
         }
 
-    def _active(self) -> dict[str, Any]:
-        """The table, once no change is in progress: it takes one at a time."""
-        table: dict[str, Any] = wait_for(
-            self._table,
-            pending=("CREATING", "UPDATING"),
-            target=("ACTIVE",),
-            timeout=WAIT_SECONDS,
-            clock=self.ctx.clock,
-            what=f"table {self.physical}",
-        )
-        return table
+    def _outputs(self, table: dict[str, Any]) -> Outputs:
+        return {
+            "name": self.physical,
+            "arn": table["TableArn"],
+            "stream_arn": table.get("LatestStreamArn"),
+        }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         self.client("dynamodb").create_table(
             TableName=self.physical,
+            AttributeDefinitions=_attributes(*ATTRIBUTES),
             KeySchema=desired["KeySchema"],
-            AttributeDefinitions=[
-                {"AttributeName": "predictionId", "AttributeType": "S"},
-                {"AttributeName": "timestamp", "AttributeType": "N"},
-                {"AttributeName": "modelVersion", "AttributeType": "S"},
-            ],
             BillingMode=desired["BillingMode"],
             GlobalSecondaryIndexes=desired["Indexes"],
             StreamSpecification=desired["Stream"],
@@ -156,6 +149,18 @@ class Table(AspectResource):
     def _update_table(self, **params: Any) -> None:
         self.client("dynamodb").update_table(TableName=self.physical, **params)
         self._active()
+
+    def _active(self) -> dict[str, Any]:
+        """The table, once no change is in progress: it takes one at a time."""
+        table: dict[str, Any] = wait_for(
+            self._table,
+            pending=CHANGING,
+            target=("ACTIVE",),
+            timeout=WAIT_SECONDS,
+            clock=self.ctx.clock,
+            what=f"table {self.physical}",
+        )
+        return table
 
     def aspects(self) -> dict[str, Callable[[Any], None]]:
         ddb, name = self.client("dynamodb"), {"TableName": self.physical}
@@ -196,10 +201,7 @@ class Table(AspectResource):
         for name, index in wanted.items():
             if live.get(name) != index:
                 self._update_table(
-                    AttributeDefinitions=[
-                        {"AttributeName": "modelVersion", "AttributeType": "S"},
-                        {"AttributeName": "timestamp", "AttributeType": "N"},
-                    ],
+                    AttributeDefinitions=_attributes("modelVersion", "timestamp"),
                     GlobalSecondaryIndexUpdates=[{"Create": index}],
                 )
 
