@@ -111,12 +111,11 @@ class Stream(AspectResource):
 
         def retain(hours: int) -> None:
             longer = hours > self._active()["RetentionPeriodHours"]
-            change = "increase" if longer else "decrease"
-            then_wait(
-                getattr(kinesis, f"{change}_stream_retention_period"),
-                **stream,
-                RetentionPeriodHours=hours,
+            increase, decrease = (
+                kinesis.increase_stream_retention_period,
+                kinesis.decrease_stream_retention_period,
             )
+            then_wait(increase if longer else decrease, **stream, RetentionPeriodHours=hours)
 
         return {
             "StreamModeDetails": lambda v: then_wait(
