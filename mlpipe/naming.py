@@ -124,6 +124,7 @@ class Names:
     api_invoke_sid = _Name(lambda self: self._n("api-invoke"))
 
     # Batch and orchestration
+    batch_repository = _Name(lambda self: self._n("batch"))
     compute_environment = _Name(lambda self: self._n("batch-compute"))
     job_queue = _Name(lambda self: self._n("batch-queue"))
     job_definition = _Name(lambda self: self._n("batch-inference"))
@@ -249,3 +250,15 @@ class Arns:
             account, region, repo = match.groups()
             return f"arn:{self.ctx.aws.partition}:ecr:{region}:{account}:repository/{repo}"
         return self.arn("ecr", f"repository/{re.split(r'[:@]', image)[0]}")
+
+    def image(self, image: str) -> str:
+        """The URI of the image to run: a bare tag is in the pipeline's repository; one named
+        without a registry is in this account's ECR, as `ecr_repository` has it."""
+        if "/" not in image and ":" not in image:
+            image = f"{self.names.batch_repository}:{image}"
+        registry = image.split("/", 1)[0]
+        if "/" in image and ("." in registry or ":" in registry or registry == "localhost"):
+            return image
+        aws = self.ctx.aws
+        suffix = ".cn" if aws.partition == "aws-cn" else ""
+        return f"{aws.account}.dkr.ecr.{aws.region}.amazonaws.com{suffix}/{image}"

@@ -8,7 +8,7 @@ import typer
 
 from mlpipe.cli import validation
 from mlpipe.cli.options import options
-from mlpipe.cli.output import emit_json, err, out
+from mlpipe.cli.output import emit, emit_json, err, out
 from mlpipe.core.errors import UsageError
 
 app = typer.Typer(help="Register and inspect model versions.", no_args_is_help=True)
@@ -54,28 +54,10 @@ def list_versions(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Every version: where it is served, its weight, whether it is active."""
-    from rich.table import Table
-
+    from mlpipe.cli.render import versions_table
     from mlpipe.ops import registry
 
-    rows = registry.versions(options(ctx).pipeline().ctx)
-    if json_output:
-        emit_json(rows)
-        return
-    table = Table(title="Model versions")
-    for column in ("version", "active", "variant", "weight", "registered at", "baseline"):
-        table.add_column(column)
-    for row in rows:
-        baseline = ", ".join(f"{k}={v:g}" for k, v in (row["performanceBaseline"] or {}).items())
-        table.add_row(
-            row["version"],
-            "*" if row["active"] else "",
-            ", ".join(row["variants"]),
-            f"{row['weight']}%" if row["variants"] else "",
-            row["registeredAt"] or "(declared, not uploaded)",
-            baseline,
-        )
-    out.print(table)
+    emit(registry.versions(options(ctx).pipeline().ctx), json_output, versions_table)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typer
 
 from mlpipe.cli import validation
 from mlpipe.cli.options import options
-from mlpipe.cli.output import emit_json, err, out, stderr
+from mlpipe.cli.output import emit, err, out, stderr
 from mlpipe.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -136,19 +136,7 @@ def history_command(
     json_output: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Registrations, promotions, traffic shifts and rollbacks, newest first."""
-    from rich.table import Table
-
+    from mlpipe.cli.render import history_table
     from mlpipe.ops import history
 
-    events = history.events(options(ctx).pipeline().ctx)
-    if json_output:
-        emit_json(events)
-        return
-    table = Table(title="History")
-    for column in ("when", "what", "from", "to", "who", "detail"):
-        table.add_column(column)
-    for event in events:
-        table.add_row(
-            *(str(event[k] or "") for k in ("when", "what", "from", "to", "who", "detail"))
-        )
-    out.print(table)
+    emit(history.events(options(ctx).pipeline().ctx), json_output, history_table)

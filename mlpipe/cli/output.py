@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -17,3 +18,11 @@ def err(message: str) -> None:
 
 def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], Any]) -> None:
+    """`data` as JSON on stdout, or the table `render` makes of it."""
+    if as_json:
+        emit_json(data)
+    else:
+        out.print(render(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.markup import escape
@@ -90,32 +91,60 @@ def summary_table(report: Report, seconds: float, api_calls: int, writes: int) -
     return table
 
 
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """`rows` under `columns`."""
+    made = Table(title=title)
+    for column in columns:
+        made.add_column(column)
+    for row in rows:
+        made.add_row(*row)
+    return made
+
+
 def alarm_table(alarms: list[dict[str, Any]]) -> Table:
-    table = Table(title="Alarms")
-    for column in ("alarm", "state", "since", "reason"):
-        table.add_column(column)
     colours = {"OK": "green", "ALARM": "red", "INSUFFICIENT_DATA": "yellow"}
-    for alarm in alarms:
-        state = alarm["state"]
-        table.add_row(
+    rows = (
+        (
             escape(alarm["name"]),
-            f"[{colours.get(state, 'dim')}]{state}[/]",
+            f"[{colours.get(alarm['state'], 'dim')}]{alarm['state']}[/]",
             escape(str(alarm["updated"] or "")),
             escape(alarm["reason"] or ""),
         )
-    return table
+        for alarm in alarms
+    )
+    return table("Alarms", ("alarm", "state", "since", "reason"), rows)
 
 
 def status_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Pipeline status")
-    for column in ("resource", "name", "status", "drifted properties"):
-        table.add_column(column)
     colours = {"in sync": "green", "missing": "yellow", "drifted": "red"}
-    for row in rows:
-        table.add_row(
+    cells = (
+        (
             escape(row["key"]),
             escape(row["name"]),
             f"[{colours.get(row['status'], '')}]{row['status']}[/]",
             escape(", ".join(row["drifted"])),
         )
-    return table
+        for row in rows
+    )
+    return table("Pipeline status", ("resource", "name", "status", "drifted properties"), cells)
+
+
+def versions_table(rows: list[dict[str, Any]]) -> Table:
+    cells = (
+        (
+            row["version"],
+            "*" if row["active"] else "",
+            ", ".join(row["variants"]),
+            f"{row['weight']}%" if row["variants"] else "",
+            row["registeredAt"] or "(declared, not uploaded)",
+            ", ".join(f"{k}={v:g}" for k, v in (row["performanceBaseline"] or {}).items()),
+        )
+        for row in rows
+    )
+    columns = ("version", "active", "variant", "weight", "registered at", "baseline")
+    return table("Model versions", columns, cells)
+
+
+def history_table(events: list[dict[str, Any]]) -> Table:
+    columns = ("when", "what", "from", "to", "who", "detail")
+    return table("History", columns, ([str(e[k] or "") for k in columns] for e in events))

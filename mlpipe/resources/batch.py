@@ -17,15 +17,18 @@ the current definition.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, without_aws_tags
-from mlpipe.core.errors import MlpipeError, error_code, is_not_found
+from mlpipe.core.diff import Diff, without_aws_tags
+from mlpipe.core.errors import MlpipeError, error_code
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.core.wait import Pending, TimedOut, poll
+from mlpipe.naming import Arns
 from mlpipe.resources import network
-from mlpipe.resources.ecr import REPOSITORY, image_uri
+from mlpipe.resources.ecr import REPOSITORY
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.logs import LogGroup
 
@@ -74,32 +77,69 @@ def attempt_timeout(ctx: Context) -> int:
     return max(60, ctx.spec.workflow.timeout_seconds // ctx.spec.batch.job_attempts)
 
 
+def _param(prop: str) -> str:
+    return prop[0].lower() + prop[1:]
+
+
 class BatchResource(Resource):
-    """A Batch resource with a lifecycle status (compute environment, job queue)."""
+    """A Batch resource with a lifecycle status (compute environment, job queue).
+
+    Batch names both kinds' operations and parameters alike (`describe_job_queues(jobQueues=)`,
+    `create_job_queue(jobQueueName=)`, `update_job_queue(jobQueue=)`, answers keyed `jobQueues`,
+    `jobQueueName`, `jobQueueArn`): `api` and `field` are those stems. The calls' parameters are
+    desired's properties in camel case (`ComputeResources`: `computeResources`); `updatable`
+    lists those an update may set."""
 
     kind = "batch"
+    tagging = "batch"
+    api: ClassVar[str]
+    field: ClassVar[str]
+    updatable: ClassVar[tuple[str, ...]]
 
     @property
     def batch(self) -> Any:
         return self.client("batch")
 
+    def call(self, verb: str, **params: Any) -> Any:
+        return getattr(self.batch, f"{verb}_{self.api}")(**params)
+
     def describe(self) -> dict[str, Any] | None:
         """The live resource, None once it is gone."""
+        describe = getattr(self.batch, f"describe_{self.api}s")
+        found = describe(**{f"{self.field}s": [self.physical]})[f"{self.field}s"]
+        live = next((x for x in found if x[f"{self.field}Name"] == self.physical), None)
+        return None if live is None or live["status"] == "DELETED" else live
+
+    def observe(self, live: dict[str, Any]) -> dict[str, Any]:
+        """The live resource in desired's shape, tags aside."""
         raise NotImplementedError
 
-    def set_state(self, state: str) -> None:
-        raise NotImplementedError
+    def read(self) -> Observed | None:
+        live = self.describe()
+        if live is None or live["status"] == "DELETING":
+            return None
+        state = {**self.observe(live), "Tags": without_aws_tags(live.get("tags"))}
+        outputs = {"name": self.physical, "arn": live[f"{self.field}Arn"]}
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
-    def delete_call(self) -> None:
-        raise NotImplementedError
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        self.settled()  # one of this name may still be deleting
+        params = {_param(prop): value for prop, value in desired.items()}
+        created = self.call("create", **{f"{self.field}Name": self.physical}, **params)
+        self.valid()
+        return {"name": self.physical, "arn": created[f"{self.field}Arn"]}
 
-    def sync_tags(self, arn: str, current: dict[str, str], desired: dict[str, str]) -> None:
-        sync_tags(
-            current,
-            desired,
-            lambda tags: self.batch.tag_resource(resourceArn=arn, tags=tags),
-            lambda keys: self.batch.untag_resource(resourceArn=arn, tagKeys=keys),
-        )
+    def changed(self, desired: dict[str, Any], changes: Diff) -> dict[str, Any]:
+        """The update call's parameters for `changes`."""
+        return {_param(p): desired[p] for p in self.updatable if changes.touches(p)}
+
+    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
+        params = self.changed(desired, changes)
+        if params:
+            self.settled()
+            self.call("update", **{self.field: self.physical}, **params)
+            self.valid()
+        return observed.outputs
 
     def settled(self) -> dict[str, Any] | None:
         """Wait (bounded) until no creation, update or deletion is in progress; the live
@@ -133,15 +173,17 @@ class BatchResource(Resource):
         if live is None:
             return
         if live["state"] != "DISABLED":
-            self.set_state("DISABLED")
+            self.call("update", **{self.field: self.physical}, state="DISABLED")
             self.settled()
-        self.delete_call()
+        self.call("delete", **{self.field: self.physical})
         self.settled()
 
 
 class ComputeEnvironment(BatchResource):
     # An environment's type, Fargate capacity and service role cannot change in place.
     replace_on = ("Type", "ComputeResources.type", "ServiceRole")
+    api, field = "compute_environment", "computeEnvironment"
+    updatable = ("State",)
 
     def __init__(self, ctx: Context) -> None:
         subnets = tuple(network.subnet_keys(ctx.spec))
@@ -153,31 +195,9 @@ class ComputeEnvironment(BatchResource):
         )
         self.subnets = subnets
 
-    def describe(self) -> dict[str, Any] | None:
-        found = self.batch.describe_compute_environments(computeEnvironments=[self.physical])
-        live = next(
-            (
-                e
-                for e in found["computeEnvironments"]
-                if e["computeEnvironmentName"] == self.physical
-            ),
-            None,
-        )
-        return None if live is None or live["status"] == "DELETED" else live
-
-    def set_state(self, state: str) -> None:
-        self.batch.update_compute_environment(computeEnvironment=self.physical, state=state)
-
-    def delete_call(self) -> None:
-        self.batch.delete_compute_environment(computeEnvironment=self.physical)
-
-    def read(self) -> Observed | None:
-        live = self.describe()
-        if live is None or live["status"] == "DELETING":
-            return None
+    def observe(self, live: dict[str, Any]) -> dict[str, Any]:
         resources = live.get("computeResources") or {}
-        tags = without_aws_tags(live.get("tags"))
-        state = {
+        return {
             "Type": live["type"],
             "State": live["state"],
             "ServiceRole": live.get("serviceRole"),
@@ -187,10 +207,7 @@ class ComputeEnvironment(BatchResource):
                 "subnets": sorted(resources.get("subnets") or []),
                 "securityGroupIds": sorted(resources.get("securityGroupIds") or []),
             },
-            "Tags": tags,
         }
-        outputs = {"name": self.physical, "arn": live["computeEnvironmentArn"]}
-        return Observed(state, outputs, self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         spec = self.ctx.spec.batch
@@ -209,51 +226,26 @@ class ComputeEnvironment(BatchResource):
         }
 
     def _ensure_service_role(self) -> None:
-        iam = self.client("iam")
-        try:
-            iam.get_role(RoleName=SERVICE_ROLE)
+        if self.find("iam", "get_role", RoleName=SERVICE_ROLE) is not None:
             return
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
         try:
-            iam.create_service_linked_role(AWSServiceName=SERVICE)
-        except Exception as exc:  # created meanwhile: AWS says InvalidInput ("has been taken")
+            self.client("iam").create_service_linked_role(AWSServiceName=SERVICE)
+        except ClientError as exc:  # created meanwhile: AWS says InvalidInput ("has been taken")
             if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):
                 raise
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         self._ensure_service_role()
-        self.settled()  # an environment of this name may still be deleting
-        created = self.batch.create_compute_environment(
-            computeEnvironmentName=self.physical,
-            type=desired["Type"],
-            state=desired["State"],
-            computeResources=desired["ComputeResources"],
-            serviceRole=desired["ServiceRole"],
-            tags=desired["Tags"],
-        )
-        self.valid()
-        return {"name": self.physical, "arn": created["computeEnvironmentArn"]}
+        return super().create(desired)
 
-    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        params: dict[str, Any] = {}
-        if changes.touches("State"):
-            params["state"] = desired["State"]
+    def changed(self, desired: dict[str, Any], changes: Diff) -> dict[str, Any]:
+        params = super().changed(desired, changes)
         resources = {
             key: value
             for key, value in desired["ComputeResources"].items()
             if key != "type" and changes.touches(f"ComputeResources.{key}")
         }
-        if resources:
-            params["computeResources"] = resources
-        if params:
-            self.settled()
-            self.batch.update_compute_environment(computeEnvironment=self.physical, **params)
-            self.valid()
-        if changes.touches("Tags"):
-            self.sync_tags(observed.outputs["arn"], observed.state["Tags"], desired["Tags"])
-        return observed.outputs
+        return {**params, "computeResources": resources} if resources else params
 
     def delete(self, observed: Observed) -> None:
         self._release(observed.outputs["arn"])
@@ -285,37 +277,21 @@ class JobQueue(BatchResource):
     # The queue is replaced with the environment it uses (that environment's ARN is unknown
     # until the replacement exists).
     replace_on = ("ComputeEnvironmentOrder",)
+    api, field = "job_queue", "jobQueue"
+    updatable = ("State", "Priority")
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "queue", ctx.names.job_queue, depends_on=(COMPUTE,))
 
-    def describe(self) -> dict[str, Any] | None:
-        found = self.batch.describe_job_queues(jobQueues=[self.physical])["jobQueues"]
-        live = next((q for q in found if q["jobQueueName"] == self.physical), None)
-        return None if live is None or live["status"] == "DELETED" else live
-
-    def set_state(self, state: str) -> None:
-        self.batch.update_job_queue(jobQueue=self.physical, state=state)
-
-    def delete_call(self) -> None:
-        self.batch.delete_job_queue(jobQueue=self.physical)
-
-    def read(self) -> Observed | None:
-        live = self.describe()
-        if live is None or live["status"] == "DELETING":
-            return None
-        tags = without_aws_tags(live.get("tags"))
+    def observe(self, live: dict[str, Any]) -> dict[str, Any]:
         order = sorted(live["computeEnvironmentOrder"], key=lambda o: o["order"])
-        state = {
+        return {
             "State": live["state"],
             "Priority": live["priority"],
             "ComputeEnvironmentOrder": [
                 {"order": o["order"], "computeEnvironment": o["computeEnvironment"]} for o in order
             ],
-            "Tags": tags,
         }
-        outputs = {"name": self.physical, "arn": live["jobQueueArn"]}
-        return Observed(state, outputs, self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -325,38 +301,17 @@ class JobQueue(BatchResource):
             "Tags": self.tags,
         }
 
-    def create(self, desired: dict[str, Any]) -> Outputs:
-        self.settled()  # a queue of this name may still be deleting
-        created = self.batch.create_job_queue(
-            jobQueueName=self.physical,
-            state=desired["State"],
-            priority=desired["Priority"],
-            computeEnvironmentOrder=desired["ComputeEnvironmentOrder"],
-            tags=desired["Tags"],
-        )
-        self.valid()
-        return {"name": self.physical, "arn": created["jobQueueArn"]}
-
-    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        params = {
-            param: desired[prop]
-            for prop, param in (("State", "state"), ("Priority", "priority"))
-            if changes.touches(prop)
-        }
-        if params:
-            self.settled()
-            self.batch.update_job_queue(jobQueue=self.physical, **params)
-            self.valid()
-        if changes.touches("Tags"):
-            self.sync_tags(observed.outputs["arn"], observed.state["Tags"], desired["Tags"])
-        return observed.outputs
-
     def delete(self, observed: Observed) -> None:
         self.remove()
 
 
 def _exit_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.upper() if k == "action" else v) for k, v in rule.items()}
+
+
+def _only(parent: dict[str, Any], key: str, field: str) -> dict[str, Any]:
+    """`parent[key]` with only `field` (what mlpipe sets of it)."""
+    return {field: (parent.get(key) or {}).get(field)}
 
 
 def _content(definition: dict[str, Any]) -> dict[str, Any]:
@@ -372,11 +327,7 @@ def _content(definition: dict[str, Any]) -> dict[str, Any]:
             "attempts": retry.get("attempts"),
             "evaluateOnExit": [_exit_rule(r) for r in retry.get("evaluateOnExit") or []],
         },
-        "Timeout": {
-            "attemptDurationSeconds": (definition.get("timeout") or {}).get(
-                "attemptDurationSeconds"
-            )
-        },
+        "Timeout": _only(definition, "timeout", "attemptDurationSeconds"),
         "ContainerProperties": {
             "image": props.get("image"),
             "jobRoleArn": props.get("jobRoleArn"),
@@ -385,14 +336,10 @@ def _content(definition: dict[str, Any]) -> dict[str, Any]:
                 r["type"]: r["value"] for r in props.get("resourceRequirements") or []
             },
             "environment": {e["name"]: e["value"] for e in props.get("environment") or []},
-            "fargatePlatformConfiguration": {
-                "platformVersion": (props.get("fargatePlatformConfiguration") or {}).get(
-                    "platformVersion"
-                )
-            },
-            "networkConfiguration": {
-                "assignPublicIp": (props.get("networkConfiguration") or {}).get("assignPublicIp")
-            },
+            "fargatePlatformConfiguration": _only(
+                props, "fargatePlatformConfiguration", "platformVersion"
+            ),
+            "networkConfiguration": _only(props, "networkConfiguration", "assignPublicIp"),
             "logConfiguration": {
                 "logDriver": logging.get("logDriver"),
                 "options": logging.get("options") or {},
@@ -404,6 +351,8 @@ def _content(definition: dict[str, Any]) -> dict[str, Any]:
 
 class JobDefinition(Resource):
     kind = "batch"
+    tagging = "batch"
+    tag_id = "revision_arn"
     exact = (
         "Tags",
         "ContainerProperties.environment",
@@ -436,23 +385,22 @@ class JobDefinition(Resource):
         found = [d for page in pages for d in page["jobDefinitions"] if d["status"] == "ACTIVE"]
         return sorted(found, key=lambda d: d["revision"])
 
-    def _outputs(self, revision_arn: str, revision: int) -> Outputs:
+    def _outputs(self, revision: dict[str, Any]) -> Outputs:
         """`arn` has no revision: Batch resolves it to the latest ACTIVE revision."""
+        arn = revision["jobDefinitionArn"]
         return {
             "name": self.physical,
-            "arn": revision_arn.rsplit(":", 1)[0],
-            "revision": revision,
-            "revision_arn": revision_arn,
+            "arn": arn.rsplit(":", 1)[0],
+            "revision": revision["revision"],
+            "revision_arn": arn,
         }
 
     def read(self) -> Observed | None:
         active = self._active()
         if not active:
             return None
-        latest = active[-1]
-        state = _content(latest)
-        outputs = self._outputs(latest["jobDefinitionArn"], latest["revision"])
-        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
+        state = _content(active[-1])
+        return Observed(state, self._outputs(active[-1]), self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         ctx, spec = self.ctx, self.ctx.spec.batch
@@ -468,7 +416,7 @@ class JobDefinition(Resource):
             # The root filesystem stays writable: the image runs as `nobody` and spools to
             # /tmp, and a Fargate volume mounted there would belong to root.
             "ContainerProperties": {
-                "image": image_uri(ctx, spec.image),
+                "image": Arns(ctx).image(spec.image),
                 "jobRoleArn": refs(role_key("batch-job"), "arn"),
                 "executionRoleArn": refs(role_key("batch-execution"), "arn"),
                 "resourceRequirements": {
@@ -490,7 +438,7 @@ class JobDefinition(Resource):
             "Tags": self.tags,
         }
 
-    def _register(self, desired: dict[str, Any]) -> Outputs:
+    def create(self, desired: dict[str, Any]) -> Outputs:
         props = desired["ContainerProperties"]
         container = {
             **props,
@@ -512,27 +460,15 @@ class JobDefinition(Resource):
             tags=desired["Tags"],
         )
         self._deregister(below=registered["revision"])
-        return self._outputs(registered["jobDefinitionArn"], registered["revision"])
+        return self._outputs(registered)
 
     def _deregister(self, below: int | None = None) -> None:
         for revision in self._active():
             if below is None or revision["revision"] < below:
                 self.batch.deregister_job_definition(jobDefinition=revision["jobDefinitionArn"])
 
-    def create(self, desired: dict[str, Any]) -> Outputs:
-        return self._register(desired)
-
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        if any(path != "Tags" for path in changes.paths()):
-            return self._register(desired)
-        arn = observed.outputs["revision_arn"]
-        sync_tags(
-            observed.state["Tags"],
-            desired["Tags"],
-            lambda tags: self.batch.tag_resource(resourceArn=arn, tags=tags),
-            lambda keys: self.batch.untag_resource(resourceArn=arn, tagKeys=keys),
-        )
-        return observed.outputs
+        return self.create(desired)  # a revision is immutable: a change is a new one
 
     def delete(self, observed: Observed) -> None:
         self._deregister()
@@ -545,7 +481,7 @@ class JobDefinition(Resource):
                 f"network.interface_endpoints has no {', '.join(missing)}: Fargate jobs in the "
                 "isolated subnets cannot pull their image from ECR or send their logs"
             )
-        image = image_uri(self.ctx, self.ctx.spec.batch.image)
+        image = Arns(self.ctx).image(self.ctx.spec.batch.image)
         if ".dkr.ecr." not in image.split("/", 1)[0]:
             notes.append(
                 f"batch.image {image} is not in ECR: the isolated subnets reach no other registry"

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import is_not_found
-from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.diff import Diff, tags_to_list
+from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
+from mlpipe.core.wait import wait_for
 from mlpipe.resources.kms import KEY
 
 TABLE = "dynamodb:predictions"
 STREAM_VIEW = "NEW_AND_OLD_IMAGES"
+# Each change (a table update, an index made or dropped) is waited for while the table is
+# CHANGING (DescribeTable's TableStatus); AWS takes minutes for an index on a large table.
+CHANGING = ("CREATING", "UPDATING")
+WAIT_SECONDS = 600
+
+
+# The attributes the table's and the index's keys are made of, with their types.
+ATTRIBUTES = {"predictionId": "S", "timestamp": "N", "modelVersion": "S"}
+
+
+def _attributes(*names: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": ATTRIBUTES[name]} for name in names]
 
 
 def _keys(hash_key: str, range_key: str) -> list[dict[str, str]]:
@@ -30,29 +43,47 @@ INDEXES = [
 ]
 
 
-class Table(Resource):
+def _indexes(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's global secondary indexes in desired's shape."""
+    found = (
+        {
+            "IndexName": i["IndexName"],
+            "KeySchema": i["KeySchema"],
+            "Projection": {"ProjectionType": i["Projection"]["ProjectionType"]},
+        }
+        for i in table.get("GlobalSecondaryIndexes", [])
+    )
+    return sorted(found, key=lambda i: i["IndexName"])
+
+
+def _sse(sse: dict[str, Any]) -> dict[str, Any]:
+    return {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": sse["KMSMasterKeyArn"]}
+
+
+class Table(AspectResource):
     kind = "dynamodb"
+    tagging = "dynamodb"
     replace_on = ("KeySchema",)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "predictions", ctx.names.predictions_table, depends_on=(KEY,))
-        self.retain = False
+        # Deletion protection says keep it: destroy leaves it, as the model bucket (--force
+        # deletes).
+        self.retain = ctx.spec.storage.predictions_table.deletion_protection
+
+    def _table(self) -> tuple[dict[str, Any], str]:
+        """The table's description and status ("gone": no table)."""
+        found = self.find("dynamodb", "describe_table", TableName=self.physical)
+        table = found["Table"] if found else {}
+        return table, table.get("TableStatus", "gone")
 
     def read(self) -> Observed | None:
-        ddb = self.client("dynamodb")
-        try:
-            table = ddb.describe_table(TableName=self.physical)["Table"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        if table["TableStatus"] == "DELETING":
+        ddb, (table, status) = self.client("dynamodb"), self._table()
+        if status in ("gone", "DELETING"):
             return None
-        arn = table["TableArn"]
         ttl = ddb.describe_time_to_live(TableName=self.physical)["TimeToLiveDescription"]
         backups = ddb.describe_continuous_backups(TableName=self.physical)
         pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
-        tags = tags_from_list(ddb.list_tags_of_resource(ResourceArn=arn).get("Tags"))
         sse = table.get("SSEDescription") or {}
         stream = table.get("StreamSpecification") or {"StreamEnabled": False}
         state = {
@@ -65,27 +96,16 @@ class Table(Resource):
                 "StreamEnabled": stream.get("StreamEnabled", False),
                 "StreamViewType": stream.get("StreamViewType"),
             },
-            "Indexes": sorted(
-                (
-                    {
-                        "IndexName": i["IndexName"],
-                        "KeySchema": i["KeySchema"],
-                        "Projection": {"ProjectionType": i["Projection"]["ProjectionType"]},
-                    }
-                    for i in table.get("GlobalSecondaryIndexes", [])
-                ),
-                key=lambda i: i["IndexName"],
-            ),
+            "Indexes": _indexes(table),
             "TTL": {
                 "AttributeName": ttl.get("AttributeName"),
                 "Enabled": ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"),
             },
             "PointInTimeRecovery": pitr["PointInTimeRecoveryStatus"] == "ENABLED",
             "DeletionProtection": table.get("DeletionProtectionEnabled", False),
-            "Tags": tags,
+            "Tags": self.live_tags(table["TableArn"]),
         }
-        outputs = {"name": self.physical, "arn": arn, "stream_arn": table.get("LatestStreamArn")}
-        return Observed(state, outputs, self.ctx.owns(tags))
+        return Observed(state, self._outputs(table), self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         spec = self.ctx.spec.storage.predictions_table
@@ -101,117 +121,89 @@ class Table(Resource):
             "Tags": self.tags,
         }
 
-    def _wait_active(self) -> None:
-        self.client("dynamodb").get_waiter("table_exists").wait(
-            TableName=self.physical, WaiterConfig={"Delay": 2, "MaxAttempts": 300}
-        )
-
-    def create(self, desired: dict[str, Any]) -> Outputs:
-        ddb = self.client("dynamodb")
-        table = ddb.create_table(
-            TableName=self.physical,
-            KeySchema=desired["KeySchema"],
-            AttributeDefinitions=[
-                {"AttributeName": "predictionId", "AttributeType": "S"},
-                {"AttributeName": "timestamp", "AttributeType": "N"},
-                {"AttributeName": "modelVersion", "AttributeType": "S"},
-            ],
-            BillingMode=desired["BillingMode"],
-            GlobalSecondaryIndexes=desired["Indexes"],
-            StreamSpecification=desired["Stream"],
-            SSESpecification={
-                "Enabled": True,
-                "SSEType": "KMS",
-                "KMSMasterKeyId": desired["SSE"]["KMSMasterKeyArn"],
-            },
-            DeletionProtectionEnabled=desired["DeletionProtection"],
-            Tags=tags_to_list(desired["Tags"]),
-        )["TableDescription"]
-        self._wait_active()
-        self._set_ttl(desired["TTL"])
-        self._set_pitr(desired["PointInTimeRecovery"])
+    def _outputs(self, table: dict[str, Any]) -> Outputs:
         return {
             "name": self.physical,
             "arn": table["TableArn"],
             "stream_arn": table.get("LatestStreamArn"),
         }
 
-    def _set_ttl(self, ttl: dict[str, Any]) -> None:
-        self.client("dynamodb").update_time_to_live(
-            TableName=self.physical, TimeToLiveSpecification=ttl
+    def create(self, desired: dict[str, Any]) -> Outputs:
+        self.client("dynamodb").create_table(
+            TableName=self.physical,
+            AttributeDefinitions=_attributes(*ATTRIBUTES),
+            KeySchema=desired["KeySchema"],
+            BillingMode=desired["BillingMode"],
+            GlobalSecondaryIndexes=desired["Indexes"],
+            StreamSpecification=desired["Stream"],
+            SSESpecification=_sse(desired["SSE"]),
+            DeletionProtectionEnabled=desired["DeletionProtection"],
+            Tags=tags_to_list(desired["Tags"]),
         )
+        table = self._active()
+        setters = self.aspects()
+        for aspect in ("TTL", "PointInTimeRecovery"):  # not settable at creation
+            setters[aspect](desired[aspect])
+        return self._outputs(table)
 
-    def _set_pitr(self, enabled: bool) -> None:
-        ddb = self.client("dynamodb")
-        self.ctx.eventually(
-            lambda: ddb.update_continuous_backups(
-                TableName=self.physical,
-                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
-            ),
-            "dynamodb-backups-unavailable",
+    def _update_table(self, **params: Any) -> None:
+        self.client("dynamodb").update_table(TableName=self.physical, **params)
+        self._active()
+
+    def _active(self) -> dict[str, Any]:
+        """The table, once no change is in progress: it takes one at a time."""
+        table: dict[str, Any] = wait_for(
+            self._table,
+            pending=CHANGING,
+            target=("ACTIVE",),
+            timeout=WAIT_SECONDS,
+            clock=self.ctx.clock,
+            what=f"table {self.physical}",
         )
+        return table
+
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
+        ddb, name = self.client("dynamodb"), {"TableName": self.physical}
+        return {
+            "BillingMode": lambda v: self._update_table(BillingMode=v),
+            "SSE": lambda v: self._update_table(SSESpecification=_sse(v)),
+            "DeletionProtection": lambda v: self._update_table(DeletionProtectionEnabled=v),
+            "Stream": self._set_stream,
+            "Indexes": self._set_indexes,
+            "TTL": lambda v: ddb.update_time_to_live(**name, TimeToLiveSpecification=v),
+            "PointInTimeRecovery": lambda v: self.ctx.eventually(
+                lambda: ddb.update_continuous_backups(
+                    **name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": v}
+                ),
+                "dynamodb-backups-unavailable",
+            ),
+        }
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        ddb, name = self.client("dynamodb"), self.physical
-        params: dict[str, Any] = {}
-        if changes.touches("BillingMode"):
-            params["BillingMode"] = desired["BillingMode"]
-        if changes.touches("SSE"):
-            params["SSESpecification"] = {
-                "Enabled": True,
-                "SSEType": "KMS",
-                "KMSMasterKeyId": desired["SSE"]["KMSMasterKeyArn"],
-            }
-        if changes.touches("DeletionProtection"):
-            params["DeletionProtectionEnabled"] = desired["DeletionProtection"]
-        if changes.touches("Stream") and observed.state["Stream"]["StreamEnabled"]:
-            # A stream's view type cannot change in place: turn it off, then on again.
-            ddb.update_table(TableName=name, StreamSpecification={"StreamEnabled": False})
-            self._wait_active()
-        if changes.touches("Stream"):
-            params["StreamSpecification"] = desired["Stream"]
-        if params:
-            ddb.update_table(TableName=name, **params)
-            self._wait_active()
-        if changes.touches("Indexes"):
-            self._sync_indexes(observed.state["Indexes"], desired["Indexes"])
-        if changes.touches("TTL"):
-            self._set_ttl(desired["TTL"])
-        if changes.touches("PointInTimeRecovery"):
-            self._set_pitr(desired["PointInTimeRecovery"])
-        if changes.touches("Tags"):
-            arn = observed.outputs["arn"]
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda t: ddb.tag_resource(ResourceArn=arn, Tags=tags_to_list(t)),
-                lambda keys: ddb.untag_resource(ResourceArn=arn, TagKeys=keys),
-            )
-        return self.read().outputs if changes.touches("Stream") else observed.outputs  # type: ignore[union-attr]
+        self.apply_aspects(desired, changes)
+        # A new stream has a new ARN.
+        return self._outputs(self._active()) if changes.touches("Stream") else observed.outputs
 
-    def _sync_indexes(self, current: list[dict[str, Any]], desired: list[dict[str, Any]]) -> None:
+    def _set_stream(self, stream: dict[str, Any]) -> None:
+        live = self._active().get("StreamSpecification") or {}
+        if live.get("StreamEnabled"):
+            # A stream's view type cannot change in place: turn it off, then on again.
+            self._update_table(StreamSpecification={"StreamEnabled": False})
+        self._update_table(StreamSpecification=stream)
+
+    def _set_indexes(self, desired: list[dict[str, Any]]) -> None:
         """One index change per UpdateTable call, as DynamoDB requires."""
-        ddb = self.client("dynamodb")
-        live = {i["IndexName"]: i for i in current}
+        live = {i["IndexName"]: i for i in _indexes(self._active())}
         wanted = {i["IndexName"]: i for i in desired}
         for name, index in live.items():
             if wanted.get(name) != index:
-                ddb.update_table(
-                    TableName=self.physical,
-                    GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": name}}],
-                )
-                self._wait_active()
+                self._update_table(GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": name}}])
         for name, index in wanted.items():
             if live.get(name) != index:
-                ddb.update_table(
-                    TableName=self.physical,
-                    AttributeDefinitions=[
-                        {"AttributeName": "modelVersion", "AttributeType": "S"},
-                        {"AttributeName": "timestamp", "AttributeType": "N"},
-                    ],
+                self._update_table(
+                    AttributeDefinitions=_attributes("modelVersion", "timestamp"),
                     GlobalSecondaryIndexUpdates=[{"Create": index}],
                 )
-                self._wait_active()
 
     def delete(self, observed: Observed) -> None:
         ddb = self.client("dynamodb")
@@ -230,7 +222,4 @@ class Table(Resource):
 
 
 def resources(ctx: Context) -> list[Resource]:
-    table = Table(ctx)
-    # Deletion protection says keep it: destroy leaves it, as the model bucket (--force deletes).
-    table.retain = ctx.spec.storage.predictions_table.deletion_protection
-    return [table]
+    return [Table(ctx)]

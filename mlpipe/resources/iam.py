@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import is_not_found
-from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.diff import policy, tags_from_list, tags_to_list
+from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam_policies import role_definitions, trust
 from mlpipe.resources.kms import KEY
 
 
-class Role(Resource):
+class Role(AspectResource):
     kind = "iam"
+    tagging = "iam"
+    tag_id = "name"
     replace_on = ("Path",)
     exact = ("Tags", "Policies")
 
@@ -24,29 +26,20 @@ class Role(Resource):
         self.purpose = purpose
 
     def read(self) -> Observed | None:
-        iam = self.client("iam")
-        try:
-            role = iam.get_role(RoleName=self.physical)["Role"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        names = iam.list_role_policies(RoleName=self.physical)["PolicyNames"]
-        policies = {
-            n: policy(iam.get_role_policy(RoleName=self.physical, PolicyName=n)["PolicyDocument"])
-            for n in names
-        }
-        attached = iam.list_attached_role_policies(RoleName=self.physical)["AttachedPolicies"]
-        tags = tags_from_list(role.get("Tags"))
+        found = self.find("iam", "get_role", RoleName=self.physical)
+        if found is None:
+            return None
+        role = found["Role"]
         state = {
             "Path": role["Path"],
             "Description": role.get("Description", ""),
             "AssumeRolePolicy": policy(role["AssumeRolePolicyDocument"]),
-            "Policies": policies,
-            "ManagedPolicies": sorted(p["PolicyArn"] for p in attached),
-            "Tags": tags,
+            "Policies": self._policies(),
+            "ManagedPolicies": sorted(self._attached()),
+            "Tags": tags_from_list(role.get("Tags")),
         }
-        return Observed(state, {"name": self.physical, "arn": role["Arn"]}, self.ctx.owns(tags))
+        outputs = {"name": self.physical, "arn": role["Arn"]}
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         service, statements = role_definitions(self.ctx, refs(KEY, "arn"))[self.purpose]
@@ -59,54 +52,63 @@ class Role(Resource):
             "Tags": self.tags,
         }
 
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
+        iam, role_name = self.client("iam"), {"RoleName": self.physical}
+        return {
+            "Description": lambda v: iam.update_role(**role_name, Description=v),
+            "AssumeRolePolicy": lambda v: iam.update_assume_role_policy(
+                **role_name, PolicyDocument=json.dumps(v)
+            ),
+            "Policies": self._put_policies,
+            "ManagedPolicies": self._attach,
+        }
+
+    def _attached(self) -> list[str]:
+        answer = self.client("iam").list_attached_role_policies(RoleName=self.physical)
+        return [p["PolicyArn"] for p in answer["AttachedPolicies"]]
+
+    def _policies(self) -> dict[str, Any]:
+        """The role's inline policies, by name."""
+        iam, role_name = self.client("iam"), {"RoleName": self.physical}
+        return {
+            name: policy(iam.get_role_policy(**role_name, PolicyName=name)["PolicyDocument"])
+            for name in iam.list_role_policies(**role_name)["PolicyNames"]
+        }
+
+    def _put_policies(self, documents: dict[str, Any]) -> None:
+        """Exactly these inline policies."""
+        iam, role_name, live = self.client("iam"), {"RoleName": self.physical}, self._policies()
+        for name in set(live) - set(documents):
+            iam.delete_role_policy(**role_name, PolicyName=name)
+        for name, document in documents.items():
+            if live.get(name) != document:
+                iam.put_role_policy(
+                    **role_name, PolicyName=name, PolicyDocument=json.dumps(document)
+                )
+
+    def _attach(self, arns: list[str]) -> None:
+        """Exactly these managed policies."""
+        iam, attached = self.client("iam"), self._attached()
+        for arn in set(attached) - set(arns):
+            iam.detach_role_policy(RoleName=self.physical, PolicyArn=arn)
+        for arn in set(arns) - set(attached):
+            iam.attach_role_policy(RoleName=self.physical, PolicyArn=arn)
+
     def create(self, desired: dict[str, Any]) -> Outputs:
-        iam = self.client("iam")
-        role = iam.create_role(
+        role = self.client("iam").create_role(
             RoleName=self.physical,
             Path=desired["Path"],
             Description=desired["Description"],
             AssumeRolePolicyDocument=json.dumps(desired["AssumeRolePolicy"]),
             Tags=tags_to_list(desired["Tags"]),
         )["Role"]
-        for name, document in desired["Policies"].items():
-            iam.put_role_policy(
-                RoleName=self.physical, PolicyName=name, PolicyDocument=json.dumps(document)
-            )
+        self._put_policies(desired["Policies"])
         return {"name": self.physical, "arn": role["Arn"]}
 
-    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        iam, name, state = self.client("iam"), self.physical, observed.state
-        if changes.touches("Description"):
-            iam.update_role(RoleName=name, Description=desired["Description"])
-        if changes.touches("AssumeRolePolicy"):
-            iam.update_assume_role_policy(
-                RoleName=name, PolicyDocument=json.dumps(desired["AssumeRolePolicy"])
-            )
-        for policy_name, document in desired["Policies"].items():
-            if state["Policies"].get(policy_name) != document:
-                iam.put_role_policy(
-                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
-                )
-        for policy_name in set(state["Policies"]) - set(desired["Policies"]):
-            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-        for arn in set(state["ManagedPolicies"]) - set(desired["ManagedPolicies"]):
-            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
-        if changes.touches("Tags"):
-            sync_tags(
-                state["Tags"],
-                desired["Tags"],
-                lambda t: iam.tag_role(RoleName=name, Tags=tags_to_list(t)),
-                lambda keys: iam.untag_role(RoleName=name, TagKeys=keys),
-            )
-        return observed.outputs
-
     def delete(self, observed: Observed) -> None:
-        iam, name = self.client("iam"), self.physical
-        for policy_name in observed.state["Policies"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-        for arn in observed.state["ManagedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
-        iam.delete_role(RoleName=name)
+        self._put_policies({})
+        self._attach([])
+        self.client("iam").delete_role(RoleName=self.physical)
 
 
 ROLES = (

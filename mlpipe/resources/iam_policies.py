@@ -12,7 +12,6 @@ from typing import Any
 from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.naming import Arns
-from mlpipe.resources import ecr
 
 Statement = dict[str, Any]
 
@@ -187,7 +186,7 @@ def role_definitions(ctx: Context, key_arn: str) -> dict[str, tuple[str, list[St
         "batch-execution": (
             "ecs-tasks.amazonaws.com",
             [
-                *_ecr_pull(arns, ecr.image_uri(ctx, spec.batch.image)),
+                *_ecr_pull(arns, arns.image(spec.batch.image)),
                 _logs("JobLogs", names.batch_log_group, arns),
             ],
         ),

@@ -9,12 +9,14 @@ failure queue; the records stay readable in the stream for its retention period.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list
-from mlpipe.core.errors import is_not_found
-from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.diff import Diff, policy
+from mlpipe.core.find import forget
+from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
+from mlpipe.core.wait import wait_for
 from mlpipe.naming import Arns
 from mlpipe.resources.kms import KEY
 from mlpipe.resources.lambdas import (
@@ -28,45 +30,42 @@ QUEUE = "sqs:stream-failures"
 MAPPING = "lambda:stream-mapping"
 
 QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
-QUEUE_MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+# Each stream change is waited for: resharding takes minutes per shard on AWS.
+WAIT_SECONDS = 600
 ENABLED_STATES = ("Creating", "Enabling", "Enabled", "Updating")
 
 
-class Stream(Resource):
+class Stream(AspectResource):
     kind = "kinesis"
+    tagging = "kinesis"
+    tag_id = "name"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "stream", ctx.names.stream, depends_on=(KEY,))
 
+    def _summary(self) -> tuple[dict[str, Any], str]:
+        """The stream's summary and status ("gone": no stream)."""
+        found = self.find("kinesis", "describe_stream_summary", StreamName=self.physical)
+        summary = found["StreamDescriptionSummary"] if found else {}
+        return summary, summary.get("StreamStatus", "gone")
+
     def read(self) -> Observed | None:
-        kinesis = self.client("kinesis")
-        try:
-            summary = kinesis.describe_stream_summary(StreamName=self.physical)[
-                "StreamDescriptionSummary"
-            ]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        if summary["StreamStatus"] == "DELETING":
+        summary, status = self._summary()
+        if status in ("gone", "DELETING"):
             return None
-        arn = summary["StreamARN"]
-        tags = tags_from_list(kinesis.list_tags_for_stream(StreamName=self.physical).get("Tags"))
+        mode = (summary.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")
         state = {
-            "StreamModeDetails": {
-                "StreamMode": (summary.get("StreamModeDetails") or {}).get(
-                    "StreamMode", "PROVISIONED"
-                )
-            },
+            "StreamModeDetails": {"StreamMode": mode},
             "ShardCount": summary.get("OpenShardCount"),
             "RetentionPeriodHours": summary.get("RetentionPeriodHours"),
             "Encryption": {
                 "EncryptionType": summary.get("EncryptionType", "NONE"),
                 "KeyId": summary.get("KeyId"),
             },
-            "Tags": tags,
+            "Tags": self.live_tags(self.physical),
         }
-        return Observed(state, {"name": self.physical, "arn": arn}, self.ctx.owns(tags))
+        outputs = {"name": self.physical, "arn": summary["StreamARN"]}
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         spec = self.ctx.spec.stream
@@ -78,111 +77,96 @@ class Stream(Resource):
             "Tags": self.tags,
         }
 
-    def _wait_active(self) -> None:
-        self.client("kinesis").get_waiter("stream_exists").wait(
-            StreamName=self.physical, WaiterConfig={"Delay": 2, "MaxAttempts": 300}
+    def _active(self) -> dict[str, Any]:
+        """The stream's summary, once no change is in progress (a reshard takes minutes)."""
+        summary: dict[str, Any] = wait_for(
+            self._summary,
+            pending=("CREATING", "UPDATING"),
+            target=("ACTIVE",),
+            timeout=WAIT_SECONDS,
+            clock=self.ctx.clock,
+            what=f"stream {self.physical}",
+            progress=lambda why, _elapsed: self.ctx.progress(self.key, f"waiting: {why}"),
         )
+        return summary
 
     def create(self, desired: dict[str, Any]) -> Outputs:
-        kinesis = self.client("kinesis")
-        kinesis.create_stream(
-            StreamName=self.physical,
-            ShardCount=desired["ShardCount"],
-            StreamModeDetails=desired["StreamModeDetails"],
-            Tags=desired["Tags"],
+        made = ("ShardCount", "StreamModeDetails", "Tags")  # the rest is set once it is active
+        self.client("kinesis").create_stream(
+            StreamName=self.physical, **{key: desired[key] for key in made}
         )
-        self._wait_active()
-        self._encrypt(desired["Encryption"])
+        self._active()
+        setters = self.aspects()
+        setters["Encryption"](desired["Encryption"])
         if desired["RetentionPeriodHours"] != 24:  # a new stream keeps records 24 hours
-            self._retain(24, desired["RetentionPeriodHours"])
+            setters["RetentionPeriodHours"](desired["RetentionPeriodHours"])
         return {"name": self.physical, "arn": Arns(self.ctx).stream}
 
-    def _encrypt(self, encryption: dict[str, Any]) -> None:
-        self.client("kinesis").start_stream_encryption(
-            StreamName=self.physical, EncryptionType="KMS", KeyId=encryption["KeyId"]
-        )
-        self._wait_active()
+    def aspects(self) -> dict[str, Callable[[Any], None]]:
+        kinesis, stream = self.client("kinesis"), {"StreamName": self.physical}
 
-    def _retain(self, current: int, hours: int) -> None:
-        kinesis = self.client("kinesis")
-        if hours > current:
-            kinesis.increase_stream_retention_period(
-                StreamName=self.physical, RetentionPeriodHours=hours
-            )
-        else:
-            kinesis.decrease_stream_retention_period(
-                StreamName=self.physical, RetentionPeriodHours=hours
-            )
-        self._wait_active()
+        def then_wait(call: Callable[..., Any], **params: Any) -> None:
+            call(**params)
+            self._active()
 
-    def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        kinesis, state = self.client("kinesis"), observed.state
-        if changes.touches("StreamModeDetails"):
-            kinesis.update_stream_mode(
-                StreamARN=observed.outputs["arn"], StreamModeDetails=desired["StreamModeDetails"]
+        def retain(hours: int) -> None:
+            longer = hours > self._active()["RetentionPeriodHours"]
+            increase, decrease = (
+                kinesis.increase_stream_retention_period,
+                kinesis.decrease_stream_retention_period,
             )
-            self._wait_active()
-        if changes.touches("ShardCount"):
-            kinesis.update_shard_count(
-                StreamName=self.physical,
-                TargetShardCount=desired["ShardCount"],
+            then_wait(increase if longer else decrease, **stream, RetentionPeriodHours=hours)
+
+        return {
+            "StreamModeDetails": lambda v: then_wait(
+                kinesis.update_stream_mode, StreamARN=Arns(self.ctx).stream, StreamModeDetails=v
+            ),
+            "ShardCount": lambda v: then_wait(
+                kinesis.update_shard_count,
+                **stream,
+                TargetShardCount=v,
                 ScalingType="UNIFORM_SCALING",
-            )
-            self._wait_active()
-        if changes.touches("RetentionPeriodHours"):
-            self._retain(state["RetentionPeriodHours"], desired["RetentionPeriodHours"])
-        if changes.touches("Encryption"):
-            self._encrypt(desired["Encryption"])
-        if changes.touches("Tags"):
-            sync_tags(
-                state["Tags"],
-                desired["Tags"],
-                lambda tags: kinesis.add_tags_to_stream(StreamName=self.physical, Tags=tags),
-                lambda keys: kinesis.remove_tags_from_stream(
-                    StreamName=self.physical, TagKeys=keys
-                ),
-            )
-        return observed.outputs
+            ),
+            "RetentionPeriodHours": retain,
+            "Encryption": lambda v: then_wait(
+                kinesis.start_stream_encryption, **stream, EncryptionType="KMS", KeyId=v["KeyId"]
+            ),
+        }
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("kinesis").delete_stream(
-                StreamName=self.physical, EnforceConsumerDeletion=True
-            )
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(
+            self.client("kinesis"),
+            "delete_stream",
+            StreamName=self.physical,
+            EnforceConsumerDeletion=True,
+        )
 
 
 class FailureQueue(Resource):
+    """Where the mapping sends the locations of the records it could not process."""
+
     kind = "sqs"
+    tagging = "sqs"
+    tag_id = "url"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "stream-failures", ctx.names.stream_dlq, depends_on=(KEY,))
 
-    def _url(self) -> str | None:
-        try:
-            return str(self.client("sqs").get_queue_url(QueueName=self.physical)["QueueUrl"])
-        except Exception as exc:
-            if is_not_found(exc, *QUEUE_MISSING):
-                return None
-            raise
-
     def read(self) -> Observed | None:
-        url = self._url()
-        if url is None:
+        found = self.find("sqs", "get_queue_url", QueueName=self.physical)
+        if found is None:
             return None
-        sqs = self.client("sqs")
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags") or {}
+        url = found["QueueUrl"]
+        answer = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        attributes = answer["Attributes"]
         state = {
             "KmsMasterKeyId": attributes.get("KmsMasterKeyId"),
             "MessageRetentionPeriod": attributes.get("MessageRetentionPeriod"),
             "Policy": policy(attributes.get("Policy")),
-            "Tags": tags,
+            "Tags": self.live_tags(url),
         }
         outputs = {"name": self.physical, "url": url, "arn": attributes["QueueArn"]}
-        return Observed(state, outputs, self.ctx.owns(tags))
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         arn = Arns(self.ctx).stream_dlq
@@ -221,35 +205,24 @@ class FailureQueue(Resource):
         return {"name": self.physical, "url": url, "arn": Arns(self.ctx).stream_dlq}
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        sqs, url = self.client("sqs"), observed.outputs["url"]
         keys = [
-            key
-            for key in ("KmsMasterKeyId", "MessageRetentionPeriod", "Policy")
-            if changes.touches(key)
+            k for k in ("KmsMasterKeyId", "MessageRetentionPeriod", "Policy") if changes.touches(k)
         ]
-        if keys:
-            sqs.set_queue_attributes(QueueUrl=url, Attributes=self._attributes(desired, keys))
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: sqs.tag_queue(QueueUrl=url, Tags=tags),
-                lambda keys: sqs.untag_queue(QueueUrl=url, TagKeys=keys),
-            )
+        attributes = self._attributes(desired, keys)
+        self.client("sqs").set_queue_attributes(
+            QueueUrl=observed.outputs["url"], Attributes=attributes
+        )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("sqs").delete_queue(QueueUrl=observed.outputs["url"])
-        except Exception as exc:
-            if not is_not_found(exc, *QUEUE_MISSING):
-                raise
+        forget(self.client("sqs"), "delete_queue", QueueUrl=observed.outputs["url"])
 
 
 class StreamMapping(Resource):
     """The stream-processor's Kinesis event source mapping (ReportBatchItemFailures)."""
 
     kind = "lambda"
+    tagging = "lambda"
     replace_on = ("EventSourceArn", "StartingPosition")
     SETTINGS = (
         "BatchSize",
@@ -285,7 +258,7 @@ class StreamMapping(Resource):
         if mapping is None:
             return None
         arn = mapping.get("EventSourceMappingArn")
-        tags = self.client("lambda").list_tags(Resource=arn).get("Tags", {}) if arn else {}
+        tags = self.live_tags(arn) if arn else {}
         failure = ((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
             "Destination"
         )
@@ -348,27 +321,13 @@ class StreamMapping(Resource):
                 lambda: lam.update_event_source_mapping(UUID=observed.outputs["uuid"], **changed),
                 "lambda-mapping-in-use",
             )
-        if changes.touches("Tags"):
-            arn = observed.outputs["arn"]
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: lam.tag_resource(Resource=arn, Tags=tags),
-                lambda keys: lam.untag_resource(Resource=arn, TagKeys=keys),
-            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.ctx.eventually(
-                lambda: self.client("lambda").delete_event_source_mapping(
-                    UUID=observed.outputs["uuid"]
-                ),
-                "lambda-mapping-in-use",
-            )
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        lam, mapping = self.client("lambda"), {"UUID": observed.outputs["uuid"]}
+        self.ctx.eventually(
+            lambda: forget(lam, "delete_event_source_mapping", **mapping), "lambda-mapping-in-use"
+        )
 
 
 def resources(ctx: Context) -> list[Resource]:

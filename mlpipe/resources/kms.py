@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, policy, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.diff import Diff, policy, tags_to_list
+from mlpipe.core.errors import error_code
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 
 KEY = "kms:key"
@@ -17,6 +20,8 @@ GONE = ("PendingDeletion", "PendingReplicaDeletion")
 
 class KmsKey(Resource):
     kind = "kms"
+    tagging = "kms"
+    tag_id = "id"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, "key", ctx.names.kms_alias)
@@ -29,13 +34,9 @@ class KmsKey(Resource):
 
     def _key(self, key_id: str) -> dict[str, Any] | None:
         """The key's metadata; None once it is gone or scheduled for deletion."""
-        try:
-            meta = self.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        return None if meta["KeyState"] in GONE else dict(meta)
+        found = self.find("kms", "describe_key", KeyId=key_id)
+        meta = found["KeyMetadata"] if found else None
+        return None if meta is None or meta["KeyState"] in GONE else dict(meta)
 
     def _tagged(self) -> list[dict[str, Any]]:
         """The pipeline's live keys, found by their tags (a key whose alias failed has none)."""
@@ -53,9 +54,7 @@ class KmsKey(Resource):
 
     def _observe(self, meta: dict[str, Any], aliased: bool) -> Observed:
         kms, key_id = self.client("kms"), meta["KeyId"]
-        tags = tags_from_list(
-            kms.list_resource_tags(KeyId=key_id).get("Tags"), "TagKey", "TagValue"
-        )
+        tags = self.live_tags(key_id)
         state = {
             "Description": meta.get("Description", ""),
             "Enabled": meta["KeyState"] == "Enabled",
@@ -158,38 +157,30 @@ class KmsKey(Resource):
         kms = self.client("kms")
         try:
             kms.create_alias(AliasName=self.physical, TargetKeyId=key_id)
-        except Exception as exc:
-            if "AlreadyExists" not in type(exc).__name__ and "AlreadyExists" not in str(exc):
+        except ClientError as exc:
+            # https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html: the
+            # alias names a key already (it outlives a key scheduled for deletion): move it.
+            if error_code(exc) != "AlreadyExistsException":
                 raise
-            # The alias outlives a key scheduled for deletion: move it to the new key.
             kms.update_alias(AliasName=self.physical, TargetKeyId=key_id)
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        kms, key_id = self.client("kms"), observed.outputs["id"]
-        if changes.touches("Description"):
-            kms.update_key_description(KeyId=key_id, Description=desired["Description"])
-        if changes.touches("Enabled"):
-            kms.enable_key(KeyId=key_id)
-        if changes.touches("KeyRotationEnabled"):
-            if desired["KeyRotationEnabled"]:
-                kms.enable_key_rotation(KeyId=key_id)
-            else:
-                kms.disable_key_rotation(KeyId=key_id)
-        if changes.touches("Policy"):
-            kms.put_key_policy(
-                KeyId=key_id, PolicyName="default", Policy=json.dumps(desired["Policy"])
-            )
-        if changes.touches("Alias"):  # a key whose alias failed is adopted by its tags
-            self._point_alias(key_id)
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: kms.tag_resource(
-                    KeyId=key_id, Tags=tags_to_list(tags, "TagKey", "TagValue")
-                ),
-                lambda keys: kms.untag_resource(KeyId=key_id, TagKeys=keys),
-            )
+        kms, key = self.client("kms"), {"KeyId": observed.outputs["id"]}
+        rotate = (
+            kms.enable_key_rotation if desired["KeyRotationEnabled"] else kms.disable_key_rotation
+        )
+        setters: dict[str, Callable[[Any], Any]] = {  # the key's id: its alias is not enough
+            "Description": lambda v: kms.update_key_description(**key, Description=v),
+            "Enabled": lambda _: kms.enable_key(**key),
+            "KeyRotationEnabled": lambda _: rotate(**key),
+            "Policy": lambda v: kms.put_key_policy(
+                **key, PolicyName="default", Policy=json.dumps(v)
+            ),
+            # A key whose alias failed is adopted by its tags, and given the alias here.
+            "Alias": lambda _: self._point_alias(key["KeyId"]),
+        }
+        for aspect in (a for a in setters if changes.touches(a)):
+            setters[aspect](desired[aspect])
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:

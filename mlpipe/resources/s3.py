@@ -10,9 +10,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import policy, tags_from_list, tags_to_list
+from mlpipe.core.diff import policy
 from mlpipe.core.errors import MlpipeError, error_code
 from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
+from mlpipe.core.tagging import sync_tags
 from mlpipe.resources.kms import KEY
 
 ACCESS_LOGS = "s3:access-logs"
@@ -45,6 +46,8 @@ def _normal_rule(rule: dict[str, Any]) -> dict[str, Any]:
 
 class Bucket(AspectResource):
     kind = "s3"
+    tagging = "s3"
+    tag_id = "name"
 
     def __init__(
         self,
@@ -64,59 +67,44 @@ class Bucket(AspectResource):
     def arn(self) -> str:
         return f"arn:{self.ctx.aws.partition}:s3:::{self.physical}"
 
-    def _get(self, call: Callable[..., Any], missing: str, pick: Callable[[Any], Any]) -> Any:
-        try:
-            return pick(call(Bucket=self.physical))
-        except ClientError as exc:
-            if error_code(exc) == missing:
-                return None
-            raise
+    def _get(self, operation: str, pick: Callable[[Any], Any]) -> Any:
+        """`pick` of the bucket's configuration; None when it has none."""
+        found = self.find("s3", operation, Bucket=self.physical)
+        return None if found is None else pick(found)
 
     def read(self) -> Observed | None:
-        s3 = self.client("s3")
         try:
-            s3.head_bucket(Bucket=self.physical)
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in ("404", "NoSuchBucket", "NotFound"):
+            if self.find("s3", "head_bucket", Bucket=self.physical) is None:
                 return None
-            if code in ("403", "AccessDenied"):
+        except ClientError as exc:
+            if error_code(exc) in ("403", "AccessDenied"):
                 raise MlpipeError(
                     f"bucket {self.physical} exists but belongs to another account: S3 names are "
                     "global; change pipeline or environment in the spec"
                 ) from exc
             raise
-        tags = self._get(s3.get_bucket_tagging, "NoSuchTagSet", lambda r: r["TagSet"])
-        tags = tags_from_list(tags)
         state = {
-            "Versioning": s3.get_bucket_versioning(Bucket=self.physical).get("Status"),
+            "Versioning": self._get("get_bucket_versioning", lambda r: r.get("Status")),
             "Encryption": self._get(
-                s3.get_bucket_encryption,
-                "ServerSideEncryptionConfigurationNotFoundError",
+                "get_bucket_encryption",
                 lambda r: _encryption(r["ServerSideEncryptionConfiguration"]["Rules"][0]),
             ),
             "PublicAccessBlock": self._get(
-                s3.get_public_access_block,
-                "NoSuchPublicAccessBlockConfiguration",
-                lambda r: r["PublicAccessBlockConfiguration"],
+                "get_public_access_block", lambda r: r["PublicAccessBlockConfiguration"]
             ),
             "Ownership": self._get(
-                s3.get_bucket_ownership_controls,
-                "OwnershipControlsNotFoundError",
+                "get_bucket_ownership_controls",
                 lambda r: r["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
             ),
             "Lifecycle": self._get(
-                s3.get_bucket_lifecycle_configuration,
-                "NoSuchLifecycleConfiguration",
+                "get_bucket_lifecycle_configuration",
                 lambda r: sorted((_normal_rule(x) for x in r["Rules"]), key=lambda x: x["ID"]),
             ),
-            "Policy": self._get(
-                s3.get_bucket_policy, "NoSuchBucketPolicy", lambda r: policy(r["Policy"])
-            ),
-            "Logging": _logging(s3.get_bucket_logging(Bucket=self.physical)),
-            "Tags": tags,
+            "Policy": self._get("get_bucket_policy", lambda r: policy(r["Policy"])),
+            "Logging": self._get("get_bucket_logging", _logging),
+            "Tags": self.live_tags(self.physical),
         }
-        return Observed(state, self._outputs(), self.ctx.owns(tags))
+        return Observed(state, self._outputs(), self.ctx.owns(state["Tags"]))
 
     def _outputs(self) -> Outputs:
         return {"name": self.physical, "arn": self.arn}
@@ -185,9 +173,6 @@ class Bucket(AspectResource):
                 Bucket=bucket, LifecycleConfiguration={"Rules": v}
             ),
             "Policy": lambda v: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(v)),
-            "Tags": lambda v: s3.put_bucket_tagging(
-                Bucket=bucket, Tagging={"TagSet": tags_to_list(v)}
-            ),
             "Logging": lambda v: s3.put_bucket_logging(
                 Bucket=bucket, BucketLoggingStatus={"LoggingEnabled": v}
             ),
@@ -201,11 +186,8 @@ class Bucket(AspectResource):
         s3.create_bucket(**params)
         self.ctx.eventually(lambda: s3.head_bucket(Bucket=self.physical), "s3-bucket-not-visible")
         # Tags first, so the bucket is recognisably mlpipe's even if a later call fails.
-        order = ["Tags", *(a for a in self.aspects() if a != "Tags")]
-        setters = self.aspects()
-        for aspect in order:
-            if desired[aspect] is not None:
-                setters[aspect](desired[aspect])
+        sync_tags(s3, self.physical, {}, desired["Tags"])
+        self.apply_aspects(desired, None)
         return self._outputs()
 
     def delete(self, observed: Observed) -> None:

@@ -20,8 +20,8 @@ import json
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, sync_tags, tags_from_list, tags_to_list
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.diff import Diff, tags_to_list
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.naming import Arns
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
@@ -135,6 +135,7 @@ def definition(
 
 class StateMachine(Resource):
     kind = "states"
+    tagging = "stepfunctions"
     replace_on = ("Type",)
     # The definition is compared whole: a state only the live side has is a change.
     exact = ("Tags", "Definition")
@@ -156,17 +157,9 @@ class StateMachine(Resource):
         return self.client("stepfunctions")
 
     def read(self) -> Observed | None:
-        try:
-            live = self.sfn.describe_state_machine(stateMachineArn=self.arn)
-        except Exception as exc:
-            if is_not_found(exc, "StateMachineDoesNotExist"):
-                return None
-            raise
-        if live.get("status") == "DELETING":
+        live = self.find("stepfunctions", "describe_state_machine", stateMachineArn=self.arn)
+        if live is None or live.get("status") == "DELETING":
             return None
-        tags = tags_from_list(
-            self.sfn.list_tags_for_resource(resourceArn=self.arn).get("tags"), "key", "value"
-        )
         logging = live.get("loggingConfiguration") or {}
         state = {
             "Type": live["type"],
@@ -182,10 +175,10 @@ class StateMachine(Resource):
             },
             "EncryptionConfiguration": live.get("encryptionConfiguration")
             or {"type": "AWS_OWNED_KEY"},
-            "Tags": tags,
+            "Tags": self.live_tags(self.arn),
         }
         outputs = {"name": self.physical, "arn": live["stateMachineArn"]}
-        return Observed(state, outputs, self.ctx.owns(tags))
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -251,28 +244,14 @@ class StateMachine(Resource):
         ):
             if changes.touches(prop):
                 params[param] = desired[prop]
-        if params:
-            self.ctx.eventually(
-                lambda: self.sfn.update_state_machine(stateMachineArn=self.arn, **params),
-                *ROLE_NOT_READY,
-            )
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: self.sfn.tag_resource(
-                    resourceArn=self.arn, tags=tags_to_list(tags, "key", "value")
-                ),
-                lambda keys: self.sfn.untag_resource(resourceArn=self.arn, tagKeys=keys),
-            )
+        self.ctx.eventually(
+            lambda: self.sfn.update_state_machine(stateMachineArn=self.arn, **params),
+            *ROLE_NOT_READY,
+        )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.sfn.delete_state_machine(stateMachineArn=self.arn)
-        except Exception as exc:
-            if not is_not_found(exc, "StateMachineDoesNotExist"):
-                raise
+        forget(self.sfn, "delete_state_machine", stateMachineArn=self.arn)
 
 
 def _target(target: dict[str, Any]) -> dict[str, Any]:
@@ -283,38 +262,32 @@ def _target(target: dict[str, Any]) -> dict[str, Any]:
 
 class ScheduleRule(Resource):
     kind = "events"
+    tagging = "events"
     exact = ("Tags", "Targets")
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(
-            ctx,
-            "batch-schedule",
-            ctx.names.schedule_rule,
-            depends_on=(STATE_MACHINE, role_key("events")),
-        )
+        after = (STATE_MACHINE, role_key("events"))
+        super().__init__(ctx, "batch-schedule", ctx.names.schedule_rule, depends_on=after)
 
     @property
     def events(self) -> Any:
         return self.client("events")
 
     def read(self) -> Observed | None:
-        try:
-            rule = self.events.describe_rule(Name=self.physical)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        rule = self.find("events", "describe_rule", Name=self.physical)
+        if rule is None:
+            return None
         pages = self.events.get_paginator("list_targets_by_rule").paginate(Rule=self.physical)
         targets = {t["Id"]: _target(t) for page in pages for t in page["Targets"]}
-        tags = tags_from_list(self.events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"])
         state = {
             "ScheduleExpression": rule.get("ScheduleExpression"),
             "State": rule["State"],
             "Description": rule.get("Description", ""),
             "Targets": targets,
-            "Tags": tags,
+            "Tags": self.live_tags(rule["Arn"]),
         }
-        return Observed(state, {"name": self.physical, "arn": rule["Arn"]}, self.ctx.owns(tags))
+        outputs = {"name": self.physical, "arn": rule["Arn"]}
+        return Observed(state, outputs, self.ctx.owns(state["Tags"]))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         schedule = self.ctx.spec.schedule
@@ -365,25 +338,13 @@ class ScheduleRule(Resource):
             stale = sorted(set(observed.state["Targets"]) - set(desired["Targets"]))
             if stale:
                 self.events.remove_targets(Rule=self.physical, Ids=stale)
-        if changes.touches("Tags"):
-            arn = observed.outputs["arn"]
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: self.events.tag_resource(ResourceARN=arn, Tags=tags_to_list(tags)),
-                lambda keys: self.events.untag_resource(ResourceARN=arn, TagKeys=keys),
-            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
         targets = sorted(observed.state["Targets"])
-        try:
-            if targets:
-                self.events.remove_targets(Rule=self.physical, Ids=targets)
-            self.events.delete_rule(Name=self.physical)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        if targets:
+            forget(self.events, "remove_targets", Rule=self.physical, Ids=targets)
+        forget(self.events, "delete_rule", Name=self.physical)
 
 
 def resources(ctx: Context) -> list[Resource]:

@@ -174,3 +174,32 @@ def test_wait_for_ends_on_a_target_and_fails_on_an_unexpected_state() -> None:
             clock=time.clock(),
             what="endpoint e",
         )
+
+
+# The services the batch workflow is tagged through: Step Functions (a key/value list under
+# lower-case names), EventBridge and Batch (a map).
+WORKFLOW: dict[str, Callable[[Any], str]] = {
+    "stepfunctions": lambda sfn: sfn.create_state_machine(
+        name="m",
+        definition='{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}',
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"],
+    "events": lambda events: events.put_rule(Name="r", ScheduleExpression="rate(1 hour)")[
+        "RuleArn"
+    ],
+    "batch": lambda batch: batch.register_job_definition(
+        jobDefinitionName="j",
+        type="container",
+        containerProperties={"image": "i", "vcpus": 1, "memory": 512},
+    )["jobDefinitionArn"],
+}
+
+
+@pytest.mark.parametrize("service", sorted(WORKFLOW))
+def test_the_workflow_services_tags_sync_too(aws: Callable[[str], Any], service: str) -> None:
+    client = aws(service)
+    name = WORKFLOW[service](client)
+    sync_tags(client, name, read_tags(client, name), {"a": "1", "b": "2", RUN_TAG: "run-1"})
+    assert read_tags(client, name) == {"a": "1", "b": "2", RUN_TAG: "run-1"}
+    sync_tags(client, name, read_tags(client, name), {"a": "9", "c": "3"})
+    assert read_tags(client, name) == {"a": "9", "c": "3", RUN_TAG: "run-1"}

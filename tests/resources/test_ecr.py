@@ -9,6 +9,7 @@ import boto3
 
 from mlpipe.core.context import Context
 from mlpipe.core.plan import plan_apply
+from mlpipe.naming import Arns
 from mlpipe.resources import batch, ecr, iam, kms
 from tests.support import four_step
 
@@ -35,7 +36,7 @@ def test_repository_is_encrypted_scanned_immutable_and_expires_untagged_images(
 
 
 def test_the_job_definition_runs_the_pipelines_image(ctx: Context) -> None:
-    uri = batch.image_uri(ctx, ctx.spec.batch.image)
+    uri = Arns(ctx).image(ctx.spec.batch.image)
     assert uri == f"{ctx.aws.account}.dkr.ecr.{REGION}.amazonaws.com/ml-pipeline-prod-batch:1.0.0"
     assert ecr.REPOSITORY in batch.JobDefinition(ctx).depends_on
     statements = iam.role_definitions(ctx, "arn:aws:kms:us-east-1:123456789012:key/k")

@@ -20,7 +20,7 @@ from mlpipe.core import images
 from mlpipe.core.context import Context
 from mlpipe.local import moto_ext
 from mlpipe.naming import Arns
-from mlpipe.resources import build, ecr, iam, kms
+from mlpipe.resources import build, iam, kms
 from mlpipe.resources.api import API
 from mlpipe.resources.artifacts import content_key
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
@@ -274,7 +274,7 @@ def calls(live: Live) -> dict[str, list[Call]]:
                 Call(
                     "batch-execution",
                     f"ecr:{a}",
-                    arns.ecr_repository(ecr.image_uri(ctx, ctx.spec.batch.image)),
+                    arns.ecr_repository(arns.image(ctx.spec.batch.image)),
                     endpoint="ecr.dkr",
                 )
                 for a in ("BatchCheckLayerAvailability", "BatchGetImage", "GetDownloadUrlForLayer")
