@@ -25,9 +25,11 @@ from typing import Any
 
 import lambdas as lambda_sources
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, diff, sync_tags
-from mlpipe.core.errors import MlpipeError, is_not_found
+from mlpipe.core.diff import Diff, diff
+from mlpipe.core.errors import MlpipeError
+from mlpipe.core.find import find, forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.core.wait import wait_for
 from mlpipe.resources import network
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.kms import KEY
@@ -143,6 +145,7 @@ def environment(ctx: Context, purpose: str) -> dict[str, str]:
 
 class Function(Resource):
     kind = "lambda"
+    tagging = "lambda"
 
     def __init__(self, ctx: Context, purpose: str, source: Path | None = None) -> None:
         subnets = tuple(network.subnet_keys(ctx.spec))
@@ -161,7 +164,6 @@ class Function(Resource):
         self.purpose = purpose
         self.source = source or SOURCES / purpose.replace("-", "_")
         self.subnets = subnets
-        self._room_checked = False
 
     @property
     def settings(self) -> Any:
@@ -172,13 +174,10 @@ class Function(Resource):
         return build_zip(self.source)
 
     def read(self) -> Observed | None:
+        found = self.find("lambda", "get_function", FunctionName=self.physical)
+        if found is None:
+            return None
         lam = self.client("lambda")
-        try:
-            found = lam.get_function(FunctionName=self.physical)
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
         config = found["Configuration"]
         vpc = config.get("VpcConfig") or {}
         tags = found.get("Tags") or {}
@@ -207,10 +206,10 @@ class Function(Resource):
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         settings = self.settings
-        # Once per plan, for all functions, before anything is written: the plan fails.
-        if self.purpose == PURPOSES[0] and not self._room_checked:
+        # Once per plan (the planner computes desired once), for all functions, before anything
+        # is written: the plan fails.
+        if self.purpose == PURPOSES[0]:
             check_reserved_concurrency(self.ctx)
-            self._room_checked = True
         subnet_ids = [refs(key, "id") for key in self.subnets]
         return {
             "Runtime": self.ctx.spec.lambdas.runtime,
@@ -235,11 +234,25 @@ class Function(Resource):
         # Variables are compared whole: one set behind mlpipe's back is drift too.
         return diff(current, desired, exact=("Tags", "Environment.Variables"))
 
-    def _wait(self, waiter: str) -> None:
-        """Until Lambda has finished creating or updating the function (attaching it to the VPC
-        takes a while); bounded by the waiter's 5 minutes."""
-        self.ctx.progress(self.key, "waiting for Lambda to finish the function's update")
-        self.client("lambda").get_waiter(waiter).wait(FunctionName=self.physical)
+    def _wait(self, status: str, pending: str, target: str) -> None:
+        """Until Lambda has finished creating (`State`) or updating (`LastUpdateStatus`) the
+        function: attaching it to the VPC takes a while (https://docs.aws.amazon.com/lambda/
+        latest/dg/functions-states.html); bounded by the consistency timeout."""
+        lam = self.client("lambda")
+
+        def refresh() -> tuple[None, str]:
+            config = lam.get_function_configuration(FunctionName=self.physical)
+            return None, str(config.get(status) or target)
+
+        wait_for(
+            refresh,
+            pending={pending},
+            target={target},
+            timeout=self.ctx.consistency_timeout,
+            clock=self.ctx.clock,
+            what=f"function {self.physical}",
+            progress=lambda why, _elapsed: self.ctx.progress(self.key, f"waiting: {why}"),
+        )
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         lam = self.client("lambda")
@@ -255,7 +268,7 @@ class Function(Resource):
             ),
             "lambda-role-not-assumable",
         )
-        self._wait("function_active_v2")
+        self._wait("State", "Pending", "Active")
         self._set_concurrency(desired["ReservedConcurrentExecutions"])
         return {"name": self.physical, "arn": created["FunctionArn"]}
 
@@ -273,20 +286,12 @@ class Function(Resource):
                 lambda: lam.update_function_configuration(FunctionName=self.physical, **changed),
                 "lambda-role-not-assumable",
             )
-            self._wait("function_updated_v2")
+            self._wait("LastUpdateStatus", "InProgress", "Successful")
         if changes.touches("CodeSha256"):
             lam.update_function_code(FunctionName=self.physical, ZipFile=self.package)
-            self._wait("function_updated_v2")
+            self._wait("LastUpdateStatus", "InProgress", "Successful")
         if changes.touches("ReservedConcurrentExecutions"):
             self._set_concurrency(desired["ReservedConcurrentExecutions"])
-        if changes.touches("Tags"):
-            arn = observed.outputs["arn"]
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda tags: lam.tag_resource(Resource=arn, Tags=tags),
-                lambda keys: lam.untag_resource(Resource=arn, TagKeys=keys),
-            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
@@ -294,11 +299,7 @@ class Function(Resource):
         the execution role for that, so the role (deleted after) must outlive them; without it
         they stay and block the subnets and security group
         (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html)."""
-        try:
-            self.client("lambda").delete_function(FunctionName=self.physical)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.client("lambda"), "delete_function", FunctionName=self.physical)
         groups = observed.state["VpcConfig"]["SecurityGroupIds"]
         network.wait_for_lambda_interfaces(self.ctx, self.key, groups)
 
@@ -323,12 +324,8 @@ def check_reserved_concurrency(ctx: Context) -> None:
     quota, unreserved = limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]
     held = 0
     for purpose in wanted:
-        try:
-            found = lam.get_function_concurrency(FunctionName=ctx.names.function(purpose))
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            found = {}
+        name = ctx.names.function(purpose)
+        found = find(lam, "get_function_concurrency", FunctionName=name) or {}
         held += found.get("ReservedConcurrentExecutions") or 0
     keep = min(100, quota)
     need = sum(wanted.values())
