@@ -71,7 +71,14 @@ NOT_FOUND: Mapping[str, frozenset[str]] = {
         }
     ),
     "wafv2": frozenset({"WAFNonexistentItemException"}),
-    "application-autoscaling": frozenset({"ObjectNotFoundException"}),
+    # The embedded AWS (moto) answers a missing target or policy with a ValidationException.
+    "application-autoscaling": frozenset(
+        {
+            "ObjectNotFoundException",
+            "ValidationException:No scalable target found",
+            "ValidationException:No scaling policy found",
+        }
+    ),
     "sts": frozenset(),
 }
 

@@ -18,8 +18,8 @@ from mlpipe.core import images
 from mlpipe.core.diff import tags_to_list
 from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
 from mlpipe.ops.lock import operation_lock
+from mlpipe.ops.state import load_state
 from mlpipe.resources.artifacts import content_key, pack
-from mlpipe.resources.sagemaker import load_state
 from mlpipe.resources.ssm import is_registered
 from mlpipe.spec import check_version
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlpipe.context import PipelineContext
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.find import find
 from mlpipe.ops.lock import holders
 from mlpipe.ops.registry import active_version
+from mlpipe.ops.state import load_state
 from mlpipe.resources.monitoring import MICROSECONDS_PER_MS, alarm_states
-from mlpipe.resources.sagemaker import load_state
 
 __all__ = ["SPARK", "snapshot", "sparkline"]
 
@@ -101,12 +99,8 @@ def snapshot(
     """Everything `mlpipe watch` shows, as plain data (JSON-ready)."""
     now = now or datetime.now(UTC)
     state = load_state(ctx)
-    try:
-        endpoint = ctx.aws.client("sagemaker").describe_endpoint(EndpointName=ctx.names.endpoint)
-    except ClientError as exc:
-        if not is_not_found(exc) and "Could not find" not in str(exc):
-            raise
-        endpoint = {}
+    sagemaker = ctx.aws.client("sagemaker")
+    endpoint = find(sagemaker, "describe_endpoint", EndpointName=ctx.names.endpoint) or {}
     live = {v["VariantName"]: v for v in endpoint.get("ProductionVariants") or []}
     configured = {v.name: v for v in state.variants} if state else {}
     names = list(dict.fromkeys([*configured, *live]))

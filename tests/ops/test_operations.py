@@ -50,15 +50,15 @@ def model_dir(tmp_path: Path, version: str) -> Path:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture
 def runner(ctx: Context, clock: FakeTime, tmp_path: Path) -> Runner:
     # The spec names both versions' artifacts: the apply registers them.
     converge([*resources(ctx), *monitoring.resources(ctx)])
-    return Runner(ctx, sleep=clock.sleep, clock=clock)
+    return Runner(ctx)
 
 
 def test_the_weekly_sequence(runner: Runner, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from tests.support import converge
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def runner(ctx: Context, clock: FakeTime, tmp_path: Path) -> Runner:
     # The spec names the artifacts of v1.0.0 and v2.0.0: the apply registers them.
     converge([*resources(ctx), *monitoring.resources(ctx)])
     registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
-    return Runner(ctx, sleep=clock.sleep, clock=clock)
+    return Runner(ctx)
 
 
 def state(ctx: Context) -> dict[str, tuple[str, int]]:

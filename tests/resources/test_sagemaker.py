@@ -18,17 +18,10 @@ from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Status, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Observed, Refs
+from mlpipe.ops.deploy import deploy
+from mlpipe.ops.state import DeploymentState, load_state, save_state
 from mlpipe.resources import iam, kms, sagemaker
-from mlpipe.resources.sagemaker import (
-    ENDPOINT,
-    MODELS,
-    DeploymentState,
-    Endpoint,
-    Serving,
-    deploy,
-    load_state,
-    save_state,
-)
+from mlpipe.resources.sagemaker import ENDPOINT, MODELS, Endpoint, Serving
 from tests.resources.endpoint_support import (
     TRANSITION_SECONDS,
     FakeTime,
@@ -49,8 +42,8 @@ PROMOTED = state(("ModelA", "v2.0.0", 80), ("ModelB", "v1.0.0", 20))
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture
