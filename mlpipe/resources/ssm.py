@@ -16,6 +16,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff, Unknown, contains_unknown, tags_to_list
 from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.naming import Arns
 from mlpipe.ops.state import DeploymentState
 from mlpipe.resources.artifacts import artifact_key, declared
 
@@ -33,10 +34,8 @@ class Parameter(Resource):
         self.value = value
         self.description = description
 
-    @property
-    def arn(self) -> str:
-        aws = self.ctx.aws
-        return f"arn:{aws.partition}:ssm:{aws.region}:{aws.account}:parameter{self.physical}"
+    def _outputs(self) -> Outputs:
+        return {"name": self.physical, "arn": Arns(self.ctx).parameter(self.physical)}
 
     def read(self) -> Observed | None:
         found = self.find("ssm", "get_parameter", Name=self.physical)
@@ -53,7 +52,7 @@ class Parameter(Resource):
             "Description": meta.get("Description", ""),
             "Tags": tags,
         }
-        return Observed(state, {"name": self.physical, "arn": self.arn}, self.ctx.owns(tags))
+        return Observed(state, self._outputs(), self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -72,7 +71,7 @@ class Parameter(Resource):
             Tier="Standard",
             Tags=tags_to_list(desired["Tags"]),
         )
-        return {"name": self.physical, "arn": self.arn}
+        return self._outputs()
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
         if changes.touches("Description") or changes.touches("Type"):
