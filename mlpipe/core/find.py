@@ -71,14 +71,7 @@ NOT_FOUND: Mapping[str, frozenset[str]] = {
         }
     ),
     "wafv2": frozenset({"WAFNonexistentItemException"}),
-    # The embedded AWS (moto) answers a missing target or policy with a ValidationException.
-    "application-autoscaling": frozenset(
-        {
-            "ObjectNotFoundException",
-            "ValidationException:No scalable target found",
-            "ValidationException:No scaling policy found",
-        }
-    ),
+    "application-autoscaling": frozenset({"ObjectNotFoundException"}),
     "sts": frozenset(),
 }
 

@@ -76,6 +76,7 @@ def _install_modules() -> None:
     from mlpipe.local.moto_ext import (
         apigateway,
         athena,
+        autoscaling,
         awslambda,
         batch,
         cloudwatch,
@@ -102,6 +103,7 @@ def _install_modules() -> None:
         iam,
         ec2,
         wafv2,
+        autoscaling,
         windows,  # after the services: in front of their creates
         faults,  # last: in front of everything else
     )
