@@ -427,6 +427,25 @@ def test_deploy_runs_the_same_reconcilers_for_the_serving_resources(applied: Con
     assert not plan_apply(resources(ctx)).changes
 
 
+def test_deploy_reads_what_the_serving_resources_use_and_leaves_it_alone(applied: Context):
+    ctx, sm = applied, client("sagemaker")
+    role = ctx.names.role("sagemaker")
+    client("iam").untag_role(RoleName=role, TagKeys=["CostCenter"])  # drift outside serving
+    arn = endpoint(ctx)["EndpointArn"]
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "stray", "Value": "x"}])  # drift in serving
+
+    result = deploy(ctx, load_state(ctx))
+
+    assert result.ok
+    assert {s.key: s.action for s in result.plan.changes} == {ENDPOINT: Action.UPDATE}
+    assert "outside this plan" in step(result.plan, iam.role_key("sagemaker")).notes
+    assert "CostCenter" not in {
+        t["Key"] for t in client("iam").list_role_tags(RoleName=role)["Tags"]
+    }
+    assert "stray" not in {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert step(plan_apply(resources(ctx)), iam.role_key("sagemaker")).action is Action.UPDATE
+
+
 def test_deploy_needs_the_pipeline_applied_first(ctx: Context, clock: FakeTime):
     with pytest.raises(MlpipeError, match=r"kms:key.*run `mlpipe apply` first"):
         deploy(ctx, DeploymentState.from_spec(ctx))
