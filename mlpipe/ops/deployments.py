@@ -21,9 +21,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.context import PipelineContext
-from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
+from mlpipe.core.errors import MlpipeError, UsageError
 from mlpipe.core.wait import Backoff, Pending, TimedOut, poll
 from mlpipe.ops.deploy import deploy
+from mlpipe.ops.history import parameter_history
 from mlpipe.ops.lock import Lease, Now, operation_lock
 from mlpipe.ops.registry import active_version, known_versions, require_deployable
 from mlpipe.ops.state import DeploymentState, Variant, load_state, save_state
@@ -400,19 +401,8 @@ def _watch(runner: Runner, variant: str, canary: Canary) -> list[str]:
 
 def previous_active(ctx: PipelineContext) -> str | None:
     """The active version before the current one, from Parameter Store's history."""
-    ssm = ctx.aws.client("ssm")
-    try:
-        values = [
-            entry["Value"]
-            for page in ssm.get_paginator("get_parameter_history").paginate(
-                Name=ctx.names.active_version_param
-            )
-            for entry in page["Parameters"]
-        ]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    history = parameter_history(ctx, ctx.names.active_version_param)
+    values = [entry["Value"] for entry in history]
     current = values[-1] if values else None
     return next((v for v in reversed(values) if v != current), None)
 
