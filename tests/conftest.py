@@ -111,7 +111,7 @@ def ctx(fake_credentials: None, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> 
 
 @contextmanager
 def account(
-    home: Path, setup: Callable[[pytest.MonkeyPatch], object] | None = None
+    home: Path, setup: Callable[[pytest.MonkeyPatch, Context], object] | None = None
 ) -> Iterator[Context]:
     """`ctx` for a fixture wider than a test: its own environment and moto account.
 
@@ -119,8 +119,9 @@ def account(
     with pytest.MonkeyPatch.context() as monkeypatch:
         set_fake_credentials(monkeypatch, home)
         windows_on(monkeypatch)
-        if setup is not None:
-            setup(monkeypatch)
         with mock_aws():
             install_extensions()
-            yield make_context(load_spec(SPEC_PATH))
+            ctx = make_context(load_spec(SPEC_PATH))
+            if setup is not None:
+                setup(monkeypatch, ctx)
+            yield ctx

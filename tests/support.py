@@ -171,7 +171,7 @@ class Shared(Generic[T]):
 def build_once(
     home: Path,
     build: Callable[[Context], T],
-    setup: Callable[[pytest.MonkeyPatch], object] | None = None,
+    setup: Callable[[pytest.MonkeyPatch, Context], object] | None = None,
 ) -> Shared[T]:
     """Runs ``build`` on a fresh account (``tests.conftest.account``) and keeps its state."""
     with account(home, setup) as ctx:

@@ -2,7 +2,7 @@
 
 An operation validates its input, then takes the pipeline's lock and, under it, reads the
 deployment state, decides the new one and makes the endpoint serve it with the reconciler apply
-uses (`mlpipe.resources.sagemaker.deploy`). The state in Parameter Store moves to the new value
+uses (`mlpipe.ops.deploy`). The state in Parameter Store moves to the new value
 only once the endpoint has reached it, and the active version last. A change the endpoint does
 not reach is undone: the endpoint is put back and the state stays what is served, with the
 failure recorded in its history. An operation killed half-way is recovered by the next one,
@@ -12,8 +12,7 @@ which reconciles the state to what the endpoint serves and says so.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,18 +21,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpipe.context import PipelineContext
-from mlpipe.core.errors import MlpipeError, UsageError, is_not_found
+from mlpipe.core.errors import MlpipeError, UsageError
+from mlpipe.core.wait import Backoff, Pending, TimedOut, poll
+from mlpipe.ops.deploy import deploy
+from mlpipe.ops.history import parameter_history
 from mlpipe.ops.lock import Lease, Now, operation_lock
 from mlpipe.ops.registry import active_version, known_versions, require_deployable
-from mlpipe.resources.sagemaker import (
-    DeploymentState,
-    Variant,
-    deploy,
-    load_state,
-    relative_weights,
-    save_state,
-    settled_endpoint,
-)
+from mlpipe.ops.state import DeploymentState, Variant, load_state, save_state
+from mlpipe.resources.sagemaker.endpoint import relative_weights, settled_endpoint
 
 
 @dataclass
@@ -61,10 +56,12 @@ class Runner:
     ctx: PipelineContext
     timeout: float | None = None
     force_unlock: bool = False
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
     now: Now = _utcnow
     lease: Lease | None = None
+
+    def clock(self) -> float:
+        """Seconds on the run's clock (`Context.clock`), for durations and canary intervals."""
+        return self.ctx.clock.now()
 
     def current(self) -> DeploymentState:
         state = load_state(self.ctx)
@@ -384,31 +381,28 @@ def promote(
 
 def _watch(runner: Runner, variant: str, canary: Canary) -> list[str]:
     """Wait out a canary interval, checking the alarms; the alarms firing, if any."""
-    deadline = runner.clock() + canary.interval
-    while True:
+
+    def attempt() -> list[str] | Pending:
         firing = alarms_firing(runner.ctx, variant)
-        remaining = deadline - runner.clock()
-        if firing or remaining <= 0:
-            return firing
-        runner.ctx.progress("promote", f"watching {variant}: {remaining:.0f}s left")
-        runner.sleep(min(canary.poll, remaining))
+        return firing or Pending(firing, "no alarm")
+
+    def report(_last: Pending, elapsed: float) -> None:
+        left = canary.interval - elapsed
+        runner.ctx.progress("promote", f"watching {variant}: {left:.0f}s left")
+
+    every = Backoff(first=canary.poll, cap=canary.poll)
+    try:
+        return poll(
+            attempt, timeout=canary.interval, clock=runner.ctx.clock, backoff=every, progress=report
+        )
+    except TimedOut:
+        return []
 
 
 def previous_active(ctx: PipelineContext) -> str | None:
     """The active version before the current one, from Parameter Store's history."""
-    ssm = ctx.aws.client("ssm")
-    try:
-        values = [
-            entry["Value"]
-            for page in ssm.get_paginator("get_parameter_history").paginate(
-                Name=ctx.names.active_version_param
-            )
-            for entry in page["Parameters"]
-        ]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    history = parameter_history(ctx, ctx.names.active_version_param)
+    values = [entry["Value"] for entry in history]
     current = values[-1] if values else None
     return next((v for v in reversed(values) if v != current), None)
 

@@ -19,7 +19,8 @@ from mlpipe.core.find import not_found
 from mlpipe.resources.ssm import is_registered
 
 
-def _history(ctx: PipelineContext, name: str) -> Iterator[dict[str, Any]]:
+def parameter_history(ctx: PipelineContext, name: str) -> Iterator[dict[str, Any]]:
+    """Every version of parameter `name`, oldest first; none when it does not exist."""
     paginator = ctx.aws.client("ssm").get_paginator("get_parameter_history")
     try:
         for page in paginator.paginate(Name=name):
@@ -44,7 +45,7 @@ def events(ctx: PipelineContext) -> list[dict[str, Any]]:
         .paginate(Path=prefix, Recursive=True)
     )
     for param in (p for page in pages for p in page["Parameters"]):
-        for entry in _history(ctx, param["Name"]):
+        for entry in parameter_history(ctx, param["Name"]):
             meta = json.loads(entry["Value"])
             if not is_registered(meta):
                 continue  # the spec's declaration, not an upload
@@ -59,7 +60,7 @@ def events(ctx: PipelineContext) -> list[dict[str, Any]]:
                 }
             )
     previous: dict[str, Any] | None = None
-    for entry in _history(ctx, names.deployment_param):
+    for entry in parameter_history(ctx, names.deployment_param):
         state = json.loads(entry["Value"])
         operation = state.get("operation") or {}
         served = {v["name"]: f"{v['version']}@{v['weight']}%" for v in state["variants"]}

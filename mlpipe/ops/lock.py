@@ -28,7 +28,8 @@ from botocore.exceptions import ClientError
 
 from mlpipe.context import PipelineContext
 from mlpipe.core.diff import tags_to_list
-from mlpipe.core.errors import MlpipeError, error_code, is_not_found
+from mlpipe.core.errors import MlpipeError, error_code
+from mlpipe.core.find import find, forget
 from mlpipe.core.plan import Plan
 
 Now = Callable[[], datetime]
@@ -82,14 +83,11 @@ def _generations(ctx: PipelineContext) -> dict[int, str]:
 
 
 def _read(ctx: PipelineContext, name: str) -> LockRecord | None:
+    found = find(ctx.aws.client("ssm"), "get_parameter", Name=name)
+    if found is None:
+        return None
     try:
-        value = ctx.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    try:
-        record: LockRecord = json.loads(value)
+        record: LockRecord = json.loads(found["Parameter"]["Value"])
     except ValueError:
         return UNKNOWN
     return record if isinstance(record, dict) else UNKNOWN
@@ -174,11 +172,7 @@ class Lease:
             current = _read(self.ctx, self.name)
             if self.lost is not None or current is None or current.get("token") != self.token:
                 return
-            try:
-                self.ctx.aws.client("ssm").delete_parameter(Name=self.name)
-            except ClientError as exc:
-                if not is_not_found(exc):  # a retried delete whose answer was lost
-                    raise
+            _forget(self.ctx, self.name)  # gone already: a retried delete whose answer was lost
 
 
 def _json(record: LockRecord) -> str:
@@ -243,11 +237,7 @@ def acquire(
 
 
 def _forget(ctx: PipelineContext, name: str) -> None:
-    try:
-        ctx.aws.client("ssm").delete_parameter(Name=name)
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
+    forget(ctx.aws.client("ssm"), "delete_parameter", Name=name)
 
 
 def holders(ctx: PipelineContext) -> list[LockRecord]:

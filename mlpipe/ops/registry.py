@@ -16,10 +16,11 @@ from botocore.exceptions import ClientError
 from mlpipe.context import PipelineContext
 from mlpipe.core import images
 from mlpipe.core.diff import tags_to_list
-from mlpipe.core.errors import MlpipeError, UsageError, error_code, is_not_found
+from mlpipe.core.errors import MlpipeError, UsageError, error_code
+from mlpipe.core.find import find
 from mlpipe.ops.lock import operation_lock
+from mlpipe.ops.state import load_state
 from mlpipe.resources.artifacts import content_key, pack
-from mlpipe.resources.sagemaker import load_state
 from mlpipe.resources.ssm import is_registered
 from mlpipe.spec import check_version
 
@@ -63,13 +64,8 @@ def parse_baseline(text: str | None) -> dict[str, float]:
 
 
 def metadata(ctx: PipelineContext, version: str) -> dict[str, Any] | None:
-    try:
-        value = ctx.aws.client("ssm").get_parameter(Name=ctx.names.metadata_param(version))
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return dict(json.loads(value["Parameter"]["Value"]))
+    found = find(ctx.aws.client("ssm"), "get_parameter", Name=ctx.names.metadata_param(version))
+    return None if found is None else dict(json.loads(found["Parameter"]["Value"]))
 
 
 def require_registered(ctx: PipelineContext, version: str) -> dict[str, Any]:
@@ -88,12 +84,9 @@ def _sha256_of(ctx: PipelineContext, s3_path: str) -> str | None:
     checksum when the upload carried one, else the bytes hashed as they stream."""
     bucket, _, key = s3_path.removeprefix("s3://").partition("/")
     s3 = ctx.aws.client("s3")
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    head = find(s3, "head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    if head is None:
+        return None
     checksum = head.get("ChecksumSHA256")
     if checksum and "-" not in checksum:  # a multipart upload's is a checksum of checksums
         return base64.b64decode(checksum).hex()
@@ -265,10 +258,5 @@ def known_versions(ctx: PipelineContext) -> list[str]:
 
 
 def active_version(ctx: PipelineContext) -> str | None:
-    try:
-        param = ctx.aws.client("ssm").get_parameter(Name=ctx.names.active_version_param)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    return str(param["Parameter"]["Value"])
+    found = find(ctx.aws.client("ssm"), "get_parameter", Name=ctx.names.active_version_param)
+    return None if found is None else str(found["Parameter"]["Value"])

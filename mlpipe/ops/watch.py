@@ -18,8 +18,8 @@ from mlpipe.context import PipelineContext
 from mlpipe.core.find import find
 from mlpipe.ops.lock import holders
 from mlpipe.ops.registry import active_version
+from mlpipe.ops.state import load_state
 from mlpipe.resources.monitoring import MICROSECONDS_PER_MS, alarm_states
-from mlpipe.resources.sagemaker import load_state
 
 __all__ = ["SPARK", "snapshot", "sparkline"]
 

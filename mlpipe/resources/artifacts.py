@@ -20,11 +20,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff
-from mlpipe.core.errors import UsageError, is_not_found
+from mlpipe.core.errors import UsageError
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.kms import KEY
 
@@ -112,7 +110,6 @@ class Artifact(Resource):
         super().__init__(ctx, version, source, depends_on=(KEY, MODEL_BUCKET))
         self.source = source
         self.retain = ctx.spec.storage.model_bucket.retain_on_destroy
-        self._missing_uri = False
 
     @property
     def external(self) -> bool:
@@ -134,12 +131,8 @@ class Artifact(Resource):
 
     def read(self) -> Observed | None:
         bucket, key = self.location()
-        try:
-            head = self.client("s3").head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if not is_not_found(exc):
-                raise
-            self._missing_uri = self.external
+        head = self.find("s3", "head_object", Bucket=bucket, Key=key)
+        if head is None:
             return None
         if self.external:  # someone else's object: used, never changed or deleted
             return Observed({}, self._outputs(head), owned=False)
@@ -150,7 +143,7 @@ class Artifact(Resource):
         return Observed(state, self._outputs(head))
 
     def blocked(self, observed: Observed | None) -> str | None:
-        if self._missing_uri:
+        if self.external and observed is None:
             return f"{self.name}'s artifact {self.source} does not exist"
         return None
 

@@ -8,7 +8,9 @@ variant or changes its instance type while the variant is a scalable target, so 
 deregisters those variants first and registers the ones still served once it is InService.
 
 Scalable targets are named by the endpoint and variant (`endpoint/<name>/variant/<variant>`),
-both the pipeline's own; they are tagged at registration.
+both the pipeline's own; they are tagged at registration. A replaced endpoint (created again
+after it Failed) loses its targets: the variants' desired state names the endpoint by its
+output, unknown while the endpoint is being replaced, so they are registered again after it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlpipe.core.context import Context
 from mlpipe.core.diff import Diff
-from mlpipe.core.errors import error_code
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.spec import AutoscalingSpec
 
@@ -142,25 +142,11 @@ def register(
             )
 
 
-def _absent(exc: ClientError) -> bool:
-    """AWS answers ObjectNotFoundException; moto a ValidationException "No scalable target"."""
-    code, message = error_code(exc), str(exc)
-    return code == "ObjectNotFoundException" or (
-        code == "ValidationException" and "No scal" in message
-    )
-
-
 def _deregister(ctx: Context, endpoint: str, variant: str, target: Mapping[str, Any]) -> None:
     client, where = _client(ctx), _where(endpoint, variant)
-    calls: list[Callable[[], Any]] = [lambda: client.deregister_scalable_target(**where)]
     if target.get("Policy") is not None:
-        calls.insert(0, lambda: client.delete_scaling_policy(PolicyName=POLICY, **where))
-    for call in calls:
-        try:
-            call()
-        except ClientError as exc:
-            if not _absent(exc):
-                raise
+        forget(client, "delete_scaling_policy", PolicyName=POLICY, **where)
+    forget(client, "deregister_scalable_target", **where)
 
 
 def release(ctx: Context, endpoint: str, variants: Iterable[str] | None = None) -> list[str]:
@@ -182,27 +168,25 @@ class VariantScaling(Resource):
     ) -> None:
         super().__init__(ctx, "endpoint", ctx.names.endpoint, depends_on=(endpoint_key,))
         self.variants = variants
-        self._wanted: list[str] | None = None
-
-    def _variant_names(self) -> list[str]:
-        if self._wanted is None:
-            self._wanted = sorted(self.variants())
-        return self._wanted
+        self.endpoint_key = endpoint_key
 
     def _outputs(self, variants: Iterable[str]) -> Outputs:
         return {"resource_ids": [resource_id(self.physical, v) for v in variants]}
 
     def read(self) -> Observed | None:
-        self._wanted = None  # the deployment state may have changed since the last read
-        self._variant_names()
         live = live_targets(self.ctx, self.physical)
         if not live:
             return None
-        return Observed({"Variants": list(live), "Targets": live}, self._outputs(live))
+        state = {"Endpoint": self.physical, "Variants": list(live), "Targets": live}
+        return Observed(state, self._outputs(live))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
-        names, wanted = self._variant_names(), settings(self.ctx.spec.autoscaling)
-        return {"Variants": names, "Targets": {name: wanted for name in names}}
+        names, wanted = sorted(self.variants()), settings(self.ctx.spec.autoscaling)
+        return {
+            "Endpoint": refs(self.endpoint_key, "name"),
+            "Variants": names,
+            "Targets": {name: wanted for name in names},
+        }
 
     def create(self, desired: dict[str, Any]) -> Outputs:
         return self._converge({}, desired)

@@ -13,22 +13,19 @@ from typing import Any
 
 from mlpipe.core import images
 from mlpipe.core.context import Context
-from mlpipe.core.diff import (
-    Diff,
-    Unknown,
-    contains_unknown,
-    sync_tags,
-    tags_from_list,
-    tags_to_list,
-)
-from mlpipe.core.errors import is_not_found
+from mlpipe.core.diff import Diff, Unknown, contains_unknown, tags_to_list
+from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
+from mlpipe.naming import Arns
+from mlpipe.ops.state import DeploymentState
 from mlpipe.resources.artifacts import artifact_key, declared
 
 
 class Parameter(Resource):
     kind = "ssm"
     ignore = ("Value",)
+    tagging = "ssm"
+    tag_id = "name"
 
     def __init__(
         self, ctx: Context, name: str, physical: str, value: str, description: str
@@ -37,34 +34,25 @@ class Parameter(Resource):
         self.value = value
         self.description = description
 
-    @property
-    def arn(self) -> str:
-        aws = self.ctx.aws
-        return f"arn:{aws.partition}:ssm:{aws.region}:{aws.account}:parameter{self.physical}"
+    def _outputs(self) -> Outputs:
+        return {"name": self.physical, "arn": Arns(self.ctx).parameter(self.physical)}
 
     def read(self) -> Observed | None:
-        ssm = self.client("ssm")
-        try:
-            param = ssm.get_parameter(Name=self.physical)["Parameter"]
-        except Exception as exc:
-            if is_not_found(exc):
-                return None
-            raise
-        meta = ssm.describe_parameters(
+        found = self.find("ssm", "get_parameter", Name=self.physical)
+        if found is None:
+            return None
+        param = found["Parameter"]
+        meta = self.client("ssm").describe_parameters(
             ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.physical]}]
         )["Parameters"][0]
-        tags = tags_from_list(
-            ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=self.physical)[
-                "TagList"
-            ]
-        )
+        tags = self.live_tags(self.physical)
         state = {
             "Type": param["Type"],
             "Value": param["Value"],
             "Description": meta.get("Description", ""),
             "Tags": tags,
         }
-        return Observed(state, {"name": self.physical, "arn": self.arn}, self.ctx.owns(tags))
+        return Observed(state, self._outputs(), self.ctx.owns(tags))
 
     def desired(self, refs: Refs) -> dict[str, Any]:
         return {
@@ -83,37 +71,21 @@ class Parameter(Resource):
             Tier="Standard",
             Tags=tags_to_list(desired["Tags"]),
         )
-        return {"name": self.physical, "arn": self.arn}
+        return self._outputs()
 
     def update(self, observed: Observed, desired: dict[str, Any], changes: Diff) -> Outputs:
-        ssm = self.client("ssm")
         if changes.touches("Description") or changes.touches("Type"):
-            ssm.put_parameter(
+            self.client("ssm").put_parameter(
                 Name=self.physical,
                 Value=observed.state["Value"],
                 Type=desired["Type"],
                 Description=desired["Description"],
                 Overwrite=True,
             )
-        if changes.touches("Tags"):
-            sync_tags(
-                observed.state["Tags"],
-                desired["Tags"],
-                lambda t: ssm.add_tags_to_resource(
-                    ResourceType="Parameter", ResourceId=self.physical, Tags=tags_to_list(t)
-                ),
-                lambda keys: ssm.remove_tags_from_resource(
-                    ResourceType="Parameter", ResourceId=self.physical, TagKeys=keys
-                ),
-            )
         return observed.outputs
 
     def delete(self, observed: Observed) -> None:
-        try:
-            self.client("ssm").delete_parameter(Name=self.physical)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        forget(self.client("ssm"), "delete_parameter", Name=self.physical)
 
 
 class Registry(Resource):
@@ -144,16 +116,6 @@ class Registry(Resource):
         owned = self._owned()
         for start in range(0, len(owned), 10):  # DeleteParameters takes up to 10 names
             self.client("ssm").delete_parameters(Names=owned[start : start + 10])
-
-
-def deployment_state(ctx: Context) -> dict[str, Any]:
-    """The initial deployment state: which version each variant serves, and its weight."""
-    variants = ctx.spec.endpoint.variants
-    return {
-        "variants": [{"name": v.name, "version": v.version, "weight": v.weight} for v in variants],
-        "champion": variants[0].name,
-        "challenger": variants[1].name if len(variants) > 1 else None,
-    }
 
 
 def is_registered(meta: dict[str, Any] | None) -> bool:
@@ -254,7 +216,7 @@ def resources(ctx: Context) -> list[Resource]:
             ctx,
             "deployment",
             names.deployment_param,
-            json.dumps(deployment_state(ctx), sort_keys=True),
+            DeploymentState.from_spec(ctx).to_json(),
             "Which model version each endpoint variant serves, and its traffic weight",
         ),
     ]

@@ -51,8 +51,8 @@ def model_dir(tmp_path: Path, version: str) -> Path:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
 @pytest.fixture
 def runner(ctx: Context, clock: FakeTime, built: Shared[Report]) -> Runner:
     built.restore()  # a copy of the account the module's one apply built
-    return Runner(ctx, sleep=clock.sleep, clock=clock)
+    return Runner(ctx)
 
 
 def test_the_weekly_sequence(runner: Runner, tmp_path: Path) -> None:

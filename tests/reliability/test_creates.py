@@ -39,8 +39,8 @@ def client(service: str) -> Any:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 def tagged_ec2(ctx: Context) -> dict[str, int]:

@@ -24,8 +24,8 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 def killed_until_done(make_plan: Callable[[], Plan], seed: int, most: int = 40) -> int:

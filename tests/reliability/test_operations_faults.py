@@ -21,8 +21,8 @@ from tests.support import Shared, build_once, converge
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
 def runner(ctx: Context, clock: FakeTime, tmp_path: Path, built: Shared[Report]) -> Runner:
     built.restore()  # a copy of the account the module's one apply built
     registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
-    return Runner(ctx, sleep=clock.sleep, clock=clock)
+    return Runner(ctx)
 
 
 def state(ctx: Context) -> dict[str, tuple[str, int]]:

@@ -11,8 +11,8 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
 from mlpipe.local import moto_ext
+from mlpipe.ops.state import DeploymentState, Variant
 from mlpipe.resources import artifacts, iam, kms, network, s3, sagemaker, ssm
-from mlpipe.resources.sagemaker import DeploymentState, Variant
 from tests.support import FakeTime
 
 REGION = "us-east-1"
@@ -20,13 +20,13 @@ REGION = "us-east-1"
 TRANSITION_SECONDS = 60.0
 
 
-def fake_time(monkeypatch: pytest.MonkeyPatch, time: FakeTime | None = None) -> FakeTime:
-    """`time` (a new one by default) drives moto's endpoints and mlpipe's endpoint waits."""
-    time = time or FakeTime()
+def fake_time(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    """The run's clock (`ctx.clock`, a `FakeTime`) drives moto's endpoints too: they change
+    state as mlpipe's waits move it on."""
+    time = ctx.clock.now
+    assert isinstance(time, FakeTime)
     monkeypatch.setattr(moto_ext, "clock", time)
     monkeypatch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", TRANSITION_SECONDS)
-    monkeypatch.setattr(sagemaker, "clock", time)
-    monkeypatch.setattr(sagemaker, "sleep", time.sleep)
     return time
 
 

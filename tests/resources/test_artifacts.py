@@ -21,8 +21,8 @@ from tests.support import four_step
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 def with_versions(spec: Spec, **versions: dict) -> Spec:
@@ -71,6 +71,13 @@ def test_the_model_is_created_after_the_upload_and_the_registration(
     assert sum(i < first_model for i in metadata_writes) >= 2
 
 
+def on_clock(ctx: Context, spec: Spec) -> Context:
+    """A new run of `spec` (its own call log) on `ctx`'s clock, the one moto's endpoints follow."""
+    run = make_context(spec)
+    run.clock = ctx.clock
+    return run
+
+
 def test_a_directory_is_packed_deterministically_and_uploaded_once(
     ctx: Context, clock: FakeTime, tmp_path: Path
 ) -> None:
@@ -80,7 +87,7 @@ def test_a_directory_is_packed_deterministically_and_uploaded_once(
         v1_0_0={"artifact": str(directory)},
         v2_0_0={"artifact": "examples/v2.0.0/model.tar.gz"},
     )
-    run = make_context(spec)
+    run = on_clock(ctx, spec)
     report = execute(plan_apply(resources(run)))
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     digest = hashlib.sha256(pack(directory)).hexdigest()
@@ -92,7 +99,7 @@ def test_a_directory_is_packed_deterministically_and_uploaded_once(
         v2_0_0={"artifact": "examples/v2.0.0/model.tar.gz"},
         v3_0_0={"artifact": str(directory)},
     )
-    again = make_context(spec)
+    again = on_clock(ctx, spec)
     plan = plan_apply(resources(again))
     assert {s.key: s.action for s in plan.steps}["artifact:v3.0.0"] is Action.NOOP
     assert execute(plan).ok
@@ -104,11 +111,11 @@ def test_a_declared_seed_is_registered_once_the_artifact_is_named(
     ctx: Context, clock: FakeTime
 ) -> None:
     bare = with_versions(ctx.spec, v1_0_0={}, v2_0_0={"artifact": "examples/v2.0.0/model.tar.gz"})
-    first = make_context(bare)
+    first = on_clock(ctx, bare)
     report = execute(plan_apply(resources(first)))
     assert report.outcomes["sagemaker:models"].error.startswith("blocked: v1.0.0 has no artifact")
     assert not registry.is_registered(metadata(first, "v1.0.0"))
-    second = make_context(ctx.spec)
+    second = on_clock(ctx, ctx.spec)
     plan = plan_apply(resources(second))
     changes = {s.key: s.diff.paths() for s in plan.changes}
     assert changes["ssm:metadata-v1.0.0"] == ["Registered"]

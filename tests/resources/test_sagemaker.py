@@ -18,17 +18,10 @@ from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report, Status, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Observed, Refs
+from mlpipe.ops.deploy import deploy
+from mlpipe.ops.state import DeploymentState, load_state, save_state
 from mlpipe.resources import iam, kms, sagemaker
-from mlpipe.resources.sagemaker import (
-    ENDPOINT,
-    MODELS,
-    DeploymentState,
-    Endpoint,
-    Serving,
-    deploy,
-    load_state,
-    save_state,
-)
+from mlpipe.resources.sagemaker import ENDPOINT, MODELS, Endpoint, Serving
 from tests.resources.endpoint_support import (
     TRANSITION_SECONDS,
     FakeTime,
@@ -49,8 +42,8 @@ PROMOTED = state(("ModelA", "v2.0.0", 80), ("ModelB", "v1.0.0", 20))
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    return fake_time(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
+    return fake_time(monkeypatch, ctx)
 
 
 @pytest.fixture
@@ -441,6 +434,25 @@ def test_deploy_runs_the_same_reconcilers_for_the_serving_resources(applied: Con
     changed = {s.key: s.action for s in result.plan.changes}
     assert changed == {ENDPOINT: Action.UPDATE}
     assert not plan_apply(resources(ctx)).changes
+
+
+def test_deploy_reads_what_the_serving_resources_use_and_leaves_it_alone(applied: Context):
+    ctx, sm = applied, client("sagemaker")
+    role = ctx.names.role("sagemaker")
+    client("iam").untag_role(RoleName=role, TagKeys=["CostCenter"])  # drift outside serving
+    arn = endpoint(ctx)["EndpointArn"]
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "stray", "Value": "x"}])  # drift in serving
+
+    result = deploy(ctx, load_state(ctx))
+
+    assert result.ok
+    assert {s.key: s.action for s in result.plan.changes} == {ENDPOINT: Action.UPDATE}
+    assert "outside this plan" in step(result.plan, iam.role_key("sagemaker")).notes
+    assert "CostCenter" not in {
+        t["Key"] for t in client("iam").list_role_tags(RoleName=role)["Tags"]
+    }
+    assert "stray" not in {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert step(plan_apply(resources(ctx)), iam.role_key("sagemaker")).action is Action.UPDATE
 
 
 def test_deploy_needs_the_pipeline_applied_first(ctx: Context, clock: FakeTime):

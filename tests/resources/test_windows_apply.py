@@ -32,8 +32,7 @@ def windows(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
-    assert isinstance(ctx.clock.now, FakeTime)
-    return fake_time(monkeypatch, ctx.clock.now)
+    return fake_time(monkeypatch, ctx)
 
 
 def test_the_first_apply_waits_out_every_window(

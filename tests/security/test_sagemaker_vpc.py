@@ -24,7 +24,7 @@ def client(service: str) -> Any:
 def test_models_run_isolated_in_the_private_subnets(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_time(monkeypatch)
+    fake_time(monkeypatch, ctx)
     outputs = four_step(ctx, resources(ctx)).outputs
     subnets = sorted(outputs[k]["id"] for k in network.subnet_keys(ctx.spec))
     group_id = outputs[network.SG_SAGEMAKER]["id"]

@@ -76,6 +76,7 @@ def _install_modules() -> None:
     from mlpipe.local.moto_ext import (
         apigateway,
         athena,
+        autoscaling,
         awslambda,
         batch,
         cloudwatch,
@@ -104,6 +105,7 @@ def _install_modules() -> None:
         iam,
         ec2,
         wafv2,
+        autoscaling,
         enis,
         windows,  # after the services: in front of their creates
         consistency,
