@@ -39,35 +39,10 @@ class UsageError(MlpipeError):
     exit_status = ExitStatus.USAGE
 
 
-NOT_FOUND_CODES = frozenset(
-    {
-        "404",
-        "NoSuchBucket",
-        "NoSuchEntity",
-        "NotFoundException",
-        "NotFound",
-        "ResourceNotFoundException",
-        "ParameterNotFound",
-        "EntityNotFoundException",
-        "NoSuchKey",
-        "InvalidVpcID.NotFound",
-        "InvalidSubnetID.NotFound",
-        "InvalidGroup.NotFound",
-        "InvalidVpcEndpointId.NotFound",
-        "InvalidRouteTableID.NotFound",
-    }
-)
-
-
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
-
-
-def is_not_found(exc: BaseException, *extra_codes: str) -> bool:
-    code = error_code(exc)
-    return code in NOT_FOUND_CODES or code in extra_codes
 
 
 def describe_error(exc: BaseException) -> str:
