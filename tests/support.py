@@ -21,7 +21,9 @@ from mlpipe.core.context import Context
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply
 from mlpipe.core.resource import Resource
+from mlpipe.local.moto_ext import windows as ext_windows
 from tests.conftest import account
+from tests.fake_time import FakeTime
 
 T = TypeVar("T")
 
@@ -159,12 +161,18 @@ class MotoState:
 class Shared(Generic[T]):
     """What a module fixture built once on its own account: the account's state and the result."""
 
-    def __init__(self, state: MotoState, result: T) -> None:
+    def __init__(self, state: MotoState, result: T, built_at: float) -> None:
         self.state = state
         self.result = result
+        self.built_at = built_at  # the build's clock when it ended
 
     def restore(self) -> T:
+        """The account as the build left it, an hour ago on the test's clock: the embedded
+        AWS's consistency windows (timed from the build's clock) are long closed."""
         self.state.restore()
+        clock = ext_windows.clock
+        if isinstance(clock, FakeTime):
+            clock.now = max(clock.now, self.built_at + 3600)
         return self.result
 
 
@@ -176,4 +184,4 @@ def build_once(
     """Runs ``build`` on a fresh account (``tests.conftest.account``) and keeps its state."""
     with account(home, setup) as ctx:
         result = build(ctx)
-        return Shared(MotoState(), result)
+        return Shared(MotoState(), result, ctx.clock.now())

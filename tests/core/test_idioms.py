@@ -15,7 +15,7 @@ from mlpipe.core.errors import MlpipeError
 from mlpipe.core.find import find, forget, not_found
 from mlpipe.core.tagging import TAGGING, read_tags, sync_tags
 from mlpipe.core.wait import Pending, TimedOut, poll, wait_for
-from tests.support import FakeTime
+from tests.fake_time import FakeTime
 
 REGION = "us-east-1"
 

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from mlpipe.core.context import Context
 from mlpipe.core.transient import BY_NAME, TRANSIENT
 from mlpipe.spec import Names, Spec
-from tests.support import FakeTime
+from tests.fake_time import FakeTime
 
 
 def context() -> Context:

@@ -21,8 +21,9 @@ from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.server import LocalAws
 from mlpipe.spec import Names, load_spec
 from tests.conftest import SPEC_PATH
+from tests.fake_time import FakeTime
 from tests.resources.serving import everything
-from tests.support import FakeTime, converge
+from tests.support import converge
 
 REGION = "us-east-1"
 

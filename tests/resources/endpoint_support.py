@@ -13,7 +13,7 @@ from mlpipe.core.resource import Resource
 from mlpipe.local import moto_ext
 from mlpipe.ops.state import DeploymentState, Variant
 from mlpipe.resources import artifacts, iam, kms, network, s3, sagemaker, ssm
-from tests.support import FakeTime
+from tests.fake_time import FakeTime
 
 REGION = "us-east-1"
 # How long moto's endpoints stay Creating/Updating, in fake seconds.

@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from mlpipe.core import images
 from mlpipe.core.context import Context
@@ -25,8 +24,7 @@ from mlpipe.resources.api import API
 from mlpipe.resources.artifacts import content_key
 from mlpipe.resources.batch import JOB_DEFINITION, QUEUE
 from mlpipe.resources.network import VPC
-from mlpipe.spec import load_spec
-from tests.conftest import SPEC_PATH, make_context
+from tests.conftest import account
 from tests.security.iam_eval import Access, Principal, Request
 from tests.support import four_step
 
@@ -116,19 +114,13 @@ def _read(ctx: Context, outputs: dict[str, Any]) -> Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The default spec applied once to moto (second apply: no write, four_step checks it)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("MLPIPE_HOME", str(tmp_path_factory.mktemp("home")))
+
+    def instant_endpoints(patch: pytest.MonkeyPatch, _ctx: Context) -> None:
         patch.setattr(moto_ext, "ENDPOINT_TRANSITION_SECONDS", 0.0)
-        with mock_aws():
-            moto_ext.install_extensions()
-            ctx = make_context(load_spec(SPEC_PATH))
-            outputs = four_step(ctx, build(ctx)).outputs
-            yield _read(ctx, outputs)
+
+    with account(tmp_path_factory.mktemp("home"), instant_endpoints) as ctx:
+        outputs = four_step(ctx, build(ctx)).outputs
+        yield _read(ctx, outputs)
 
 
 def decide(live: Live, call: Call) -> tuple[bool, str]:
