@@ -82,11 +82,11 @@ def spec() -> Spec:
     return load_spec(SPEC_PATH)
 
 
-def windows_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def windows_on(monkeypatch: pytest.MonkeyPatch, time: FakeTime | None = None) -> None:
     """The embedded AWS's consistency windows at their defaults, on a fake clock."""
-    monkeypatch.setattr(ext_windows, "clock", FakeTime())
+    monkeypatch.setattr(ext_windows, "clock", time or FakeTime())
     for window in WINDOWS:
-        monkeypatch.delenv(window)
+        monkeypatch.delenv(window, raising=False)
 
 
 def make_context(spec: Spec) -> Context:

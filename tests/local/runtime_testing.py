@@ -20,7 +20,7 @@ from mlpipe.local import moto_ext
 from mlpipe.local.functions import LocalFunctions, pipeline_sources
 from mlpipe.local.server import LocalAws
 from mlpipe.spec import Names, load_spec
-from tests.conftest import SPEC_PATH
+from tests.conftest import SPEC_PATH, windows_on
 from tests.fake_time import FakeTime
 from tests.resources.serving import everything
 from tests.support import converge
@@ -74,6 +74,8 @@ def converged_pipeline() -> Iterator[Pipeline]:
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.setenv("AWS_DEFAULT_REGION", REGION)
+        time = FakeTime()  # the windows' clock and the run's: waits move it, nothing sleeps
+        windows_on(patch, time)
         with LocalAws(port=0) as local:
             aws = Aws(AwsTarget(region=REGION, endpoint_url=local.endpoint_url, local=True))
             spec = load_spec(SPEC_PATH)
@@ -81,7 +83,7 @@ def converged_pipeline() -> Iterator[Pipeline]:
             toy = spec.lambdas.model_copy(update={"feature_count": None})
             spec = spec.model_copy(update={"lambdas": toy})
             names = Names(spec.pipeline, spec.environment, aws.account, aws.region)
-            ctx = Context(aws, spec, names, clock=FakeTime().clock(), consistency_timeout=5)
+            ctx = Context(aws, spec, names, clock=time.clock(), consistency_timeout=5)
             converge(everything(ctx))
             yield Pipeline(local, ctx, aws.client)
     if not installed_before:
