@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from graphlib import TopologicalSorter
@@ -29,9 +28,8 @@ import _common as common
 from mlpipe.core.diff import contains_unknown
 from mlpipe.core.executor import Report
 from mlpipe.core.resource import Refs
-from mlpipe.examples.models import build_examples
 from mlpipe.local import latency, moto_ext
-from mlpipe.ops import deployments, registry
+from mlpipe.ops import deployments
 from mlpipe.pipeline import Pipeline
 
 # Edges that carry no output but that AWS still needs, dependent -> dependency: why.
@@ -158,7 +156,7 @@ def main() -> int:
     with common.fresh_pipeline(spec) as pipeline:  # warm-up: imports, parsed service models
         common.run(pipeline)
     rows: list[list[Any]] = []
-    with common.fresh_pipeline(spec) as pipeline, tempfile.TemporaryDirectory() as work:
+    with common.fresh_pipeline(spec) as pipeline:
         latency.install(profile)
         plan_s, execute_s, report = timed(pipeline)
         weights = {key: o.seconds for key, o in report.outcomes.items()}
@@ -171,9 +169,7 @@ def main() -> int:
             for after, before in edges - forced
         ]
 
-        latency.install(None)
-        for example in build_examples(Path(work) / "models"):
-            registry.register(pipeline.ctx, example.version, example.path)
+        latency.install(None)  # the apply registered the spec's artifacts (v1.0.0, v2.0.0)
         promote = lambda r: deployments.promote(r, "v2.0.0")  # noqa: E731
         rows.append(operation_row("promote v2.0.0", pipeline, promote, profile, args.scale))
         rollback = lambda r: deployments.rollback(r)  # noqa: E731
