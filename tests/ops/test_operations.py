@@ -15,9 +15,8 @@ from mlpipe.core.executor import Report
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Canary, PromotionAborted, Runner
 from mlpipe.ops.lock import LockHeld, acquire, operation_lock
-from mlpipe.resources import monitoring
-from tests.resources.endpoint_support import FakeTime, fake_time, resources
-from tests.support import Shared, build_once, converge
+from tests.resources.endpoint_support import FakeTime, build_serving, fake_time
+from tests.support import Shared
 
 REGION = "us-east-1"
 
@@ -57,12 +56,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
-    # The spec names both versions' artifacts: the apply registers them.
-    return build_once(
-        tmp_path_factory.mktemp("built"),
-        lambda ctx: converge([*resources(ctx), *monitoring.resources(ctx)]),
-        fake_time,
-    )
+    return build_serving(tmp_path_factory)
 
 
 @pytest.fixture

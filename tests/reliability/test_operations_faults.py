@@ -14,10 +14,9 @@ from mlpipe.core.executor import Report
 from mlpipe.local.faults import Killed, Rule, injected
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Runner
-from mlpipe.resources import monitoring
 from tests.ops.test_operations import live, model_dir, ssm_value
-from tests.resources.endpoint_support import FakeTime, fake_time, resources
-from tests.support import Shared, build_once, converge
+from tests.resources.endpoint_support import FakeTime, build_serving, fake_time
+from tests.support import Shared
 
 
 @pytest.fixture
@@ -27,12 +26,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
-    # The spec names the artifacts of v1.0.0 and v2.0.0: the apply registers them.
-    return build_once(
-        tmp_path_factory.mktemp("built"),
-        lambda ctx: converge([*resources(ctx), *monitoring.resources(ctx)]),
-        fake_time,
-    )
+    return build_serving(tmp_path_factory)
 
 
 @pytest.fixture

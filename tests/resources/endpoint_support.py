@@ -9,11 +9,13 @@ import boto3
 import pytest
 
 from mlpipe.core.context import Context
+from mlpipe.core.executor import Report
 from mlpipe.core.resource import Resource
 from mlpipe.local import moto_ext
 from mlpipe.ops.state import DeploymentState, Variant
-from mlpipe.resources import artifacts, iam, kms, network, s3, sagemaker, ssm
+from mlpipe.resources import artifacts, iam, kms, monitoring, network, s3, sagemaker, ssm
 from tests.fake_time import FakeTime
+from tests.support import Shared, build_once, converge
 
 REGION = "us-east-1"
 # How long moto's endpoints stay Creating/Updating, in fake seconds.
@@ -81,3 +83,13 @@ def targets(ctx: Context) -> dict[str, tuple[int, int]]:
         for t in found
         if t["ResourceId"].startswith(prefix)
     }
+
+
+def build_serving(factory: pytest.TempPathFactory) -> Shared[Report]:
+    """The serving resources and the alarms, applied once on an account of their own: the spec
+    names the artifacts of v1.0.0 and v2.0.0, which the apply registers."""
+    return build_once(
+        factory.mktemp("built"),
+        lambda ctx: converge([*resources(ctx), *monitoring.resources(ctx)]),
+        fake_time,
+    )
