@@ -143,6 +143,10 @@ def environment(ctx: Context, purpose: str) -> dict[str, str]:
     return variables
 
 
+# How long Lambda may take to create or update a function (boto3's waiters: 300 polls of 1 s).
+FUNCTION_WAIT_SECONDS = 300.0
+
+
 class Function(Resource):
     kind = "lambda"
     tagging = "lambda"
@@ -237,7 +241,7 @@ class Function(Resource):
     def _wait(self, status: str, pending: str, target: str) -> None:
         """Until Lambda has finished creating (`State`) or updating (`LastUpdateStatus`) the
         function: attaching it to the VPC takes a while (https://docs.aws.amazon.com/lambda/
-        latest/dg/functions-states.html); bounded by the consistency timeout."""
+        latest/dg/functions-states.html); bounded like boto3's function_active_v2 waiter."""
         lam = self.client("lambda")
 
         def refresh() -> tuple[None, str]:
@@ -248,7 +252,7 @@ class Function(Resource):
             refresh,
             pending={pending},
             target={target},
-            timeout=self.ctx.consistency_timeout,
+            timeout=FUNCTION_WAIT_SECONDS,
             clock=self.ctx.clock,
             what=f"function {self.physical}",
             progress=lambda why, _elapsed: self.ctx.progress(self.key, f"waiting: {why}"),
