@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -53,11 +54,29 @@ def fresh_pipeline(the_spec: Spec) -> Iterator[Pipeline]:
     """A pipeline on a new embedded AWS with nothing in it.
 
     moto keeps its state per process, not per server: it is reset so that every run starts empty.
+    The embedded AWS's consistency windows are off: they last real seconds, and the latency
+    profile already counts those waits on AWS's (scaled) clock (IAM propagation, functions
+    Pending, network interfaces released).
     """
-    with LocalAws(port=0) as local:
-        reset = urllib.request.Request(f"{local.endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(reset, timeout=10)
-        yield Pipeline.connect(the_spec, AwsTarget(endpoint_url=local.endpoint_url, local=True))
+    windows = {name: os.environ.get(name) for name in WINDOWS}
+    os.environ.update(dict.fromkeys(WINDOWS, "0"))
+    try:
+        with LocalAws(port=0) as local:
+            reset = urllib.request.Request(f"{local.endpoint_url}/moto-api/reset", method="POST")
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(reset, timeout=10)
+            yield Pipeline.connect(the_spec, AwsTarget(endpoint_url=local.endpoint_url, local=True))
+    finally:
+        for name, value in windows.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+WINDOWS = tuple(
+    f"MLPIPE_LOCAL_{name}_WINDOW"
+    for name in ("ROLE", "BACKUPS", "ENDPOINT_CONFIG", "MODEL_DATA", "APIGATEWAY", "ENI_RELEASE")
+)
 
 
 @dataclass

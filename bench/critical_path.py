@@ -70,6 +70,30 @@ AWS_ORDER: dict[tuple[str, str], str] = {
 }
 
 
+# The same by key prefix (every model version, every logged bucket): (after, before) -> why.
+AWS_ORDER_BY_PREFIX: dict[tuple[str, str], str] = {
+    ("sagemaker:models", "artifact:"): (
+        "CreateModel refuses a ModelDataUrl that is not in S3 yet: 'Could not find model data' "
+        "(docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModel.html)"
+    ),
+    ("sagemaker:models", "ssm:metadata-"): (
+        "a version's model is created from its registered metadata (artifact URL, image)"
+    ),
+    ("artifact:", "s3:models"): "PutObject needs the bucket to exist",
+    ("s3:", "s3:access-logs"): (
+        "PutBucketLogging refuses a target bucket that does not exist "
+        "(docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketLogging.html)"
+    ),
+}
+
+
+def _ordered(dependent: str, dependency: str) -> bool:
+    return (dependent, dependency) in AWS_ORDER or any(
+        dependent.startswith(after) and dependency.startswith(before)
+        for after, before in AWS_ORDER_BY_PREFIX
+    )
+
+
 def forced_edges(pipeline: Pipeline, outputs: Mapping[str, Any]) -> set[tuple[str, str]]:
     """Edges AWS forces: the dependent's desired state needs the dependency's outputs (it
     has an Unknown without them), or ``AWS_ORDER`` names it."""
@@ -77,7 +101,7 @@ def forced_edges(pipeline: Pipeline, outputs: Mapping[str, Any]) -> set[tuple[st
     for resource in pipeline.resources():
         for dependency in resource.depends_on:
             known = {k: v for k, v in outputs.items() if k != dependency}
-            if (resource.key, dependency) in AWS_ORDER or contains_unknown(
+            if _ordered(resource.key, dependency) or contains_unknown(
                 resource.desired(Refs(known))
             ):
                 forced.add((resource.key, dependency))

@@ -57,8 +57,10 @@ class Bucket(AspectResource):
         rules: list[dict[str, Any]],
         retain: bool,
         logged: bool = True,
+        keyed: bool = True,
     ) -> None:
-        super().__init__(ctx, name, physical, depends_on=(KEY, ACCESS_LOGS) if logged else (KEY,))
+        depends_on = ((KEY,) if keyed else ()) + ((ACCESS_LOGS,) if logged else ())
+        super().__init__(ctx, name, physical, depends_on=depends_on)
         self.rules = sorted(rules, key=lambda r: r["ID"])
         self.retain = retain
         self.logged = logged
@@ -221,7 +223,13 @@ class AccessLogBucket(Bucket):
             _rule("remove-expired-logs", NoncurrentVersionExpiration={"NoncurrentDays": 1}),
         ]
         super().__init__(
-            ctx, "access-logs", ctx.names.access_log_bucket, rules, retain=False, logged=False
+            ctx,
+            "access-logs",
+            ctx.names.access_log_bucket,
+            rules,
+            retain=False,
+            logged=False,
+            keyed=False,
         )
         self.sources = sources
 
