@@ -155,18 +155,3 @@ def show(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, sort_keys=True, default=repr) if not isinstance(value, str) else value
     text = json.dumps(text) if isinstance(value, str) else text
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sync_tags(
-    current: Mapping[str, str],
-    desired: Mapping[str, str],
-    tag: Any,
-    untag: Any,
-) -> None:
-    """Make live tags equal desired with the fewest calls: untag stale keys, tag changed ones."""
-    stale = sorted(set(current) - set(desired) - {RUN_TAG})
-    if stale:
-        untag(stale)
-    changed = {k: v for k, v in desired.items() if current.get(k) != v}
-    if changed:
-        tag(changed)

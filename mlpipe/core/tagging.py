@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpipe.core.diff import RUN_TAG
+from mlpipe.core.diff import RUN_TAG, without_aws_tags
 from mlpipe.core.errors import error_code
 
 
@@ -110,20 +110,21 @@ def _service(client: Any) -> Tagging:
 
 def read_tags(client: Any, resource: str) -> dict[str, str]:
     """The live tags of `resource` (its ARN, name or id, as the service names it); none when
-    the service says the resource has no tag set (S3)."""
+    the service says the resource has no tag set (S3). AWS-reserved `aws:` tags (set by
+    CloudFormation, for one) are left out: nobody may change them."""
     tagging = _service(client)
     if tagging.read == "describe_tags":  # EC2 reads tags through a filter
         pages = client.get_paginator("describe_tags").paginate(
             Filters=[{"Name": "resource-id", "Values": [resource]}]
         )
-        return {t["Key"]: t["Value"] for page in pages for t in page["Tags"]}
+        return without_aws_tags({t["Key"]: t["Value"] for page in pages for t in page["Tags"]})
     try:
         answer = tagging.call(client, tagging.read, resource)
     except ClientError as exc:
         if error_code(exc) == "NoSuchTagSet":
             return {}
         raise
-    return tagging.decode(answer)
+    return without_aws_tags(tagging.decode(answer))
 
 
 def sync_tags(

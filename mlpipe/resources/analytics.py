@@ -22,7 +22,7 @@ import json
 from typing import Any, ClassVar
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, tags_to_list, without_aws_tags
+from mlpipe.core.diff import Diff, tags_to_list
 from mlpipe.core.find import forget
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.resources.iam import role_key
@@ -54,7 +54,7 @@ class AnalyticsResource(Resource):
         return {"name": self.physical, "arn": self.arn}
 
     def _observed(self, state: dict[str, Any]) -> Observed:
-        tags = without_aws_tags(self.live_tags(self.arn))
+        tags = self.live_tags(self.arn)
         return Observed({**state, "Tags": tags}, self._outputs(), self.ctx.owns(tags))
 
 

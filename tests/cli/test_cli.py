@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from moto import mock_aws
 
 from mlpipe.cli.app import run
 from mlpipe.core import clients
-from mlpipe.local.moto_ext import install_extensions
+from tests.cli.conftest import cli
 from tests.conftest import SPEC_PATH
-
-
-@pytest.fixture
-def aws(fake_credentials: None) -> Iterator[None]:
-    with mock_aws():
-        install_extensions()
-        yield
-
-
-def cli(*args: str) -> int:
-    return run(["--spec", str(SPEC_PATH), "--region", "us-east-1", *args])
 
 
 def test_validate_without_aws(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from mlpipe.cli.app import run
 from mlpipe.local.metrics import MetricsPublisher
-from mlpipe.local.moto_ext import install_extensions
-from tests.conftest import SPEC_PATH
+from tests.cli.conftest import cli
 
 ENDPOINT = "ml-pipeline-prod-endpoint"
-
-
-@pytest.fixture
-def aws(fake_credentials: None) -> Iterator[None]:
-    with mock_aws():
-        install_extensions()
-        yield
-
-
-def cli(*args: str) -> int:
-    return run(["--spec", str(SPEC_PATH), "--region", "us-east-1", *args])
 
 
 def test_bad_input_exits_2_before_any_aws_call(capsys: pytest.CaptureFixture[str]) -> None:

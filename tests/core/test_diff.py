@@ -1,4 +1,4 @@
-from mlpipe.core.diff import Unknown, diff, policy, show, sync_tags, tags_from_list, tags_to_list
+from mlpipe.core.diff import Unknown, diff, policy, show, tags_from_list, tags_to_list
 
 
 def test_unmanaged_keys_are_not_compared() -> None:
@@ -52,17 +52,3 @@ def test_tags_round_trip_without_aws_tags() -> None:
         {"TagKey": "a", "TagValue": "1"},
         {"TagKey": "b", "TagValue": "2"},
     ]
-
-
-def test_sync_tags_makes_the_fewest_calls() -> None:
-    calls: list[tuple[str, object]] = []
-    sync_tags(
-        {"keep": "1", "change": "old", "stale": "x"},
-        {"keep": "1", "change": "new", "add": "y"},
-        lambda t: calls.append(("tag", t)),
-        lambda k: calls.append(("untag", k)),
-    )
-    assert calls == [("untag", ["stale"]), ("tag", {"change": "new", "add": "y"})]
-    calls.clear()
-    sync_tags({"a": "1"}, {"a": "1"}, lambda t: calls.append(t), lambda k: calls.append(k))
-    assert calls == []

@@ -203,3 +203,22 @@ def test_the_workflow_services_tags_sync_too(aws: Callable[[str], Any], service:
     assert read_tags(client, name) == {"a": "1", "b": "2", RUN_TAG: "run-1"}
     sync_tags(client, name, read_tags(client, name), {"a": "9", "c": "3"})
     assert read_tags(client, name) == {"a": "9", "c": "3", RUN_TAG: "run-1"}
+
+
+def test_tag_sync_makes_the_fewest_calls(aws: Callable[[str], Any]) -> None:
+    sqs = aws("sqs")
+    url = _make("sqs", sqs)
+    sync_tags(sqs, url, {}, {"keep": "1", "change": "old", "stale": "x"})
+    live = read_tags(sqs, url)
+    writes: list[tuple[str, object]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        writes.append((model.name, params.get("Tags") or params.get("TagKeys")))
+
+    sqs.meta.events.register("before-parameter-build.sqs.*", record)
+    wanted = {"keep": "1", "change": "new", "add": "y"}
+    sync_tags(sqs, url, live, wanted)
+    assert writes == [("UntagQueue", ["stale"]), ("TagQueue", {"change": "new", "add": "y"})]
+    writes.clear()
+    sync_tags(sqs, url, wanted, wanted)
+    assert writes == []

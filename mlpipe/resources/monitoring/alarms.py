@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import Diff, tags_to_list, without_aws_tags
+from mlpipe.core.diff import Diff, tags_to_list
 from mlpipe.core.resource import Observed, Outputs, Refs, Resource
 from mlpipe.naming import Arns
 from mlpipe.resources.monitoring.topic import TOPIC
@@ -55,7 +55,7 @@ class CloudWatchResource(Resource):
         raise NotImplementedError
 
     def observed(self, state: dict[str, Any]) -> Observed:
-        tags = without_aws_tags(self.live_tags(self.arn))
+        tags = self.live_tags(self.arn)
         outputs = {"name": self.physical, "arn": self.arn}
         return Observed({**state, "Tags": tags}, outputs, self.ctx.owns(tags))
 

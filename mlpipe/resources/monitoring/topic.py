@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlpipe.core.context import Context
-from mlpipe.core.diff import policy, tags_to_list, without_aws_tags
+from mlpipe.core.diff import policy, tags_to_list
 from mlpipe.core.find import forget
 from mlpipe.core.resource import AspectResource, Observed, Outputs, Refs, Resource
 from mlpipe.core.tagging import read_tags
@@ -38,7 +38,7 @@ class Topic(AspectResource):
         found = self.find("sns", "get_topic_attributes", TopicArn=self.arn)
         if found is None:
             return None
-        attributes, tags = found["Attributes"], without_aws_tags(self.live_tags(self.arn))
+        attributes, tags = found["Attributes"], self.live_tags(self.arn)
         state = {
             "DisplayName": attributes.get("DisplayName", ""),
             "KmsMasterKeyId": attributes.get("KmsMasterKeyId"),
