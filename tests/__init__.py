@@ -3,7 +3,23 @@ are read at import or at a backend's creation are set here, for every test proce
 
 import os
 
+import botocore.session
+
+from mlpipe.core.clients import process_loader
+
 # moto loads ~1,300 public AMIs into every EC2 backend it creates; mlpipe runs no instance.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 # SageMaker endpoints pass through Creating/Updating at once unless a test sets a (fake) delay.
 os.environ.setdefault("MLPIPE_LOCAL_ENDPOINT_DELAY", "0")
+
+
+def _process_data_loader(session: botocore.session.Session) -> None:
+    """Every botocore session of a test process reads the service models through mlpipe's
+    one loader, as every session of an mlpipe process does: moto gives boto3 a new default
+    session at each mock's start, which would parse the models again (tens of ms per client)."""
+    session._components.lazy_register_component(
+        "data_loader", lambda: process_loader(session.get_config_variable("data_path"))
+    )
+
+
+botocore.session.Session._register_data_loader = _process_data_loader  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import Loader
 
 from mlpipe import __version__
 from mlpipe.core.errors import NO_CREDENTIALS, MlpipeError
@@ -71,11 +71,22 @@ class AwsTarget:
     max_attempts: int | None = None
 
 
+class _SearchPaths(list[str]):
+    """A loader's search path: boto3 appends its data directory to it for every session."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
 @cache
-def _loader(data_path: str | None) -> Loader:
+def process_loader(data_path: str | None) -> Loader:
     """One botocore loader per process: botocore parses a service's JSON model (megabytes for
     EC2 or SageMaker) once per loader, and would make a loader for every session."""
-    return create_loader(data_path)
+    paths = data_path.split(os.pathsep) if data_path else []
+    return Loader(
+        extra_search_paths=_SearchPaths(os.path.expanduser(os.path.expandvars(p)) for p in paths)
+    )
 
 
 class Aws:
@@ -110,7 +121,7 @@ class Aws:
         core = botocore.session.get_session()
         if self.target.profile is not None and not self.target.local:
             core.set_config_variable("profile", self.target.profile)
-        loader = _loader(core.get_config_variable("data_path"))  # reads the profile
+        loader = process_loader(core.get_config_variable("data_path"))  # reads the profile
         core.register_component("data_loader", loader)
         region = self.target.region
         if self.target.local:
@@ -120,8 +131,6 @@ class Aws:
             )
         else:
             session = boto3.session.Session(botocore_session=core, region_name=region)
-        # boto3 appends its data directory to the loader's search path for every session.
-        loader.search_paths[:] = dict.fromkeys(loader.search_paths)
         return session
 
     @property
