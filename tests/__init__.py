@@ -12,6 +12,14 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 # SageMaker endpoints pass through Creating/Updating at once unless a test sets a (fake) delay.
 os.environ.setdefault("MLPIPE_LOCAL_ENDPOINT_DELAY", "0")
 
+import moto.core.models  # after the settings above: moto reads them at import
+
+# Everything here reaches AWS through botocore, which moto intercepts with a botocore event
+# handler. At every mock's start moto also registers a mock of the `requests` library for each
+# of its ~1,500 URL patterns and 7 HTTP methods (about 45 ms per test); with no methods listed
+# it registers none.
+moto.core.models.RESPONSES_METHODS.clear()
+
 
 def _process_data_loader(session: botocore.session.Session) -> None:
     """Every botocore session of a test process reads the service models through mlpipe's

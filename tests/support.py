@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.base_backend import BackendDict
 from moto.core.model_instances import model_data
+from moto.moto_api._internal.models import moto_api_backend
 from moto.s3.models import S3Backend, s3_backends
 from moto.ssm.models import ParameterDict
 
@@ -50,6 +52,20 @@ def four_step(ctx: Context, resources: Sequence[Resource]) -> Report:
     assert again.ok
     assert ctx.aws.log.writes() == [], "a converged apply must make no write call"
     return report
+
+
+def queue_endpoint_results(region: str, results: Sequence[dict[str, Any]]) -> None:
+    """Queue what moto's InvokeEndpoint answers next, in order: moto's own API for it
+    (``/moto-api/static/sagemaker/endpoint-results``), called in process."""
+    for result in results:
+        moto_api_backend.set_sagemaker_result(
+            body=result["Body"],
+            content_type=result.get("ContentType"),
+            prod_variant=result.get("InvokedProductionVariant"),
+            custom_attrs=result.get("CustomAttributes"),
+            account_id=DEFAULT_ACCOUNT_ID,
+            region=region,
+        )
 
 
 def converge(resources: Sequence[Resource]) -> Report:

@@ -8,14 +8,13 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from batch_job_support import ACTIVE_PARAM, DEPLOYMENT_PARAM, REGION, RUN_ID, Pipeline
 from inference_common import Deployment, VariantState
 
 from batch_job.scoring import ScoringError, VersionMap, encode_request, load_version_map
+from tests.support import queue_endpoint_results
 
 ENDPOINT = "ml-pipeline-endpoint"
-MOTO_RESULTS_URL = "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results"
 
 
 def _create_endpoint() -> None:
@@ -56,8 +55,7 @@ def _queue_results(packs: list[tuple[list[int], str | None]]) -> None:
         if variant is not None:
             result["InvokedProductionVariant"] = variant
         results.append(result)
-    response = requests.post(MOTO_RESULTS_URL, json={"region": REGION, "results": results})
-    assert response.status_code == 201
+    queue_endpoint_results(REGION, results)
 
 
 def test_endpoint_scorer_packs_requests_and_maps_variants_to_versions(pipeline: Pipeline) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from tests.conftest import WINDOWS
+from tests.support import queue_endpoint_results
 
 REGION = "us-east-1"
 ENDPOINT = "mlpipe-endpoint"
@@ -155,9 +155,9 @@ class Pipeline:
 
         A str first element is sent as the raw body instead of {"predictions": ...}.
         """
-        payload = {
-            "region": REGION,
-            "results": [
+        queue_endpoint_results(
+            REGION,
+            [
                 {
                     "Body": body if isinstance(body, str) else json.dumps({"predictions": body}),
                     "ContentType": "application/json",
@@ -165,13 +165,7 @@ class Pipeline:
                 }
                 for body, variant in results
             ],
-        }
-        response = requests.post(
-            "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
-            json=payload,
-            timeout=5,
         )
-        assert response.status_code == 201
 
     @staticmethod
     def record_calls(client: Any, event: str) -> list[dict[str, Any]]:
