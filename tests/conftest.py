@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,15 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     set_fake_credentials(monkeypatch, tmp_path)
 
 
+@cache
+def default_spec() -> Spec:
+    """``config/pipeline.yaml``, parsed once per process (a spec is frozen)."""
+    return load_spec(SPEC_PATH)
+
+
 @pytest.fixture
 def spec() -> Spec:
-    return load_spec(SPEC_PATH)
+    return default_spec()
 
 
 def windows_on(monkeypatch: pytest.MonkeyPatch, time: FakeTime | None = None) -> None:
