@@ -1,6 +1,7 @@
 """mlpipe's tests. Imported before any conftest: moto's and the embedded AWS's settings that
 are read at import or at a backend's creation are set here, for every test process."""
 
+import gc
 import os
 
 import botocore.session
@@ -19,6 +20,12 @@ import moto.core.models  # after the settings above: moto reads them at import
 # of its ~1,500 URL patterns and 7 HTTP methods (about 45 ms per test); with no methods listed
 # it registers none.
 moto.core.models.RESPONSES_METHODS.clear()
+
+# A test process keeps ~1 million objects alive (botocore's service models, moto's accounts,
+# copies of applied accounts) and allocates fast: with the default threshold (700) a young
+# collection runs every few hundred allocations, promotes short-lived objects, and full
+# collections then took a third of the suite's time (0.3-0.7 s each, every few tests).
+gc.set_threshold(10_000, 10, 10)
 
 
 def _process_data_loader(session: botocore.session.Session) -> None:
