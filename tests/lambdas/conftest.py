@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from tests.conftest import WINDOWS
-from tests.support import queue_endpoint_results
+from tests.support import MotoState, queue_endpoint_results
 
 REGION = "us-east-1"
 ENDPOINT = "mlpipe-endpoint"
@@ -44,8 +44,7 @@ class FakeClock:
         self.value += seconds
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",
@@ -60,13 +59,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_REGION", REGION)
     for window in WINDOWS:
         monkeypatch.setenv(window, "0")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    _aws_environment(monkeypatch)
     with mock_aws():
         yield
 
 
-@pytest.fixture
-def pipeline(aws: None, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
-    """Create the endpoint, table and SSM parameters, and point the handlers at them."""
+def _create_resources() -> None:
+    """The endpoint, table and SSM parameters the handlers use."""
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     role = "arn:aws:iam::123456789012:role/mlpipe-sagemaker"
     for model in ("model-a", "model-b"):
@@ -112,6 +115,21 @@ def pipeline(aws: None, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     ssm.put_parameter(Name=ACTIVE_PARAM, Value="v1.0.0", Type="String")
     ssm.put_parameter(Name=DEPLOYMENT_PARAM, Value=json.dumps(DEPLOYMENT), Type="String")
 
+
+@pytest.fixture(scope="module")
+def resources_state() -> MotoState:
+    """The account with :func:`_create_resources` done, made once per module."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _aws_environment(monkeypatch)
+        with mock_aws():
+            _create_resources()
+            return MotoState()
+
+
+@pytest.fixture
+def pipeline(aws: None, resources_state: MotoState, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """A copy of the endpoint, table and SSM parameters; the handlers pointed at them."""
+    resources_state.restore()
     for name, value in {
         "ENDPOINT_NAME": ENDPOINT,
         "TABLE_NAME": TABLE,
