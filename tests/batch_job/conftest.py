@@ -20,10 +20,10 @@ from batch_job_support import (
 from moto import mock_aws
 
 from tests.conftest import WINDOWS
+from tests.support import MotoState
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -31,30 +31,46 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for window in WINDOWS:
         monkeypatch.setenv(window, "0")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    _aws_environment(monkeypatch)
     with mock_aws():
         yield
 
 
+@pytest.fixture(scope="module")
+def resources_state() -> MotoState:
+    """The bucket, table and parameters the job uses, made once per module."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _aws_environment(monkeypatch)
+        with mock_aws():
+            boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+            boto3.client("dynamodb", region_name=REGION).create_table(
+                TableName=TABLE,
+                KeySchema=[
+                    {"AttributeName": "predictionId", "KeyType": "HASH"},
+                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "predictionId", "AttributeType": "S"},
+                    {"AttributeName": "timestamp", "AttributeType": "N"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            ssm = boto3.client("ssm", region_name=REGION)
+            ssm.put_parameter(Name=ACTIVE_PARAM, Value="v1.0.0", Type="String")
+            ssm.put_parameter(Name=DEPLOYMENT_PARAM, Value=json.dumps(DEPLOYMENT), Type="String")
+            return MotoState()
+
+
 @pytest.fixture
-def pipeline(aws: None) -> Pipeline:
+def pipeline(aws: None, resources_state: MotoState) -> Pipeline:
+    """A copy of the bucket, table and parameters, with clients on them."""
+    resources_state.restore()
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "predictionId", "KeyType": "HASH"},
-            {"AttributeName": "timestamp", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "predictionId", "AttributeType": "S"},
-            {"AttributeName": "timestamp", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ssm = boto3.client("ssm", region_name=REGION)
-    ssm.put_parameter(Name=ACTIVE_PARAM, Value="v1.0.0", Type="String")
-    ssm.put_parameter(Name=DEPLOYMENT_PARAM, Value=json.dumps(DEPLOYMENT), Type="String")
 
     # Clients the job creates from this session count their calls; the helpers' clients above
     # come from the default session and are not counted.
