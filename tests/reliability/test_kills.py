@@ -45,7 +45,7 @@ def killed_until_done(
 ) -> Kills:
     """Run the plan, killed after a random number of writes (within ``gaps``), until a run
     finds nothing to do."""
-    rng, calls = random.Random(seed), []
+    rng, calls = random.Random(seed), list[str]()
     for _ in range(most):
         plan = make_plan()
         if not plan.changes:
