@@ -47,9 +47,10 @@ def test_random_errors_and_throttling_are_retried_and_replay_for_a_seed(ctx: Con
 
     def run() -> dict[str, int]:
         rules = (Rule("ssm:Get*", "error", None, rate=0.2), Rule("*", "throttle", None, rate=0.2))
+        client = ssm()
         with injected(*rules, seed=7) as plan:
             for _ in range(30):
-                assert ssm().get_parameter(Name="/p")["Parameter"]["Value"] == "v"
+                assert client.get_parameter(Name="/p")["Parameter"]["Value"] == "v"
         return plan.counts()
 
     first = run()

@@ -7,6 +7,7 @@ import contextlib
 import random
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -19,6 +20,7 @@ from mlpipe.local.faults import Killed, Rule, injected
 from mlpipe.ops.lock import LockHeld, locked_plan
 from tests.reliability.test_creates import counts, one_of_each
 from tests.resources.endpoint_support import FakeTime, fake_time
+from tests.support import Shared, build_once
 
 REGION = "us-east-1"
 
@@ -28,27 +30,52 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
     return fake_time(monkeypatch, ctx)
 
 
-def killed_until_done(make_plan: Callable[[], Plan], seed: int, most: int = 40) -> int:
-    """Run the plan, killed after a random number of writes, until a run finds nothing to
-    do; the number of kills."""
-    rng, kills = random.Random(seed), 0
+@dataclass(frozen=True)
+class Kills:
+    """Where a run killed until done was killed: one call per kill."""
+
+    calls: list[str]
+
+    def services(self) -> set[str]:
+        return {call.split(":", 1)[0] for call in self.calls}
+
+
+def killed_until_done(
+    make_plan: Callable[[], Plan], seed: int, gaps: tuple[int, int], most: int = 20
+) -> Kills:
+    """Run the plan, killed after a random number of writes (within ``gaps``), until a run
+    finds nothing to do."""
+    rng, calls = random.Random(seed), list[str]()
     for _ in range(most):
         plan = make_plan()
         if not plan.changes:
-            return kills
-        kill = Rule("*", "kill", writes=True, after=rng.randint(0, 8))
+            return Kills(calls)
+        kill = Rule("*", "kill", writes=True, after=rng.randint(*gaps))
         with injected(kill) as faults, contextlib.suppress(Killed):
             execute(plan)
-        kills += faults.counts()["kill"]
+        calls += [key.split(" ", 1)[1] for key in faults.injected]
     raise AssertionError(f"still changing after {most} runs")
 
 
+@pytest.fixture(scope="module")
+def killed_apply(tmp_path_factory: pytest.TempPathFactory) -> Shared[Kills]:
+    """The whole pipeline applied from nothing, killed after 2 to 12 writes (the apply makes
+    about 170), run again until a run finds nothing to do; built once for the module."""
+    return build_once(
+        tmp_path_factory.mktemp("killed-apply"),
+        lambda ctx: killed_until_done(
+            lambda: plan_apply(resources.build(ctx)), seed=13, gaps=(2, 12)
+        ),
+        fake_time,
+    )
+
+
 def test_apply_killed_at_many_points_converges_with_one_of_each(
-    ctx: Context, clock: FakeTime
+    ctx: Context, clock: FakeTime, killed_apply: Shared[Kills]
 ) -> None:
-    kills = killed_until_done(lambda: plan_apply(resources.build(ctx)), seed=13)
-    assert kills >= 3
-    print(f"apply converged after {kills} kills")
+    kills = killed_apply.restore()
+    print(f"apply converged after kills at {kills.calls}")
+    assert len(kills.calls) >= 3 and len(kills.services()) >= 3, kills.calls
     assert counts(ctx) == one_of_each(ctx)
     ctx.aws.log.reset()
     execute(plan_apply(resources.build(ctx)))
@@ -56,13 +83,12 @@ def test_apply_killed_at_many_points_converges_with_one_of_each(
 
 
 def test_destroy_killed_at_many_points_leaves_only_what_it_retains(
-    ctx: Context, clock: FakeTime
+    ctx: Context, clock: FakeTime, killed_apply: Shared[Kills]
 ) -> None:
-    report = execute(plan_apply(resources.build(ctx)))
-    assert report.ok
-    kills = killed_until_done(lambda: plan_destroy(resources.build(ctx)), seed=7)
-    assert kills >= 3
-    print(f"destroy converged after {kills} kills")
+    killed_apply.restore()
+    kills = killed_until_done(lambda: plan_destroy(resources.build(ctx)), seed=7, gaps=(3, 10))
+    print(f"destroy converged after kills at {kills.calls}")
+    assert len(kills.calls) >= 3 and len(kills.services()) >= 2, kills.calls
     names = ctx.names
     kms = boto3.client("kms", region_name=REGION)
     left = [

@@ -4,7 +4,6 @@ version and the endpoint agreeing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +13,10 @@ from mlpipe.core.executor import Report
 from mlpipe.local.faults import Killed, Rule, injected
 from mlpipe.ops import deployments, history, registry
 from mlpipe.ops.deployments import Runner
+from mlpipe.resources import monitoring
 from tests.ops.test_operations import live, model_dir, ssm_value
-from tests.resources.endpoint_support import FakeTime, build_serving, fake_time
-from tests.support import Shared
+from tests.resources.endpoint_support import FakeTime, fake_time, resources
+from tests.support import Shared, build_once, converge
 
 
 @pytest.fixture
@@ -26,13 +26,20 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
-    return build_serving(tmp_path_factory)
+    """The serving resources and the alarms applied (v1.0.0 and v2.0.0 registered by the
+    apply), then v3.0.0 registered: built once for the module."""
+
+    def build(ctx: Context) -> Report:
+        report = converge([*resources(ctx), *monitoring.resources(ctx)])
+        registry.register(ctx, "v3.0.0", model_dir(tmp_path_factory.mktemp("v3"), "v3.0.0"))
+        return report
+
+    return build_once(tmp_path_factory.mktemp("built"), build, fake_time)
 
 
 @pytest.fixture
-def runner(ctx: Context, clock: FakeTime, tmp_path: Path, built: Shared[Report]) -> Runner:
-    built.restore()  # a copy of the account the module's one apply built
-    registry.register(ctx, "v3.0.0", model_dir(tmp_path, "v3.0.0"))
+def runner(ctx: Context, clock: FakeTime, built: Shared[Report]) -> Runner:
+    built.restore()  # a copy of the account the module's build left
     return Runner(ctx)
 
 

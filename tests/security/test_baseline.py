@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
 from mlpipe.resources import flow_logs, iam, kms, network, workflow
 from mlpipe.resources.network import DEFAULT_SG, VPC
 from tests.resources.test_workflow import stack as workflow_stack
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
@@ -30,6 +31,26 @@ def vpc_stack(ctx: Context) -> list[Resource]:
     ]
 
 
+def stack(ctx: Context) -> list[Resource]:
+    """What every test here reads: the workflow's stack (the VPC's included) and flow logs."""
+    return [*workflow_stack(ctx), *flow_logs.resources(ctx)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
+    """The workflow and the VPC with its flow logs: built once for the module by the idempotency
+    check (``four_step``)."""
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
+    )
+
+
+@pytest.fixture
+def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
+    """The outputs, on a copy of the account the module's build applied."""
+    return built.restore()
+
+
 def default_group(vpc_id: str) -> dict[str, Any]:
     filters = [
         {"Name": "vpc-id", "Values": [vpc_id]},
@@ -38,8 +59,10 @@ def default_group(vpc_id: str) -> dict[str, Any]:
     return client("ec2").describe_security_groups(Filters=filters)["SecurityGroups"][0]
 
 
-def test_the_default_security_group_has_no_rules_and_stays_empty(ctx: Context) -> None:
-    outputs = four_step(ctx, vpc_stack(ctx)).outputs
+def test_the_default_security_group_has_no_rules_and_stays_empty(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    outputs = applied
     vpc_id = outputs[VPC]["id"]
     group = default_group(vpc_id)
     assert group["GroupId"] == outputs[DEFAULT_SG]["id"]
@@ -60,8 +83,10 @@ def test_the_default_security_group_has_no_rules_and_stays_empty(ctx: Context) -
     assert default_group(vpc_id)["IpPermissions"] == []
 
 
-def test_vpc_flow_logs_go_to_an_encrypted_group_with_a_role_limited_to_it(ctx: Context) -> None:
-    outputs = four_step(ctx, vpc_stack(ctx)).outputs
+def test_vpc_flow_logs_go_to_an_encrypted_group_with_a_role_limited_to_it(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    outputs = applied
     names = ctx.names
     [flow] = client("ec2").describe_flow_logs(
         Filters=[{"Name": "resource-id", "Values": [outputs[VPC]["id"]]}]
@@ -84,13 +109,14 @@ def test_vpc_flow_logs_go_to_an_encrypted_group_with_a_role_limited_to_it(ctx: C
     assert set(by_sid) == {"DeliverFlowLogs", "FindLogGroup"}
 
 
-def test_the_state_machine_is_encrypted_with_the_pipeline_key(ctx: Context) -> None:
-    report = four_step(ctx, workflow_stack(ctx))
+def test_the_state_machine_is_encrypted_with_the_pipeline_key(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
     machine = client("stepfunctions").describe_state_machine(
-        stateMachineArn=report.outputs[workflow.STATE_MACHINE]["arn"]
+        stateMachineArn=applied[workflow.STATE_MACHINE]["arn"]
     )
     assert machine["encryptionConfiguration"] == {
         "type": "CUSTOMER_MANAGED_KMS_KEY",
-        "kmsKeyId": report.outputs[kms.KEY]["arn"],
+        "kmsKeyId": applied[kms.KEY]["arn"],
         "kmsDataKeyReusePeriodSeconds": 300,
     }

@@ -6,18 +6,40 @@ import json
 from typing import Any
 
 import boto3
+import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.plan import plan_apply
+from mlpipe.core.resource import Resource
 from mlpipe.resources import iam, kms, s3, workflow
 from tests.resources.test_workflow import stack as workflow_stack
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
 
 def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION)
+
+
+def stack(ctx: Context) -> list[Resource]:
+    """What every test here drifts: the workflow's stack (key and roles included), the buckets."""
+    return [*workflow_stack(ctx), *s3.resources(ctx)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
+    """The workflow's stack and the buckets: built once for the module by the idempotency
+    check (``four_step``)."""
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
+    )
+
+
+@pytest.fixture
+def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
+    """The outputs, on a copy of the account the module's build applied."""
+    return built.restore()
 
 
 def drifted(resources: list[Any]) -> dict[str, list[str]]:
@@ -28,9 +50,10 @@ def drifted(resources: list[Any]) -> dict[str, list[str]]:
     }
 
 
-def test_access_logging_turned_off_is_turned_on_again(ctx: Context) -> None:
+def test_access_logging_turned_off_is_turned_on_again(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
     resources = [*kms.resources(ctx), *s3.resources(ctx)]
-    four_step(ctx, resources)
     client("s3").put_bucket_logging(Bucket=ctx.names.data_bucket, BucketLoggingStatus={})
     assert drifted(resources) == {"s3:data": ["Logging"]}
     converge(resources)
@@ -39,9 +62,10 @@ def test_access_logging_turned_off_is_turned_on_again(ctx: Context) -> None:
     assert not plan_apply(resources).changes
 
 
-def test_a_trust_policy_stripped_of_its_source_condition_is_restored(ctx: Context) -> None:
+def test_a_trust_policy_stripped_of_its_source_condition_is_restored(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
     resources = [*kms.resources(ctx), *iam.resources(ctx)]
-    four_step(ctx, resources)
     name = ctx.names.role("stepfunctions")
     bare = {
         "Version": "2012-10-17",
@@ -62,9 +86,10 @@ def test_a_trust_policy_stripped_of_its_source_condition_is_restored(ctx: Contex
     assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
 
 
-def test_a_state_machine_moved_to_an_aws_owned_key_is_moved_back(ctx: Context) -> None:
-    report = four_step(ctx, workflow_stack(ctx))
-    arn = report.outputs[workflow.STATE_MACHINE]["arn"]
+def test_a_state_machine_moved_to_an_aws_owned_key_is_moved_back(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    arn = applied[workflow.STATE_MACHINE]["arn"]
     client("stepfunctions").update_state_machine(
         stateMachineArn=arn, encryptionConfiguration={"type": "AWS_OWNED_KEY"}
     )
@@ -72,4 +97,4 @@ def test_a_state_machine_moved_to_an_aws_owned_key_is_moved_back(ctx: Context) -
     converge(workflow_stack(ctx))
     machine = client("stepfunctions").describe_state_machine(stateMachineArn=arn)
     assert machine["encryptionConfiguration"]["type"] == "CUSTOMER_MANAGED_KMS_KEY"
-    assert machine["encryptionConfiguration"]["kmsKeyId"] == report.outputs[kms.KEY]["arn"]
+    assert machine["encryptionConfiguration"]["kmsKeyId"] == applied[kms.KEY]["arn"]

@@ -7,15 +7,36 @@ import json
 from typing import Any
 
 import boto3
+import pytest
 
 from mlpipe.core.context import Context
+from mlpipe.core.resource import Resource
 from mlpipe.resources import iam, kms, network
 from mlpipe.resources.network import VPC
-from tests.support import converge, four_step
+from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ACCOUNT_ONLY = {"StringEquals": {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceAccount": ACCOUNT}}
+
+
+def stack(ctx: Context) -> list[Resource]:
+    return [*kms.resources(ctx), *iam.resources(ctx), *network.resources(ctx)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
+    """The key, the service roles and the network: built once for the module by the idempotency
+    check (``four_step``)."""
+    return build_once(
+        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
+    )
+
+
+@pytest.fixture
+def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
+    """The outputs, on a copy of the account the module's build applied."""
+    return built.restore()
 
 
 def live_endpoints(vpc_id: str) -> dict[str, dict[str, Any]]:
@@ -28,8 +49,10 @@ def live_endpoints(vpc_id: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_every_endpoint_policy_trusts_only_the_account(ctx: Context) -> None:
-    outputs = four_step(ctx, network.resources(ctx)).outputs
+def test_every_endpoint_policy_trusts_only_the_account(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    outputs = applied
     live = live_endpoints(outputs[VPC]["id"])
     assert len(live) == 2 + len(ctx.spec.network.interface_endpoints) == 9
     exceptions = []
@@ -48,8 +71,10 @@ def test_every_endpoint_policy_trusts_only_the_account(ctx: Context) -> None:
     assert layers["Resource"] == ["arn:aws:s3:::prod-us-east-1-starport-layer-bucket/*"]
 
 
-def test_an_interface_endpoint_policy_changed_behind_mlpipe_is_put_back(ctx: Context) -> None:
-    outputs = four_step(ctx, network.resources(ctx)).outputs
+def test_an_interface_endpoint_policy_changed_behind_mlpipe_is_put_back(
+    ctx: Context, applied: dict[str, Any]
+) -> None:
+    outputs = applied
     ec2 = boto3.client("ec2", region_name=REGION)
     endpoint_id = outputs[network.INTERFACE_ENDPOINTS]["ids"]["ssm"]
     anyone = {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]}
@@ -81,8 +106,7 @@ def trust_of(purpose: str, names: Any) -> dict[str, Any]:
     return statement
 
 
-def test_service_roles_trust_only_their_source(ctx: Context) -> None:
-    four_step(ctx, [*kms.resources(ctx), *iam.resources(ctx)])
+def test_service_roles_trust_only_their_source(ctx: Context, applied: dict[str, Any]) -> None:
     names, account = ctx.names, {"aws:SourceAccount": ACCOUNT}
     arn = f"arn:aws:%s:{REGION}:{ACCOUNT}:%s"
     expected_arns = {
