@@ -70,9 +70,12 @@ def test_plan_apply_status_destroy(aws: None, capsys: pytest.CaptureFixture[str]
 
     assert cli("destroy", "--yes") == 0
     assert "retained (use --force to delete)" in capsys.readouterr().out
+    # Deletion protection keeps the table, like the model bucket; --force removes them (e2e).
     assert [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]] == [
         "ml-pipeline-prod-models-123456789012-us-east-1"
     ]
+    tables = boto3.client("dynamodb", region_name="us-east-1").list_tables()["TableNames"]
+    assert tables == ["ml-pipeline-prod-predictions"]
 
 
 def test_apply_without_a_terminal_needs_yes(
