@@ -39,23 +39,21 @@ def test_spec_errors_exit_2_before_any_aws_call(
 
 
 def test_plan_apply_status_destroy(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("plan", "--json") == 0
+    # With changes: 2 with --detailed-exitcode (0 without it: the plan after the drift below).
+    assert cli("plan", "--json", "--detailed-exitcode") == 2
     plan = json.loads(capsys.readouterr().out)
     total = len(plan["steps"])
     assert plan["mode"] == "apply" and plan["counts"]["create"] == total > 0
 
-    assert cli("plan", "--detailed-exitcode") == 2
-    out = capsys.readouterr().out
-    assert "+ kms:key" in out and f"Plan: {total} to create" in out
-
     assert cli("apply", "--yes") == 0
     captured = capsys.readouterr()
+    # The plan it runs, in the lines `plan` prints.
+    assert "+ kms:key" in captured.out and f"Plan: {total} to create" in captured.out
     assert f"{total} done, 0 failed, 0 skipped" in captured.err
 
-    assert cli("apply", "--yes") == 0
-    assert f"No changes: {total} resources match the spec." in capsys.readouterr().out
+    # A second apply changing nothing: tests/e2e, over HTTP.
     assert cli("plan", "--detailed-exitcode") == 0
-    capsys.readouterr()
+    assert f"No changes: {total} resources match the spec." in capsys.readouterr().out
 
     boto3.client("s3").put_bucket_versioning(
         Bucket="ml-pipeline-prod-data-123456789012-us-east-1",
@@ -70,9 +68,12 @@ def test_plan_apply_status_destroy(aws: None, capsys: pytest.CaptureFixture[str]
 
     assert cli("destroy", "--yes") == 0
     assert "retained (use --force to delete)" in capsys.readouterr().out
+    # Deletion protection keeps the table, like the model bucket; --force removes them (e2e).
     assert [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]] == [
         "ml-pipeline-prod-models-123456789012-us-east-1"
     ]
+    tables = boto3.client("dynamodb", region_name="us-east-1").list_tables()["TableNames"]
+    assert tables == ["ml-pipeline-prod-predictions"]
 
 
 def test_apply_without_a_terminal_needs_yes(

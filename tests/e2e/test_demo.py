@@ -47,8 +47,15 @@ def test_the_demo_end_to_end(spec: Spec, fake_credentials: None) -> None:
             client.predict([10.0] * 30, fresh=f"-check-{i}").version for i in range(30)
         ]
 
+    # No batching window on the stream: its 60 records are far from a full batch of 100, and
+    # the poller would hold each shard's records for the window (5 s) before the handler sees
+    # them. 100 predictions, each of another held-out row: 4 standard deviations of the A/B
+    # share are 0.16.
+    data = spec.model_dump()
+    data["stream"]["batching_window_seconds"] = 0
+    settings = DemoSettings(requests=100, stream_records=60)
     reporter = Quiet()
-    result = Demo(spec, DemoSettings(requests=200, stream_records=60), reporter).run(inspect)
+    result = Demo(Spec.model_validate(data), settings, reporter).run(inspect)
     numbers = result.numbers
 
     assert reporter.steps[-1] == "destroy"
