@@ -319,6 +319,7 @@ def test_destroy_deletes_functions_and_log_groups_and_keeps_roles_until_the_inte
     assert _lambda_enis(), "the VPC functions own network interfaces"
     ctx.aws.log.reset()
     plan = destroy(stack(ctx))
+    calls = list(ctx.aws.log.calls)
     mine = {r.key for r in lambdas.resources(ctx)}
     assert mine <= {s.key for s in plan.steps if s.action is Action.DELETE}
     assert client("lambda").list_functions()["Functions"] == []
@@ -326,7 +327,6 @@ def test_destroy_deletes_functions_and_log_groups_and_keeps_roles_until_the_inte
     assert groups == []
     assert all(r.read() is None for r in lambdas.resources(ctx))
     assert _lambda_enis() == []
-    calls = ctx.aws.log.calls
     # Released by Lambda (with the roles), not deleted by mlpipe; the roles went after.
     # (a role deleted first would have left them behind, for mlpipe to delete)
     assert "ec2:DeleteNetworkInterface" not in calls
