@@ -143,15 +143,27 @@ class MotoState:
         self._dicts = list(BackendDict._instances)  # type: ignore[misc]
         self._tables = _side_tables()
         accounts = [{a: dict(backend) for a, backend in d.items()} for d in self._dicts]
-        tables = [list(table.items()) for table in self._tables]
         # moto tracks every model it makes, to dispose of (S3 objects' files) at reset: the
         # copy kept here must outlive the account, so it is not tracked.
         tracked = [
             kind.instances_tracked for kinds in model_data.values() for kind in kinds.values()
         ]
         counts = [len(instances) for instances in tracked]
+        memo: dict[int, Any] = {}
         with _deep_copying():
-            self._state = copy.deepcopy((accounts, tables))
+            copied = copy.deepcopy(accounts, memo)
+            # Only the entries of this account's objects: moto's caches keep backends of earlier
+            # accounts alive (an lru_cache holds its account backends), and with them their
+            # entries, which a copy would carry along at every restore.
+            tables = [
+                [
+                    (memo[id(key)], copy.deepcopy(value, memo))
+                    for key, value in list(table.items())
+                    if id(key) in memo
+                ]
+                for table in self._tables
+            ]
+            self._state = (copied, tables)
         for instances, count in zip(tracked, counts, strict=True):
             del instances[count:]
 

@@ -15,6 +15,7 @@ from mlpipe.local import moto_ext
 from mlpipe.ops.state import DeploymentState, Variant
 from mlpipe.resources import artifacts, iam, kms, monitoring, network, s3, sagemaker, ssm
 from tests.fake_time import FakeTime
+from tests.resources.serving import needed
 from tests.support import Shared, build_once, converge
 
 REGION = "us-east-1"
@@ -36,6 +37,12 @@ def resources(ctx: Context) -> list[Resource]:
     """The serving resources and everything they depend on."""
     modules = (kms, s3, artifacts, ssm, iam, network, sagemaker)
     return [r for m in modules for r in m.resources(ctx)]
+
+
+def serving(ctx: Context) -> list[Resource]:
+    """SageMaker serving (models, endpoint, autoscaling, its log group) and only what it
+    depends on: key, buckets, artifacts, parameters, its role, subnets and group."""
+    return needed(sagemaker.resources(ctx), resources(ctx))
 
 
 def client(service: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
@@ -44,6 +45,22 @@ def serving(ctx: Context) -> list[Resource]:
 
 def everything(ctx: Context) -> list[Resource]:
     return [*foundation(ctx), *serving(ctx)]
+
+
+def needed(targets: Sequence[Resource], pool: Sequence[Resource]) -> list[Resource]:
+    """`targets` after what they depend on in `pool`, transitively, in `pool`'s order: the
+    smallest set whose plan knows every output the targets refer to (a test of the targets
+    then builds and reads no more than that)."""
+    by_key = {r.key: r for r in pool}
+    wanted = {r.key for r in targets}
+    found: set[str] = set()
+    todo = [d for r in targets for d in r.depends_on]
+    while todo:
+        key = todo.pop()
+        if key in by_key and key not in found | wanted:
+            found.add(key)
+            todo.extend(by_key[key].depends_on)
+    return [*(r for r in pool if r.key in found), *targets]
 
 
 def with_spec(ctx: Context, section: str, **changes: Any) -> Context:

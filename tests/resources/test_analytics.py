@@ -14,6 +14,7 @@ from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
 from mlpipe.resources import analytics, iam, kms
 from mlpipe.resources.analytics import CRAWLER, DATABASE, WORKGROUP
+from tests.resources.serving import needed
 from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
@@ -21,7 +22,8 @@ ACCOUNT = "123456789012"
 
 
 def stack(ctx: Context) -> list[Resource]:
-    return [*kms.resources(ctx), *iam.resources(ctx), *analytics.resources(ctx)]
+    """Analytics with the key and the crawler's role."""
+    return needed(analytics.resources(ctx), [*kms.resources(ctx), *iam.resources(ctx)])
 
 
 @pytest.fixture(scope="module")
@@ -130,28 +132,14 @@ def test_tags_go_on_at_create(ctx: Context) -> None:
     assert [c for c in ctx.aws.log.calls if c.split(":")[1] == "TagResource"] == []
 
 
-def test_workgroup_drift_is_repaired_with_update_work_group(applied: Context) -> None:
-    athena, name = client("athena"), applied.names.workgroup
-    athena.update_work_group(
-        WorkGroup=name, ConfigurationUpdates={"EnforceWorkGroupConfiguration": False}
-    )
-    plan = plan_apply(stack(applied))
-    assert {s.key: s.diff.paths() for s in plan.changes} == {
-        WORKGROUP: ["Configuration.EnforceWorkGroupConfiguration"]
-    }
-    applied.aws.log.reset()
-    assert execute(plan).ok
-    assert applied.aws.log.writes() == ["athena:UpdateWorkGroup"]
-    config = athena.get_work_group(WorkGroup=name)["WorkGroup"]["Configuration"]
-    assert config["EnforceWorkGroupConfiguration"] is True
-    assert not plan_apply(stack(applied)).changes
-
-
-def test_results_location_and_key_are_repaired(applied: Context) -> None:
+def test_workgroup_drift_results_location_and_key_are_repaired_with_update_work_group(
+    applied: Context,
+) -> None:
     athena, name = client("athena"), applied.names.workgroup
     athena.update_work_group(
         WorkGroup=name,
         ConfigurationUpdates={
+            "EnforceWorkGroupConfiguration": False,
             "ResultConfigurationUpdates": {
                 "OutputLocation": "s3://elsewhere/",
                 "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
@@ -163,32 +151,23 @@ def test_results_location_and_key_are_repaired(applied: Context) -> None:
     assert {s.key: sorted(s.diff.paths()) for s in plan.changes} == {
         WORKGROUP: [
             "Configuration.BytesScannedCutoffPerQuery",
+            "Configuration.EnforceWorkGroupConfiguration",
             "Configuration.ResultConfiguration.EncryptionConfiguration.EncryptionOption",
             "Configuration.ResultConfiguration.EncryptionConfiguration.KmsKey",
             "Configuration.ResultConfiguration.OutputLocation",
         ]
     }
+    applied.aws.log.reset()
     assert execute(plan).ok
+    assert applied.aws.log.writes() == ["athena:UpdateWorkGroup"]
     config = athena.get_work_group(WorkGroup=name)["WorkGroup"]["Configuration"]
+    assert config["EnforceWorkGroupConfiguration"] is True
     assert config["ResultConfiguration"]["EncryptionConfiguration"] == {
         "EncryptionOption": "SSE_KMS",
         "KmsKey": key_arn(applied),
     }
     assert config["ResultConfiguration"]["OutputLocation"].endswith("/athena-results/")
     assert config["BytesScannedCutoffPerQuery"] == 10_000_000_000
-    assert not plan_apply(stack(applied)).changes
-
-
-def test_crawler_schedule_drift_is_repaired_with_update_crawler(applied: Context) -> None:
-    glue, name = client("glue"), applied.names.crawler
-    glue.update_crawler(Name=name, Schedule="cron(0 5 * * ? *)")
-    plan = plan_apply(stack(applied))
-    assert {s.key: s.diff.paths() for s in plan.changes} == {CRAWLER: ["Schedule"]}
-    applied.aws.log.reset()
-    assert execute(plan).ok
-    assert applied.aws.log.writes() == ["glue:UpdateCrawler"]
-    crawler = glue.get_crawler(Name=name)["Crawler"]
-    assert crawler["Schedule"]["ScheduleExpression"] == "cron(0 3 * * ? *)"
     assert not plan_apply(stack(applied)).changes
 
 
@@ -220,8 +199,9 @@ def test_spec_changes_update_in_place(applied: Context) -> None:
     assert not plan_apply(stack(applied)).changes
 
 
-def test_description_and_tag_drift(applied: Context) -> None:
+def test_crawler_schedule_description_and_tag_drift_are_repaired(applied: Context) -> None:
     glue, names = client("glue"), applied.names
+    glue.update_crawler(Name=names.crawler, Schedule="cron(0 5 * * ? *)")
     glue.update_database(
         Name=names.glue_database,
         DatabaseInput={"Name": names.glue_database, "Description": "changed"},
@@ -229,13 +209,20 @@ def test_description_and_tag_drift(applied: Context) -> None:
     arn = f"arn:aws:glue:{REGION}:{ACCOUNT}:crawler/{names.crawler}"
     glue.tag_resource(ResourceArn=arn, TagsToAdd={"stray": "1"})
     plan = plan_apply(stack(applied))
-    assert {s.key: s.diff.paths() for s in plan.changes} == {
+    assert {s.key: sorted(s.diff.paths()) for s in plan.changes} == {
         DATABASE: ["Description"],
-        CRAWLER: ["Tags"],
+        CRAWLER: ["Schedule", "Tags"],
     }
     applied.aws.log.reset()
     assert execute(plan).ok
-    assert sorted(applied.aws.log.writes()) == ["glue:UntagResource", "glue:UpdateDatabase"]
+    # The schedule with UpdateCrawler, the tags with the tagging API alone.
+    assert sorted(applied.aws.log.writes()) == [
+        "glue:UntagResource",
+        "glue:UpdateCrawler",
+        "glue:UpdateDatabase",
+    ]
+    crawler = glue.get_crawler(Name=names.crawler)["Crawler"]
+    assert crawler["Schedule"]["ScheduleExpression"] == "cron(0 3 * * ? *)"
     assert "stray" not in glue_tags("crawler", names.crawler)
     assert not plan_apply(stack(applied)).changes
 

@@ -10,6 +10,7 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.executor import Report
 from mlpipe.core.plan import Action, plan_apply
+from mlpipe.core.resource import Resource
 from mlpipe.resources import api, api_access
 from mlpipe.resources.api import ACCOUNT, API, LOGS_ROLE, STAGE
 from mlpipe.resources.api_access import API_KEY, PERMISSION, USAGE_PLAN
@@ -24,6 +25,7 @@ from tests.resources.serving import (
     client,
     destroy,
     everything,
+    needed,
     step_paths,
     with_spec,
 )
@@ -42,9 +44,15 @@ EXPECTED_SETTINGS = {
 }
 
 
+def stack(ctx: Context) -> list[Resource]:
+    """The API, its access and what they use: the preprocess function and its foundation, the
+    logging role."""
+    return needed([*api.resources(ctx), *api_access.resources(ctx)], everything(ctx))
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
-    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(everything(ctx)))
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stack(ctx)))
 
 
 @pytest.fixture
@@ -53,9 +61,13 @@ def applied(ctx: Context, built: Shared[Report]) -> Report:
     return built.restore()
 
 
-def test_four_step(ctx: Context) -> None:
+def test_four_step_and_a_no_op_apply_never_redeploys(ctx: Context) -> None:
     """The idempotency check, once: the other tests start from `applied` (one converge)."""
-    four_step(ctx, everything(ctx))
+    report = four_step(ctx, stack(ctx))
+    # The log holds the converged plan and apply.
+    assert ctx.aws.log.count("apigateway:CreateDeployment") == 0
+    api_id = report.outputs[API]["id"]
+    assert len(client("apigateway").get_deployments(restApiId=api_id)["items"]) == 1
 
 
 def predict(api_id: str) -> dict[str, Any]:
@@ -144,21 +156,13 @@ def test_usage_plan_throttles_the_api_key_on_this_stage(ctx: Context, applied: R
     assert key["enabled"] is True and key["tags"]["mlpipe:resource"] == API_KEY
 
 
-def test_a_no_op_apply_never_redeploys(ctx: Context, applied: Report) -> None:
-    api_id = applied.outputs[API]["id"]
-    ctx.aws.log.reset()
-    apply(everything(ctx))
-    assert ctx.aws.log.count("apigateway:CreateDeployment") == 0
-    assert len(client("apigateway").get_deployments(restApiId=api_id)["items"]) == 1
-
-
 def test_a_route_change_redeploys_once(ctx: Context, applied: Report) -> None:
     api_id = applied.outputs[API]["id"]
     before = stage(api_id)["deploymentId"]
     rekeyed = with_spec(ctx, "api.cache", key_header="X-Request-Hash")
 
     ctx.aws.log.reset()
-    plan = apply(everything(rekeyed))
+    plan = apply(stack(rekeyed))
     changed = step_paths(plan)
     assert changed[STAGE] == (Action.UPDATE, ["DeploymentDescription"])
     assert changed[API][0] is Action.UPDATE
@@ -168,45 +172,38 @@ def test_a_route_change_redeploys_once(ctx: Context, applied: Report) -> None:
     assert after != before
     integration = predict(api_id)["methodIntegration"]
     assert integration["cacheKeyParameters"] == ["method.request.header.X-Request-Hash"]
-    assert not plan_apply(everything(rekeyed)).changes
+    assert not plan_apply(stack(rekeyed)).changes
 
 
-def test_stage_cache_ttl_drift_is_repaired_without_redeploying(
+def test_stage_ttl_usage_plan_throttle_and_api_tags_drift_are_repaired_without_redeploying(
     ctx: Context, applied: Report
 ) -> None:
-    api_id = applied.outputs[API]["id"]
-    client("apigateway").update_stage(
+    api_id, plan_id = applied.outputs[API]["id"], applied.outputs[USAGE_PLAN]["id"]
+    apigw = client("apigateway")
+    apigw.update_stage(
         restApiId=api_id,
         stageName="prod",
         patchOperations=[{"op": "replace", "path": "/*/*/caching/ttlInSeconds", "value": "30"}],
     )
-    ctx.aws.log.reset()
-    plan = apply(everything(ctx))
-    assert step_paths(plan) == {STAGE: (Action.UPDATE, ["MethodSettings.*/*.cacheTtlInSeconds"])}
-    assert ctx.aws.log.count("apigateway:CreateDeployment") == 0
-    assert ctx.aws.log.count("apigateway:UpdateStage") == 1
-    assert stage(api_id)["methodSettings"]["*/*"]["cacheTtlInSeconds"] == 300
-
-
-def test_usage_plan_throttle_drift_is_repaired(ctx: Context, applied: Report) -> None:
-    plan_id = applied.outputs[USAGE_PLAN]["id"]
-    client("apigateway").update_usage_plan(
+    apigw.update_usage_plan(
         usagePlanId=plan_id,
         patchOperations=[{"op": "replace", "path": "/throttle/burstLimit", "value": "5000"}],
     )
-    plan = apply(everything(ctx))
-    assert step_paths(plan) == {USAGE_PLAN: (Action.UPDATE, ["Throttle.burstLimit"])}
-    live = client("apigateway").get_usage_plan(usagePlanId=plan_id)
-    assert live["throttle"]["burstLimit"] == 200
-
-
-def test_api_tags_drift_is_repaired(ctx: Context, applied: Report) -> None:
-    arn = f"arn:aws:apigateway:{REGION}::/restapis/{applied.outputs[API]['id']}"
-    apigw = client("apigateway")
+    arn = f"arn:aws:apigateway:{REGION}::/restapis/{api_id}"
     apigw.tag_resource(resourceArn=arn, tags={"Stray": "tag"})
     apigw.untag_resource(resourceArn=arn, tagKeys=["CostCenter"])
-    plan = apply(everything(ctx))
-    assert step_paths(plan) == {API: (Action.UPDATE, ["Tags"])}
+
+    ctx.aws.log.reset()
+    plan = apply(stack(ctx))
+    assert step_paths(plan) == {
+        STAGE: (Action.UPDATE, ["MethodSettings.*/*.cacheTtlInSeconds"]),
+        USAGE_PLAN: (Action.UPDATE, ["Throttle.burstLimit"]),
+        API: (Action.UPDATE, ["Tags"]),
+    }
+    assert ctx.aws.log.count("apigateway:CreateDeployment") == 0
+    assert ctx.aws.log.count("apigateway:UpdateStage") == 1
+    assert stage(api_id)["methodSettings"]["*/*"]["cacheTtlInSeconds"] == 300
+    assert apigw.get_usage_plan(usagePlanId=plan_id)["throttle"]["burstLimit"] == 200
     tags = apigw.get_tags(resourceArn=arn)["tags"]
     assert "Stray" not in tags and tags["CostCenter"] == "ml-platform"
 
@@ -215,7 +212,7 @@ def test_iam_auth_needs_no_key_and_no_usage_plan(ctx: Context) -> None:
     iam_ctx = with_spec(ctx, "api", auth="iam")
     keys = {r.key for r in api_access.resources(iam_ctx)}
     assert keys == {PERMISSION}
-    report = four_step(iam_ctx, everything(iam_ctx))
+    report = four_step(iam_ctx, stack(iam_ctx))
     method = predict(report.outputs[API]["id"])
     assert method["authorizationType"] == "AWS_IAM" and method["apiKeyRequired"] is False
     assert client("apigateway").get_usage_plans()["items"] == []
@@ -225,7 +222,7 @@ def test_iam_auth_needs_no_key_and_no_usage_plan(ctx: Context) -> None:
 def test_switching_to_iam_auth_redeploys_and_keeps_the_api(ctx: Context, applied: Report) -> None:
     iam_ctx = with_spec(ctx, "api", auth="iam")
     ctx.aws.log.reset()
-    apply(everything(iam_ctx))
+    apply(stack(iam_ctx))
     assert ctx.aws.log.count("apigateway:CreateDeployment") == 1
     assert ctx.aws.log.count("apigateway:CreateRestApi") == 0
     assert predict(applied.outputs[API]["id"])["authorizationType"] == "AWS_IAM"
@@ -257,25 +254,16 @@ def test_an_existing_usable_logging_role_is_kept(ctx: Context) -> None:
     client("apigateway").update_account(
         patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": other}]
     )
-    apply(everything(ctx))
+    # The account setting and its role: the resource that decides.
+    account = needed([r for r in api.resources(ctx) if r.key == ACCOUNT], everything(ctx))
+    apply(account)
     assert client("apigateway").get_account()["cloudwatchRoleArn"] == other
-    plan = destroy(everything(ctx))
+    plan = destroy(account)
     assert ACCOUNT not in {s.key for s in plan.steps if s.action is Action.DELETE}
     assert client("apigateway").get_account()["cloudwatchRoleArn"] == other
 
 
-def test_destroy_removes_the_api_and_its_access(ctx: Context, applied: Report) -> None:
-    plan = destroy(everything(ctx))
-    deleted = {s.key for s in plan.steps if s.action is Action.DELETE}
-    assert {API, STAGE, ACCOUNT, PERMISSION, API_KEY, USAGE_PLAN} <= deleted
-    apigw = client("apigateway")
-    assert apigw.get_rest_apis()["items"] == []
-    assert apigw.get_usage_plans()["items"] == [] and apigw.get_api_keys()["items"] == []
-    assert not apigw.get_account().get("cloudwatchRoleArn")
-    assert all(r.read() is None for r in [*api.resources(ctx), *api_access.resources(ctx)])
-
-
-def test_the_execution_log_group_is_mlpipes_and_goes_with_destroy(
+def test_the_execution_log_group_is_mlpipes_and_destroy_removes_it_the_api_and_its_access(
     ctx: Context, applied: Report
 ) -> None:
     name = f"API-Gateway-Execution-Logs_{applied.outputs[API]['id']}/prod"
@@ -284,5 +272,13 @@ def test_the_execution_log_group_is_mlpipes_and_goes_with_destroy(
     assert (group["logGroupName"], group["kmsKeyId"], group["retentionInDays"]) == (name, key, 30)
     tags = client("logs").list_tags_log_group(logGroupName=name)["tags"]
     assert tags["mlpipe:resource"] == "logs:execution-logs"
-    destroy(everything(ctx))
+
+    plan = destroy(stack(ctx))
+    deleted = {s.key for s in plan.steps if s.action is Action.DELETE}
+    assert {API, STAGE, ACCOUNT, PERMISSION, API_KEY, USAGE_PLAN} <= deleted
+    apigw = client("apigateway")
+    assert apigw.get_rest_apis()["items"] == []
+    assert apigw.get_usage_plans()["items"] == [] and apigw.get_api_keys()["items"] == []
+    assert not apigw.get_account().get("cloudwatchRoleArn")
+    assert all(r.read() is None for r in [*api.resources(ctx), *api_access.resources(ctx)])
     assert client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []

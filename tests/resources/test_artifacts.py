@@ -12,12 +12,22 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.executor import execute
 from mlpipe.core.plan import Action, plan_apply
+from mlpipe.core.resource import Resource
 from mlpipe.ops import registry
 from mlpipe.resources.artifacts import content_key, pack
+from mlpipe.resources.sagemaker import MODELS
 from mlpipe.spec import Spec
 from tests.conftest import ROOT, make_context
 from tests.resources.endpoint_support import FakeTime, client, fake_time, resources
+from tests.resources.serving import needed
 from tests.support import four_step
+
+
+def models(ctx: Context) -> list[Resource]:
+    """The SageMaker Models and what they are made from: artifacts, their registration, the
+    bucket, key, role and network they use (not the endpoint that serves them)."""
+    pool = resources(ctx)
+    return needed([r for r in pool if r.key == MODELS], pool)
 
 
 @pytest.fixture
@@ -45,7 +55,7 @@ def model_dir(tmp_path: Path, name: str) -> Path:
 
 
 def test_first_apply_uploads_registers_then_creates_models(ctx: Context, clock: FakeTime) -> None:
-    four_step(ctx, resources(ctx))
+    four_step(ctx, models(ctx))
     key_arn = client("kms").describe_key(KeyId=ctx.names.kms_alias)["KeyMetadata"]["Arn"]
     for version in ("v1.0.0", "v2.0.0"):
         body = (ROOT / "examples" / version / "model.tar.gz").read_bytes()
@@ -62,7 +72,7 @@ def test_first_apply_uploads_registers_then_creates_models(ctx: Context, clock: 
 def test_the_model_is_created_after_the_upload_and_the_registration(
     ctx: Context, clock: FakeTime
 ) -> None:
-    execute(plan_apply(resources(ctx)), parallelism=8)
+    execute(plan_apply(models(ctx)), parallelism=8)
     calls = ctx.aws.log.calls
     first_model = calls.index("sagemaker:CreateModel")
     uploads = [i for i, c in enumerate(calls) if c == "s3:PutObject"]
@@ -88,7 +98,7 @@ def test_a_directory_is_packed_deterministically_and_uploaded_once(
         v2_0_0={"artifact": "examples/v2.0.0/model.tar.gz"},
     )
     run = on_clock(ctx, spec)
-    report = execute(plan_apply(resources(run)))
+    report = execute(plan_apply(models(run)))
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     digest = hashlib.sha256(pack(directory)).hexdigest()
     assert metadata(run, "v1.0.0")["s3Path"].endswith(content_key(digest))
@@ -100,7 +110,7 @@ def test_a_directory_is_packed_deterministically_and_uploaded_once(
         v3_0_0={"artifact": str(directory)},
     )
     again = on_clock(ctx, spec)
-    plan = plan_apply(resources(again))
+    plan = plan_apply(models(again))
     assert {s.key: s.action for s in plan.steps}["artifact:v3.0.0"] is Action.NOOP
     assert execute(plan).ok
     assert again.aws.log.count("s3:PutObject") == 0
@@ -112,11 +122,11 @@ def test_a_declared_seed_is_registered_once_the_artifact_is_named(
 ) -> None:
     bare = with_versions(ctx.spec, v1_0_0={}, v2_0_0={"artifact": "examples/v2.0.0/model.tar.gz"})
     first = on_clock(ctx, bare)
-    report = execute(plan_apply(resources(first)))
+    report = execute(plan_apply(models(first)))
     assert report.outcomes["sagemaker:models"].error.startswith("blocked: v1.0.0 has no artifact")
     assert not registry.is_registered(metadata(first, "v1.0.0"))
     second = on_clock(ctx, ctx.spec)
-    plan = plan_apply(resources(second))
+    plan = plan_apply(models(second))
     changes = {s.key: s.diff.paths() for s in plan.changes}
     assert changes["ssm:metadata-v1.0.0"] == ["Registered"]
     assert execute(plan).ok

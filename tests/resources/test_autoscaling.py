@@ -18,7 +18,7 @@ from tests.resources.endpoint_support import (
     client,
     endpoint,
     fake_time,
-    resources,
+    serving,
     state,
     targets,
     weights,
@@ -34,7 +34,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
     return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: converge(resources(ctx)), fake_time
+        tmp_path_factory.mktemp("built"), lambda ctx: converge(serving(ctx)), fake_time
     )
 
 
@@ -54,7 +54,7 @@ def policies(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def step(ctx: Context, key: str) -> Any:
-    return next(s for s in plan_apply(resources(ctx)).steps if s.key == key)
+    return next(s for s in plan_apply(serving(ctx)).steps if s.key == key)
 
 
 def test_each_variant_scales_on_invocations_per_instance(applied: Context):
@@ -74,39 +74,36 @@ def test_each_variant_scales_on_invocations_per_instance(applied: Context):
         }
 
 
-def test_target_drift_is_repaired(applied: Context):
+def test_target_drift_is_repaired_and_a_deleted_policy_is_put_back(applied: Context):
     ctx = applied
-    client("application-autoscaling").register_scalable_target(
+    scaling = client("application-autoscaling")
+    scaling.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=autoscaling.resource_id(ctx.names.endpoint, "ModelA"),
         ScalableDimension=DIMENSION,
         MinCapacity=1,
         MaxCapacity=3,
     )
-
-    drifted = step(ctx, SCALING)
-    assert drifted.action is Action.UPDATE
-    assert drifted.diff.paths() == ["Targets.ModelA.MaxCapacity"]
-    ctx.aws.log.reset()
-    converge(resources(ctx))
-
-    assert targets(ctx)["ModelA"] == (1, 10)
-    writes = ctx.aws.log.writes()
-    assert writes == ["application-autoscaling:RegisterScalableTarget"]
-
-
-def test_a_deleted_policy_is_put_back(applied: Context):
-    ctx = applied
-    client("application-autoscaling").delete_scaling_policy(
+    scaling.delete_scaling_policy(
         PolicyName=POLICY,
         ServiceNamespace="sagemaker",
         ResourceId=autoscaling.resource_id(ctx.names.endpoint, "ModelB"),
         ScalableDimension=DIMENSION,
     )
 
-    assert step(ctx, SCALING).diff.paths() == ["Targets.ModelB.Policy"]
-    converge(resources(ctx))
+    drifted = step(ctx, SCALING)
+    assert drifted.action is Action.UPDATE
+    assert drifted.diff.paths() == ["Targets.ModelA.MaxCapacity", "Targets.ModelB.Policy"]
+    ctx.aws.log.reset()
+    converge(serving(ctx))
+
+    assert targets(ctx)["ModelA"] == (1, 10)
     assert sorted(policies(ctx)) == ["ModelA", "ModelB"]
+    # The target alone is registered again, the policy alone put back.
+    assert ctx.aws.log.writes() == [
+        "application-autoscaling:RegisterScalableTarget",
+        "application-autoscaling:PutScalingPolicy",
+    ]
 
 
 def test_a_variant_leaving_is_deregistered_before_the_endpoint_update(applied: Context):
@@ -114,7 +111,7 @@ def test_a_variant_leaving_is_deregistered_before_the_endpoint_update(applied: C
     save_state(ctx, state(("ModelA", "v1.0.0", 100)))
     ctx.aws.log.reset()
 
-    converge(resources(ctx))
+    converge(serving(ctx))
 
     calls = ctx.aws.log.calls
     deregistered = calls.index("application-autoscaling:DeregisterScalableTarget")
@@ -124,7 +121,7 @@ def test_a_variant_leaving_is_deregistered_before_the_endpoint_update(applied: C
     assert sorted(policies(ctx)) == ["ModelA"]
     # Weights are relative: the sole variant takes all the traffic with its retained weight.
     assert weights(ctx) == {"ModelA": 0.8}
-    assert not plan_apply(resources(ctx)).changes
+    assert not plan_apply(serving(ctx)).changes
 
 
 def test_a_variant_joining_is_registered_once_the_endpoint_serves_it(applied: Context):
@@ -133,7 +130,7 @@ def test_a_variant_joining_is_registered_once_the_endpoint_serves_it(applied: Co
         ctx, state(("ModelA", "v1.0.0", 70), ("ModelB", "v2.0.0", 20), ("ModelC", "v2.0.0", 10))
     )
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert {s.key: s.action for s in plan.changes} == {
         ENDPOINT: Action.UPDATE,
         SCALING: Action.UPDATE,
@@ -143,15 +140,15 @@ def test_a_variant_joining_is_registered_once_the_endpoint_serves_it(applied: Co
     assert targets(ctx) == {"ModelA": (1, 10), "ModelB": (1, 10), "ModelC": (1, 10)}
     assert weights(ctx) == {"ModelA": 0.7, "ModelB": 0.2, "ModelC": 0.1}
     assert endpoint(ctx)["EndpointStatus"] == "InService"
-    assert not plan_apply(resources(ctx)).changes
+    assert not plan_apply(serving(ctx)).changes
 
 
 def test_destroy_deregisters_every_variant(applied: Context):
     ctx = applied
-    scaling = [r for r in resources(ctx) if r.key == SCALING]
+    scaling = [r for r in serving(ctx) if r.key == SCALING]
     plan = plan_destroy(scaling)
     assert [(s.key, s.action) for s in plan.steps] == [(SCALING, Action.DELETE)]
     assert execute(plan).ok
     assert targets(ctx) == {}
     assert policies(ctx) == {}
-    assert sagemaker.ENDPOINT in {r.key for r in resources(ctx)}
+    assert sagemaker.ENDPOINT in {r.key for r in serving(ctx)}

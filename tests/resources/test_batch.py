@@ -16,14 +16,16 @@ from mlpipe.core.resource import Resource
 from mlpipe.resources import batch, ecr, iam, kms, network
 from mlpipe.resources.iam import role_key
 from mlpipe.spec import BatchSpec
+from tests.resources.serving import needed
 from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
 
 
 def batch_stack(ctx: Context) -> list[Resource]:
-    """Batch with everything it depends on."""
-    return [r for m in (kms, iam, network, ecr, batch) for r in m.resources(ctx)]
+    """Batch with everything it depends on: key, roles, subnets, group, repository."""
+    pool = [r for m in (kms, iam, network, ecr) for r in m.resources(ctx)]
+    return needed(batch.resources(ctx), pool)
 
 
 def with_batch(ctx: Context, **changes: Any) -> Context:
@@ -43,9 +45,12 @@ def applied(ctx: Context, built: Shared[Report]) -> tuple[Context, Report]:
     return ctx, built.restore()
 
 
-def test_four_step(ctx: Context) -> None:
+def test_four_step_and_a_second_apply_registers_no_revision(ctx: Context) -> None:
     """The idempotency check, once: the other tests start from `applied` (one converge)."""
     four_step(ctx, batch_stack(ctx))
+    # The log holds the converged plan and apply.
+    assert ctx.aws.log.count("batch:RegisterJobDefinition") == 0
+    assert [d["revision"] for d in revisions(ctx)] == [1]
 
 
 def client() -> Any:
@@ -152,14 +157,6 @@ def test_job_definition_runs_the_job_on_fargate(applied: tuple[Context, Report])
     assert group["retentionInDays"] == 30 and group["kmsKeyId"] == report.outputs[kms.KEY]["arn"]
 
 
-def test_a_second_apply_registers_no_revision(applied: tuple[Context, Report]) -> None:
-    ctx, _ = applied
-    ctx.aws.log.reset()
-    converge(batch_stack(ctx))
-    assert ctx.aws.log.count("batch:RegisterJobDefinition") == 0
-    assert [d["revision"] for d in revisions(ctx)] == [1]
-
-
 def test_changing_memory_registers_exactly_one_revision(applied: tuple[Context, Report]) -> None:
     ctx, _ = applied
     bigger = with_batch(ctx, memory_mib=9216)
@@ -180,20 +177,6 @@ def test_changing_memory_registers_exactly_one_revision(applied: tuple[Context, 
     assert [d["revision"] for d in revisions(ctx, "INACTIVE")] == [1]
     assert report.outputs[batch.JOB_DEFINITION]["revision"] == 2
     assert not plan_apply(batch_stack(bigger)).changes
-
-
-def test_tags_alone_are_tagged_on_the_revision_not_registered(
-    applied: tuple[Context, Report],
-) -> None:
-    ctx, report = applied
-    arn = report.outputs[batch.JOB_DEFINITION]["revision_arn"]
-    client().untag_resource(resourceArn=arn, tagKeys=["CostCenter"])
-    plan = plan_apply(batch_stack(ctx))
-    assert step(plan, batch.JOB_DEFINITION).diff.paths() == ["Tags"]
-    ctx.aws.log.reset()
-    converge(batch_stack(ctx))
-    assert ctx.aws.log.count("batch:RegisterJobDefinition") == 0
-    assert client().list_tags_for_resource(resourceArn=arn)["tags"]["CostCenter"] == "ml-platform"
 
 
 def test_fargate_spot_replaces_the_environment_and_its_queue(
@@ -219,24 +202,31 @@ def test_fargate_spot_replaces_the_environment_and_its_queue(
     assert not plan_apply(batch_stack(spot)).changes
 
 
-def test_drift_is_repaired_in_place(applied: tuple[Context, Report]) -> None:
-    ctx, _ = applied
+def test_drift_is_repaired_in_place_and_tags_alone_are_tagged_on_the_revision_not_registered(
+    applied: tuple[Context, Report],
+) -> None:
+    ctx, report = applied
     client().update_compute_environment(
         computeEnvironment=ctx.names.compute_environment, computeResources={"maxvCpus": 16}
     )
     client().update_job_queue(jobQueue=ctx.names.job_queue, state="DISABLED")
+    arn = report.outputs[batch.JOB_DEFINITION]["revision_arn"]
+    client().untag_resource(resourceArn=arn, tagKeys=["CostCenter"])
     plan = plan_apply(batch_stack(ctx))
     assert {s.key: (s.action, s.diff.paths()) for s in plan.changes} == {
         batch.COMPUTE: (Action.UPDATE, ["ComputeResources.maxvCpus"]),
         batch.QUEUE: (Action.UPDATE, ["State"]),
+        batch.JOB_DEFINITION: (Action.UPDATE, ["Tags"]),
     }
     ctx.aws.log.reset()
     assert execute(plan).ok
     writes = ctx.aws.log.writes()
     assert "batch:CreateComputeEnvironment" not in writes
     assert "batch:CreateJobQueue" not in writes
+    assert "batch:RegisterJobDefinition" not in writes
     assert environment_of(ctx)["computeResources"]["maxvCpus"] == 256
     assert queue_of(ctx)["state"] == "ENABLED"
+    assert client().list_tags_for_resource(resourceArn=arn)["tags"]["CostCenter"] == "ml-platform"
     assert not plan_apply(batch_stack(ctx)).changes
 
 

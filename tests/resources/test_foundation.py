@@ -235,8 +235,8 @@ def test_drift_is_shown_and_repaired(applied: Context) -> None:
     assert not plan_apply(resources).changes
 
 
-def test_spec_change_updates_in_place(ctx: Context, spec) -> None:
-    converge(foundation(ctx))
+def test_spec_change_updates_in_place(applied: Context, spec) -> None:
+    ctx = applied
     storage = spec.storage.model_copy(
         update={
             "data_bucket": spec.storage.data_bucket.model_copy(update={"raw_expiration_days": 7})
@@ -292,7 +292,8 @@ def test_destroy_removes_all_but_the_retained_model_bucket(applied: Context) -> 
     assert kms.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingDeletion"
 
 
-def test_the_key_goes_with_the_last_data_it_encrypts(ctx: Context, spec) -> None:
+def test_the_key_goes_with_the_last_data_it_encrypts(applied: Context, spec) -> None:
+    ctx = applied
     storage = spec.storage.model_copy(
         update={
             "model_bucket": spec.storage.model_bucket.model_copy(
@@ -304,7 +305,7 @@ def test_the_key_goes_with_the_last_data_it_encrypts(ctx: Context, spec) -> None
         }
     )
     ctx.spec = spec.model_copy(update={"storage": storage})
-    converge(foundation(ctx))
+    converge(foundation(ctx))  # the table's deletion protection goes
     plan = plan_destroy(foundation(ctx))
     assert not [s.key for s in plan.steps if s.action is Action.NOOP]
 

@@ -9,6 +9,7 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.executor import Report
 from mlpipe.core.plan import Action, plan_apply
+from mlpipe.core.resource import Resource
 from mlpipe.resources import kinesis, lambdas
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.kinesis import MAPPING, QUEUE, STREAM
@@ -21,14 +22,17 @@ from tests.resources.serving import (
     client,
     destroy,
     foundation,
+    needed,
     step_paths,
     with_spec,
 )
 from tests.support import Shared, build_once, converge, four_step
 
 
-def stream_set(ctx: Context) -> list:
-    return [*foundation(ctx), *lambdas.resources(ctx), *kinesis.resources(ctx)]
+def stream_set(ctx: Context) -> list[Resource]:
+    """The stream, the queue and the mapping, with what they use: the stream processor and the
+    part of the foundation it runs on."""
+    return needed(kinesis.resources(ctx), [*foundation(ctx), *lambdas.resources(ctx)])
 
 
 @pytest.fixture(scope="module")
@@ -118,28 +122,25 @@ def test_stream_processor_role_is_scoped_to_this_stream_and_queue(
     assert unscoped == {"Tracing", "VpcNetworkInterfaces"}
 
 
-def test_mapping_drift_is_repaired(ctx: Context, applied: Report) -> None:
+def test_mapping_drift_is_repaired_and_shard_count_and_retention_update_the_stream_in_place(
+    ctx: Context, applied: Report
+) -> None:
     client("lambda").update_event_source_mapping(
         UUID=mapping(ctx)["UUID"], BatchSize=500, BisectBatchOnFunctionError=False
     )
-    plan = apply(stream_set(ctx))
-    action, paths = step_paths(plan)[MAPPING]
+    wider = with_spec(ctx, "stream", shards=3, retention_hours=48)
+    ctx.aws.log.reset()
+    plan = apply(stream_set(wider))
+    changed = step_paths(plan)
+    assert set(changed) == {MAPPING, STREAM}
+    action, paths = changed[MAPPING]
     assert (action, sorted(paths)) == (
         Action.UPDATE,
         ["BatchSize", "BisectBatchOnFunctionError"],
     )
     live = mapping(ctx)
     assert live["BatchSize"] == 100 and live["BisectBatchOnFunctionError"] is True
-    assert not plan_apply(stream_set(ctx)).changes
-
-
-def test_shard_count_and_retention_changes_update_the_stream_in_place(
-    ctx: Context, applied: Report
-) -> None:
-    wider = with_spec(ctx, "stream", shards=3, retention_hours=48)
-    ctx.aws.log.reset()
-    plan = apply(stream_set(wider))
-    action, paths = step_paths(plan)[STREAM]
+    action, paths = changed[STREAM]
     assert (action, sorted(paths)) == (Action.UPDATE, ["RetentionPeriodHours", "ShardCount"])
     assert ctx.aws.log.count("kinesis:UpdateShardCount") == 1
     assert ctx.aws.log.count("kinesis:IncreaseStreamRetentionPeriod") == 1

@@ -19,6 +19,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.errors import MlpipeError
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
+from mlpipe.core.resource import Resource
 from mlpipe.resources import lambdas, network
 from mlpipe.resources.iam import role_key
 from mlpipe.resources.kms import KEY
@@ -37,6 +38,7 @@ from tests.resources.serving import (
     client,
     destroy,
     foundation,
+    needed,
     step_paths,
     with_spec,
 )
@@ -45,12 +47,20 @@ from tests.support import Shared, build_once, converge, four_step
 ROLE_MESSAGE = "The role defined for the function cannot be assumed by Lambda."
 
 
+def stack(ctx: Context) -> list[Resource]:
+    """The functions and the part of the foundation they use: key, roles, subnets, group."""
+    return needed(lambdas.resources(ctx), foundation(ctx))
+
+
+def underneath(ctx: Context) -> list[Resource]:
+    """The stack without the functions and their log groups."""
+    mine = {r.key for r in lambdas.resources(ctx)}
+    return [r for r in stack(ctx) if r.key not in mine]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
-    return build_once(
-        tmp_path_factory.mktemp("built"),
-        lambda ctx: converge([*foundation(ctx), *lambdas.resources(ctx)]),
-    )
+    return build_once(tmp_path_factory.mktemp("built"), lambda ctx: converge(stack(ctx)))
 
 
 @pytest.fixture
@@ -59,9 +69,12 @@ def applied(ctx: Context, built: Shared[Report]) -> Report:
     return built.restore()
 
 
-def test_four_step(ctx: Context) -> None:
+def test_four_step_and_unchanged_code_is_not_uploaded_again(ctx: Context) -> None:
     """The idempotency check, once: the other tests start from `applied` (one converge)."""
-    four_step(ctx, [*foundation(ctx), *lambdas.resources(ctx)])
+    four_step(ctx, stack(ctx))
+    # The log holds the converged plan and apply: each function's code was compared, not sent.
+    assert ctx.aws.log.count("lambda:UpdateFunctionCode") == 0
+    assert ctx.aws.log.count("lambda:GetFunction") == 2
 
 
 def test_zip_is_reproducible_flat_and_free_of_bytecode(tmp_path: Path) -> None:
@@ -145,21 +158,14 @@ def test_with_an_sqs_endpoint_the_stream_handler_sends_malformed_records_itself(
     assert "FAILURE_QUEUE_URL" not in lambdas.environment(ctx, STREAM_PROCESSOR)
 
 
-def test_feature_count_reaches_both_handlers(ctx: Context) -> None:
+def test_feature_count_reaches_both_handlers(ctx: Context, applied: Report) -> None:
     wider = with_spec(ctx, "lambdas", feature_count=4)
-    converge([*foundation(wider), *lambdas.resources(wider)])
+    converge(stack(wider))
     for purpose in (PREPROCESS, STREAM_PROCESSOR):
         config = client("lambda").get_function_configuration(
             FunctionName=ctx.names.function(purpose)
         )
         assert config["Environment"]["Variables"]["FEATURE_COUNT"] == "4"
-
-
-def test_unchanged_code_is_not_uploaded_again(ctx: Context, applied: Report) -> None:
-    ctx.aws.log.reset()
-    converge([*foundation(ctx), *lambdas.resources(ctx)])
-    assert ctx.aws.log.count("lambda:UpdateFunctionCode") == 0
-    assert ctx.aws.log.count("lambda:GetFunction") == 2
 
 
 def test_changed_code_is_uploaded_exactly_once(
@@ -170,33 +176,21 @@ def test_changed_code_is_uploaded_exactly_once(
     with (source / "handler.py").open("a") as handler:
         handler.write("\n# changed\n")
     function = Function(ctx, PREPROCESS, source=source)
-    others = [r for r in lambdas.resources(ctx) if r.key != function.key]
+    others = [r for r in stack(ctx) if r.key != function.key]
 
     ctx.aws.log.reset()
-    plan = apply([*foundation(ctx), *others, function])
+    plan = apply([*others, function])
     assert step_paths(plan) == {function.key: (Action.UPDATE, ["CodeSha256"])}
     assert ctx.aws.log.count("lambda:UpdateFunctionCode") == 1
     assert ctx.aws.log.count("lambda:UpdateFunctionConfiguration") == 0
     live = client("lambda").get_function_configuration(FunctionName=function.physical)
     assert live["CodeSha256"] == code_sha256(build_zip(source))
-    assert not plan_apply([*foundation(ctx), *others, function]).changes
+    assert not plan_apply([*others, function]).changes
 
 
-def test_reserved_concurrency_drift_is_repaired(ctx: Context, applied: Report) -> None:
-    name = ctx.names.function(STREAM_PROCESSOR)
-    client("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=3)
-    resources = [*foundation(ctx), *lambdas.resources(ctx)]
-
-    plan = apply(resources)
-    assert step_paths(plan) == {
-        function_key(STREAM_PROCESSOR): (Action.UPDATE, ["ReservedConcurrentExecutions"])
-    }
-    reserved = client("lambda").get_function_concurrency(FunctionName=name)
-    assert reserved["ReservedConcurrentExecutions"] == 10
-    assert not plan_apply(resources).changes
-
-
-def test_configuration_drift_is_repaired_in_one_call(ctx: Context, applied: Report) -> None:
+def test_configuration_drift_is_repaired_in_one_call_and_reserved_concurrency_drift_too(
+    ctx: Context, applied: Report
+) -> None:
     name = ctx.names.function(PREPROCESS)
     client("lambda").update_function_configuration(
         FunctionName=name,
@@ -204,21 +198,31 @@ def test_configuration_drift_is_repaired_in_one_call(ctx: Context, applied: Repo
         Environment={"Variables": {**environment(ctx, PREPROCESS), "EXTRA": "set by hand"}},
         MemorySize=128,
     )
-    resources = [*foundation(ctx), *lambdas.resources(ctx)]
+    stream = ctx.names.function(STREAM_PROCESSOR)
+    client("lambda").put_function_concurrency(FunctionName=stream, ReservedConcurrentExecutions=3)
 
     ctx.aws.log.reset()
-    plan = apply(resources)
-    action, paths = step_paths(plan)[function_key(PREPROCESS)]
+    plan = apply(stack(ctx))
+    changed = step_paths(plan)
+    assert set(changed) == {function_key(PREPROCESS), function_key(STREAM_PROCESSOR)}
+    action, paths = changed[function_key(PREPROCESS)]
     assert action is Action.UPDATE
     assert sorted(paths) == [
         "Environment.Variables",
         "MemorySize",
         "TracingConfig.Mode",
     ]
+    assert changed[function_key(STREAM_PROCESSOR)] == (
+        Action.UPDATE,
+        ["ReservedConcurrentExecutions"],
+    )
     assert ctx.aws.log.count("lambda:UpdateFunctionConfiguration") == 1
     live = client("lambda").get_function_configuration(FunctionName=name)
     assert live["TracingConfig"] == {"Mode": "Active"} and live["MemorySize"] == 512
     assert live["Environment"]["Variables"] == environment(ctx, PREPROCESS)
+    reserved = client("lambda").get_function_concurrency(FunctionName=stream)
+    assert reserved["ReservedConcurrentExecutions"] == 10
+    assert not plan_apply(stack(ctx)).changes
 
 
 def _fail_create(ctx: Context, message: str, times: int) -> list[int]:
@@ -237,33 +241,23 @@ def _fail_create(ctx: Context, message: str, times: int) -> list[int]:
 
 
 def test_create_retries_while_the_new_role_cannot_be_assumed(ctx: Context) -> None:
-    converge(foundation(ctx))
+    converge(underneath(ctx))
+    ctx.clock.sleep(60)  # the roles are no longer new: only the refusals below are left
     calls = _fail_create(ctx, ROLE_MESSAGE, times=2)
-    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    converge(stack(ctx))
     assert len(calls) == 4  # two functions, the first of them refused twice
     for purpose in (PREPROCESS, STREAM_PROCESSOR):
         client("lambda").get_function(FunctionName=ctx.names.function(purpose))
 
 
 def test_other_invalid_parameters_are_not_retried(ctx: Context) -> None:
-    converge(foundation(ctx))
+    converge(underneath(ctx))
     calls = _fail_create(ctx, "Unzipped size must be smaller than 262144000 bytes", times=2)
-    report = execute(plan_apply([*foundation(ctx), *lambdas.resources(ctx)]))
+    report = execute(plan_apply(stack(ctx)))
     failed = {k: o.error or "" for k, o in report.outcomes.items() if o.error}
     assert set(failed) == {function_key(PREPROCESS), function_key(STREAM_PROCESSOR)}
     assert all("Unzipped size" in error for error in failed.values())
     assert len(calls) == 2
-
-
-def test_destroy_deletes_functions_and_log_groups(ctx: Context, applied: Report) -> None:
-    resources = [*foundation(ctx), *lambdas.resources(ctx)]
-    mine = {r.key for r in lambdas.resources(ctx)}
-    plan = destroy(resources)
-    assert mine <= {s.key for s in plan.steps if s.action is Action.DELETE}
-    assert client("lambda").list_functions()["Functions"] == []
-    groups = client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
-    assert groups == []
-    assert all(r.read() is None for r in lambdas.resources(ctx))
 
 
 def test_a_plan_the_account_concurrency_cannot_hold_fails_before_any_write(
@@ -272,7 +266,7 @@ def test_a_plan_the_account_concurrency_cannot_hold_fails_before_any_write(
     monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "10")  # a new account's quota
     ctx.aws.log.reset()
     with pytest.raises(MlpipeError) as caught:
-        plan_apply([*foundation(ctx), *lambdas.resources(ctx)])
+        plan_apply(stack(ctx))
     assert str(caught.value).startswith(
         "lambdas.*.reserved_concurrency: preprocess 50 + stream_processor 10 = 60 does not fit "
         "the account's Lambda concurrency (quota 10, 10 available to these functions, of which "
@@ -286,7 +280,7 @@ def test_reservations_fit_under_the_unreserved_minimum(
     ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "160")  # 60 reserved, 100 kept
-    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    converge(stack(ctx))
     monkeypatch.setenv("MLPIPE_LOCAL_LAMBDA_CONCURRENCY", "159")
     with pytest.raises(MlpipeError, match="quota 159, 159 available"):
         plan_apply(lambdas.resources(ctx))
@@ -307,7 +301,7 @@ def test_no_reservation_needs_no_room(ctx: Context, monkeypatch: pytest.MonkeyPa
             )
         }
     )
-    converge([*foundation(ctx), *lambdas.resources(ctx)])
+    converge(stack(ctx))
     assert "lambda:PutFunctionConcurrency" not in ctx.aws.log.calls
 
 
@@ -317,16 +311,22 @@ def _lambda_enis() -> list[dict[str, Any]]:
     )["NetworkInterfaces"]
 
 
-def test_destroy_keeps_the_roles_until_lambda_has_released_the_interfaces(
+def test_destroy_deletes_functions_and_log_groups_and_keeps_roles_until_the_interfaces_go(
     ctx: Context, applied: Report
 ) -> None:
     """The release window is on (`ctx`): the functions' interfaces block their subnets and
     security group, and Lambda needs each function's role to release them."""
     assert _lambda_enis(), "the VPC functions own network interfaces"
     ctx.aws.log.reset()
-    destroy([*foundation(ctx), *lambdas.resources(ctx)])
+    plan = destroy(stack(ctx))
+    calls = list(ctx.aws.log.calls)
+    mine = {r.key for r in lambdas.resources(ctx)}
+    assert mine <= {s.key for s in plan.steps if s.action is Action.DELETE}
+    assert client("lambda").list_functions()["Functions"] == []
+    groups = client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]
+    assert groups == []
+    assert all(r.read() is None for r in lambdas.resources(ctx))
     assert _lambda_enis() == []
-    calls = ctx.aws.log.calls
     # Released by Lambda (with the roles), not deleted by mlpipe; the roles went after.
     # (a role deleted first would have left them behind, for mlpipe to delete)
     assert "ec2:DeleteNetworkInterface" not in calls
@@ -355,7 +355,7 @@ def test_destroy_deletes_the_interfaces_a_role_deleted_first_left_behind(
             iam.detach_role_policy(RoleName=role, PolicyArn=attached["PolicyArn"])
         iam.delete_role(RoleName=role)
     ctx.aws.log.reset()
-    destroy([*foundation(ctx), *lambdas.resources(ctx)])
+    destroy(stack(ctx))
     assert _lambda_enis() == []
     assert ctx.aws.log.count("ec2:DeleteNetworkInterface") >= 1
 
@@ -372,9 +372,9 @@ def test_a_dependency_violation_without_lambda_interfaces_is_not_retried(
         return AWSResponse("https://ec2", 400, {}, None), {"Error": error}
 
     ctx.aws.client("ec2").meta.events.register("before-call.ec2.DeleteSecurityGroup", refuse)
-    report = execute(plan_destroy(foundation(ctx), force=True))
+    report = execute(plan_destroy(underneath(ctx), force=True))
     failed = {k: o.error or "" for k, o in report.outcomes.items() if o.error}
-    assert network.SG_ENDPOINTS in failed
+    assert network.SG_LAMBDA in failed
     assert all("DependencyViolation" in error for error in failed.values())
     # Asked again once after finding no Lambda interface there, then refused: no waiting.
     assert len(calls) == 2 * len(failed)

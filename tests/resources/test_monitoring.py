@@ -13,7 +13,7 @@ from mlpipe.core.context import Context
 from mlpipe.core.executor import Report, execute
 from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
-from mlpipe.resources import iam, kms, monitoring
+from mlpipe.resources import kms, monitoring
 from mlpipe.resources.monitoring import (
     DASHBOARD,
     SUBSCRIPTION,
@@ -32,7 +32,8 @@ STATES = f"arn:aws:states:{REGION}:{ACCOUNT}"
 
 
 def stack(ctx: Context) -> list[Resource]:
-    return [*kms.resources(ctx), *iam.resources(ctx), *monitoring.resources(ctx)]
+    """Monitoring and the key it encrypts the topic with."""
+    return [*kms.resources(ctx), *monitoring.resources(ctx)]
 
 
 @pytest.fixture(scope="module")
@@ -256,13 +257,9 @@ def test_every_alarm_watches_its_metric_and_notifies_the_topic(applied: Context)
     } in tags
 
 
-def test_tags_go_on_at_create(ctx: Context) -> None:
-    converge(stack(ctx))
-    tagging = [c for c in ctx.aws.log.calls if c.split(":")[1] in ("TagResource", "TagQueue")]
-    assert tagging == []
-
-
-def test_a_threshold_change_rewrites_exactly_that_alarm(applied: Context) -> None:
+def test_a_threshold_change_rewrites_exactly_that_alarm_and_latency_is_in_microseconds(
+    applied: Context,
+) -> None:
     with_alarm_limits(applied, workflow_failures=3)
     plan = plan_apply(stack(applied))
     assert {s.key: s.diff.paths() for s in plan.changes} == {
@@ -274,8 +271,6 @@ def test_a_threshold_change_rewrites_exactly_that_alarm(applied: Context) -> Non
     assert alarms(applied)[applied.names.alarm("workflow-failures")]["Threshold"] == 3.0
     assert not plan_apply(stack(applied)).changes
 
-
-def test_latency_threshold_is_converted_to_microseconds(applied: Context) -> None:
     with_alarm_limits(applied, model_latency_p99_ms=1500)
     plan = plan_apply(stack(applied))
     changes = {s.key: [(c.path, c.after) for c in s.diff.changes] for s in plan.changes}
@@ -284,10 +279,12 @@ def test_latency_threshold_is_converted_to_microseconds(applied: Context) -> Non
     }
 
 
-def test_alarm_states_report_each_alarm(ctx: Context) -> None:
+def test_tags_go_on_at_create_and_alarm_states_report_each_alarm(ctx: Context) -> None:
     before = alarm_states(ctx)
     assert len(before) == 12 and {s["state"] for s in before} == {"MISSING"}
     converge(stack(ctx))
+    tagging = [c for c in ctx.aws.log.calls if c.split(":")[1] in ("TagResource", "TagQueue")]
+    assert tagging == []
     name = ctx.names.alarm("invocation-5xx-ModelB")
     client("cloudwatch").set_alarm_state(
         AlarmName=name, StateValue="ALARM", StateReason="5XX answers from ModelB"

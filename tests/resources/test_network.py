@@ -186,29 +186,17 @@ def test_rules_round_trip_between_flat_and_aws_shapes() -> None:
     assert rules(permissions(flat)) == flat
 
 
-def test_allow_all_egress_added_behind_mlpipe_is_planned_and_removed(
+def test_drift_behind_mlpipe_is_planned_on_its_resource_and_repaired_in_place(
     ctx: Context, applied: dict[str, dict[str, Any]]
 ) -> None:
+    """An allow-all egress rule, DNS hostnames off, public IPs on a subnet, an internet route,
+    an interface endpoint moved to other subnets and groups and tagged by hand."""
+    client, vpc_id = ec2(), applied[VPC]["id"]
     group_id = applied[SG_LAMBDA]["id"]
-    ec2().authorize_security_group_egress(
+    client.authorize_security_group_egress(
         GroupId=group_id,
         IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
     )
-    resources = network.resources(ctx)
-    plan = plan_apply(resources)
-    assert {s.key: s.diff.paths() for s in plan.changes} == {SG_LAMBDA: ["Egress"]}
-    assert plan.changes[0].action is Action.UPDATE
-    converge(resources)
-    egress = rules(group(group_id)["IpPermissionsEgress"])
-    assert all(r["IpProtocol"] == "tcp" and r["FromPort"] == 443 for r in egress)
-    assert len(egress) == 3
-    assert not plan_apply(network.resources(ctx)).changes
-
-
-def test_drifted_dns_public_ips_and_internet_route_are_repaired(
-    ctx: Context, applied: dict[str, dict[str, Any]]
-) -> None:
-    client, vpc_id = ec2(), applied[VPC]["id"]
     subnet_id = applied["ec2:subnet-0"]["id"]
     client.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": False})
     client.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": True})
@@ -217,13 +205,32 @@ def test_drifted_dns_public_ips_and_internet_route_are_repaired(
     client.create_route(
         RouteTableId=applied[ROUTE_TABLE]["id"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw
     )
+    ssm = endpoints(vpc_id)["ssm"]
+    client.modify_vpc_endpoint(
+        VpcEndpointId=ssm["VpcEndpointId"],
+        RemoveSubnetIds=[applied["ec2:subnet-1"]["id"]],
+        AddSecurityGroupIds=[applied[SG_LAMBDA]["id"]],
+    )
+    client.create_tags(Resources=[ssm["VpcEndpointId"]], Tags=[{"Key": "extra", "Value": "x"}])
+
     plan = plan_apply(network.resources(ctx))
-    assert {s.key: s.diff.paths() for s in plan.changes} == {
+    assert {s.key: sorted(s.diff.paths()) for s in plan.changes} == {
+        SG_LAMBDA: ["Egress"],
         VPC: ["EnableDnsHostnames"],
         "ec2:subnet-0": ["MapPublicIpOnLaunch"],
         ROUTE_TABLE: ["ExtraRoutes"],
+        INTERFACE_ENDPOINTS: [
+            "Endpoints.ssm.SecurityGroupIds",
+            "Endpoints.ssm.SubnetIds",
+            "Endpoints.ssm.Tags",
+        ],
     }
-    converge(network.resources(ctx))
+    assert {s.action for s in plan.changes} == {Action.UPDATE}
+    assert execute(plan).ok
+
+    egress = rules(group(group_id)["IpPermissionsEgress"])
+    assert all(r["IpProtocol"] == "tcp" and r["FromPort"] == 443 for r in egress)
+    assert len(egress) == 3
     answer = client.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")
     assert answer["EnableDnsHostnames"]["Value"] is True
     assert not client.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["MapPublicIpOnLaunch"]
@@ -231,29 +238,7 @@ def test_drifted_dns_public_ips_and_internet_route_are_repaired(
     assert "0.0.0.0/0" not in {
         r.get("DestinationCidrBlock") for r in routes["RouteTables"][0]["Routes"]
     }
-    assert not plan_apply(network.resources(ctx)).changes
-
-
-def test_interface_endpoint_drift_is_repaired_in_place(
-    ctx: Context, applied: dict[str, dict[str, Any]]
-) -> None:
-    client, ssm = ec2(), endpoints(applied[VPC]["id"])["ssm"]
-    client.modify_vpc_endpoint(
-        VpcEndpointId=ssm["VpcEndpointId"],
-        RemoveSubnetIds=[applied["ec2:subnet-1"]["id"]],
-        AddSecurityGroupIds=[applied[SG_LAMBDA]["id"]],
-    )
-    client.create_tags(Resources=[ssm["VpcEndpointId"]], Tags=[{"Key": "extra", "Value": "x"}])
-    plan = plan_apply(network.resources(ctx))
-    assert {s.key: sorted(s.diff.paths()) for s in plan.changes} == {
-        INTERFACE_ENDPOINTS: [
-            "Endpoints.ssm.SecurityGroupIds",
-            "Endpoints.ssm.SubnetIds",
-            "Endpoints.ssm.Tags",
-        ]
-    }
-    converge(network.resources(ctx))
-    repaired = endpoints(applied[VPC]["id"])["ssm"]
+    repaired = endpoints(vpc_id)["ssm"]
     assert repaired["VpcEndpointId"] == ssm["VpcEndpointId"]
     assert sorted(repaired["SubnetIds"]) == sorted(ssm["SubnetIds"])
     assert [g["GroupId"] for g in repaired["Groups"]] == [applied[SG_ENDPOINTS]["id"]]
@@ -296,23 +281,6 @@ def test_subnets_fit_in_the_vpc_block(spec: Spec) -> None:
         Spec.model_validate(data)
 
 
-def test_destroy_deletes_the_whole_network(
-    ctx: Context, applied: dict[str, dict[str, Any]]
-) -> None:
-    resources = network.resources(ctx)
-    plan = plan_destroy(resources)
-    assert {s.action for s in plan.steps} == {Action.DELETE}
-    assert len(plan.steps) == len(resources)
-    report = execute(plan)
-    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
-    client = ec2()
-    assert applied[VPC]["id"] not in {v["VpcId"] for v in client.describe_vpcs()["Vpcs"]}
-    groups = client.describe_security_groups()["SecurityGroups"]
-    assert [g["GroupName"] for g in groups if g["GroupName"] != "default"] == []
-    assert endpoints(applied[VPC]["id"]) == {}
-    assert all(r.read() is None for r in resources)
-
-
 def test_tags_changed_behind_mlpipe_are_put_back_by_the_tag_sync_alone(
     ctx: Context, applied: dict[str, dict[str, Any]]
 ) -> None:
@@ -339,10 +307,11 @@ def test_region_facts_are_read_once_by_the_resources_of_a_run(ctx: Context) -> N
     assert ctx.aws.log.count("ec2:DescribeAvailabilityZones") == 2
 
 
-def test_a_delete_refused_for_a_lasting_dependency_fails_at_once_and_a_repeat_is_done(
+def test_a_delete_refused_for_a_lasting_dependency_fails_at_once_and_destroy_deletes_it_all(
     ctx: Context, applied: dict[str, dict[str, Any]]
 ) -> None:
-    [vpc] = [r for r in network.resources(ctx) if r.key == VPC]
+    resources = network.resources(ctx)
+    [vpc] = [r for r in resources if r.key == VPC]
     observed = vpc.read()
     assert observed is not None
     started = ctx.clock.now()
@@ -351,8 +320,19 @@ def test_a_delete_refused_for_a_lasting_dependency_fails_at_once_and_a_repeat_is
     with pytest.raises(ClientError, match="DependencyViolation"):
         vpc.delete(observed)
     assert ctx.clock.now() == started
-    assert execute(plan_destroy(network.resources(ctx))).ok
-    vpc.delete(observed)  # already gone: done
+
+    plan = plan_destroy(resources)
+    assert {s.action for s in plan.steps} == {Action.DELETE}
+    assert len(plan.steps) == len(resources)
+    report = execute(plan)
+    assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
+    client = ec2()
+    assert applied[VPC]["id"] not in {v["VpcId"] for v in client.describe_vpcs()["Vpcs"]}
+    groups = client.describe_security_groups()["SecurityGroups"]
+    assert [g["GroupName"] for g in groups if g["GroupName"] != "default"] == []
+    assert endpoints(applied[VPC]["id"]) == {}
+    assert all(r.read() is None for r in resources)
+    vpc.delete(observed)  # a repeat of a delete already done: done
 
 
 def test_a_new_vpc_is_waited_for_on_the_run_s_clock(ctx: Context) -> None:

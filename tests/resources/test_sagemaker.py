@@ -30,7 +30,7 @@ from tests.resources.endpoint_support import (
     endpoint,
     fake_time,
     live_config,
-    resources,
+    serving,
     state,
     targets,
     weights,
@@ -56,7 +56,7 @@ def progress(ctx: Context) -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[Report]:
     return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: converge(resources(ctx)), fake_time
+        tmp_path_factory.mktemp("built"), lambda ctx: converge(serving(ctx)), fake_time
     )
 
 
@@ -89,7 +89,7 @@ def capture(ctx: Context, operation: str) -> list[dict[str, Any]]:
 
 
 def test_four_step_over_the_serving_set(ctx: Context, clock: FakeTime, progress: list[str]):
-    four_step(ctx, resources(ctx))
+    four_step(ctx, serving(ctx))
 
     creating = [m for m in progress if m.startswith(f"{ENDPOINT}: creating the endpoint")]
     assert (
@@ -178,7 +178,7 @@ def test_weight_only_change_is_one_weights_call_and_no_new_config(applied: Conte
     before = endpoint(ctx)["EndpointConfigName"]
     save_state(ctx, state(("ModelA", "v1.0.0", 70), ("ModelB", "v2.0.0", 30)))
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert [s.key for s in plan.changes] == [ENDPOINT]
     assert step(plan, ENDPOINT).diff.paths() == ["Weights.ModelA", "Weights.ModelB"]
     ctx.aws.log.reset()
@@ -190,18 +190,18 @@ def test_weight_only_change_is_one_weights_call_and_no_new_config(applied: Conte
     assert log.count("sagemaker:UpdateEndpoint") == 0
     assert weights(ctx) == {"ModelA": 0.7, "ModelB": 0.3}
     assert endpoint(ctx)["EndpointConfigName"] == before
-    assert not plan_apply(resources(ctx)).changes
+    assert not plan_apply(serving(ctx)).changes
 
 
 def test_new_instance_type_makes_a_new_config_and_keeps_weights_and_previous(applied: Context):
     ctx = applied
     save_state(ctx, state(("ModelA", "v1.0.0", 70), ("ModelB", "v2.0.0", 30)))
-    converge(resources(ctx))
+    converge(serving(ctx))
     previous = endpoint(ctx)["EndpointConfigName"]
     bigger = with_spec(ctx, "endpoint", instance_type="ml.c5.xlarge")
     updates = capture(ctx, "UpdateEndpoint")
 
-    plan = plan_apply(resources(bigger))
+    plan = plan_apply(serving(bigger))
     assert [s.key for s in plan.changes] == [ENDPOINT]
     assert "EndpointConfig.ProductionVariants" in step(plan, ENDPOINT).diff.paths()
     ctx.aws.log.reset()
@@ -221,23 +221,23 @@ def test_new_instance_type_makes_a_new_config_and_keeps_weights_and_previous(app
     assert calls.index("application-autoscaling:DeregisterScalableTarget") < update
     assert calls.index("application-autoscaling:RegisterScalableTarget") > update
     assert targets(ctx) == {"ModelA": (1, 10), "ModelB": (1, 10)}
-    assert not plan_apply(resources(bigger)).changes
+    assert not plan_apply(serving(bigger)).changes
 
 
 def test_pruning_keeps_the_live_and_the_previous_config(applied: Context):
     ctx = applied
     made = {}
     for instance_type in ("ml.m5.large", "ml.c5.xlarge", "ml.c5.2xlarge"):
-        converge(resources(with_spec(ctx, "endpoint", instance_type=instance_type)))
+        converge(serving(with_spec(ctx, "endpoint", instance_type=instance_type)))
         made[instance_type] = endpoint(ctx)["EndpointConfigName"]
     assert configs(ctx) == sorted(made.values())  # keep_configs is 3
 
     # Back to the oldest config: it is live, the newest is the previous one.
-    converge(resources(ctx))
+    converge(serving(ctx))
     assert endpoint(ctx)["EndpointConfigName"] == made["ml.m5.large"]
     assert configs(ctx) == sorted(made.values())
 
-    converge(resources(with_spec(ctx, "endpoint", instance_type="ml.c5.4xlarge")))
+    converge(serving(with_spec(ctx, "endpoint", instance_type="ml.c5.4xlarge")))
     live = endpoint(ctx)["EndpointConfigName"]
     # Kept: live, previous (the oldest by creation time), and the newest other one.
     assert configs(ctx) == sorted([live, made["ml.m5.large"], made["ml.c5.2xlarge"]])
@@ -247,7 +247,7 @@ def test_an_apply_after_a_promotion_deploys_it_and_never_undoes_it(applied: Cont
     ctx = applied
     save_state(ctx, PROMOTED)
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert [s.key for s in plan.changes] == [ENDPOINT]
     assert execute(plan).ok
     served = {v["VariantName"]: v["ModelName"] for v in live_config(ctx)["ProductionVariants"]}
@@ -255,7 +255,7 @@ def test_an_apply_after_a_promotion_deploys_it_and_never_undoes_it(applied: Cont
     assert weights(ctx) == {"ModelA": 0.8, "ModelB": 0.2}
 
     ctx.aws.log.reset()
-    again = plan_apply(resources(ctx))
+    again = plan_apply(serving(ctx))
     assert not again.changes
     assert execute(again).ok
     assert ctx.aws.log.writes() == []
@@ -264,7 +264,7 @@ def test_an_apply_after_a_promotion_deploys_it_and_never_undoes_it(applied: Cont
 
 def test_a_served_version_without_an_artifact_blocks_what_serves_it(applied: Context):
     save_state(applied, state(("ModelA", "v9.0.0", 80), ("ModelB", "v2.0.0", 20)))
-    plan = plan_apply(resources(applied))
+    plan = plan_apply(serving(applied))
     blocked = {s.key: s.blocked for s in plan.steps if s.blocked}
     reason = (
         "v9.0.0 has no artifact (set models.versions.v9.0.0.artifact or run "
@@ -291,7 +291,7 @@ def test_a_failed_update_is_reported_with_its_failure_reason(applied: Context, c
 
     clock.on_sleep.append(delete_model_once)
 
-    report = execute(plan_apply(resources(ctx)))
+    report = execute(plan_apply(serving(ctx)))
 
     outcome = report.outcomes[ENDPOINT]
     assert outcome.status is Status.FAILED
@@ -304,7 +304,7 @@ def test_a_failed_update_is_reported_with_its_failure_reason(applied: Context, c
     assert targets(ctx) == {"ModelA": (1, 10), "ModelB": (1, 10)}
 
     # The next apply creates the model again and the update goes through.
-    converge(resources(ctx))
+    converge(serving(ctx))
     served = {v["ModelName"] for v in live_config(ctx)["ProductionVariants"]}
     assert served == {gone}
 
@@ -322,7 +322,7 @@ def test_waits_for_an_operation_in_progress_then_repairs_weight_drift(
     )
     assert endpoint(ctx)["EndpointStatus"] == "Updating"
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert step(plan, ENDPOINT).action is Action.UPDATE
     assert step(plan, ENDPOINT).diff.paths() == ["Weights.ModelA", "Weights.ModelB"]
     assert execute(plan).ok  # a weights call while Updating would be refused
@@ -343,7 +343,7 @@ def test_tag_drift_is_repaired(applied: Context):
     sm.delete_tags(ResourceArn=arn, TagKeys=["CostCenter"])
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": "stray", "Value": "x"}])
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert step(plan, ENDPOINT).diff.paths() == ["Tags"]
     assert execute(plan).ok
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
@@ -362,7 +362,7 @@ def test_a_failed_endpoint_is_created_again(applied: Context, clock: FakeTime):
     clock.now += TRANSITION_SECONDS
     assert endpoint(ctx)["EndpointStatus"] == "Failed"
 
-    plan = plan_apply(resources(ctx))
+    plan = plan_apply(serving(ctx))
     assert step(plan, MODELS).action is Action.UPDATE
     assert step(plan, ENDPOINT).action is Action.REPLACE
     assert step(plan, ENDPOINT).diff.paths() == ["Status"]
@@ -371,21 +371,27 @@ def test_a_failed_endpoint_is_created_again(applied: Context, clock: FakeTime):
     assert endpoint(ctx)["EndpointStatus"] == "InService"
     assert weights(ctx) == {"ModelA": 0.8, "ModelB": 0.2}
     assert targets(ctx) == {"ModelA": (1, 10), "ModelB": (1, 10)}
-    assert not plan_apply(resources(ctx)).changes
+    assert not plan_apply(serving(ctx)).changes
 
 
-def test_destroy_removes_endpoint_configs_models_and_targets(applied: Context, clock: FakeTime):
+def test_destroy_removes_endpoint_configs_models_targets_and_the_endpoint_log_group(
+    applied: Context, clock: FakeTime
+):
     ctx = applied
-    converge(resources(with_spec(ctx, "endpoint", instance_type="ml.c5.xlarge")))
+    name = f"/aws/sagemaker/Endpoints/{ctx.names.endpoint}"
+    [group] = client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    assert (group["kmsKeyId"], group["retentionInDays"]) == (key_arn(ctx), 30)
+    converge(serving(with_spec(ctx, "endpoint", instance_type="ml.c5.xlarge")))
     assert len(configs(ctx)) == 2
 
-    report = execute(plan_destroy(resources(ctx)))
+    report = execute(plan_destroy(serving(ctx)))
 
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     assert client("sagemaker").list_endpoints()["Endpoints"] == []
     assert configs(ctx) == []
     assert client("sagemaker").list_models(NameContains=ctx.names.model_prefix)["Models"] == []
     assert targets(ctx) == {}
+    assert client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []
 
 
 def test_instances_with_local_storage_get_no_config_key_and_a_warning(ctx: Context):
@@ -433,7 +439,7 @@ def test_deploy_runs_the_same_reconcilers_for_the_serving_resources(applied: Con
     assert weights(ctx) == {"ModelA": 0.6, "ModelB": 0.4}
     changed = {s.key: s.action for s in result.plan.changes}
     assert changed == {ENDPOINT: Action.UPDATE}
-    assert not plan_apply(resources(ctx)).changes
+    assert not plan_apply(serving(ctx)).changes
 
 
 def test_deploy_reads_what_the_serving_resources_use_and_leaves_it_alone(applied: Context):
@@ -452,7 +458,7 @@ def test_deploy_reads_what_the_serving_resources_use_and_leaves_it_alone(applied
         t["Key"] for t in client("iam").list_role_tags(RoleName=role)["Tags"]
     }
     assert "stray" not in {t["Key"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
-    assert step(plan_apply(resources(ctx)), iam.role_key("sagemaker")).action is Action.UPDATE
+    assert step(plan_apply(serving(ctx)), iam.role_key("sagemaker")).action is Action.UPDATE
 
 
 def test_deploy_needs_the_pipeline_applied_first(ctx: Context, clock: FakeTime):
@@ -700,11 +706,3 @@ def test_could_not_find_endpoint_means_absent_and_other_errors_surface(
     )
     with pytest.raises(ClientError, match="AccessDenied"):
         resource.read()
-
-
-def test_the_endpoint_log_group_is_mlpipes_and_goes_with_destroy(applied: Context) -> None:
-    name = f"/aws/sagemaker/Endpoints/{applied.names.endpoint}"
-    [group] = client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-    assert (group["kmsKeyId"], group["retentionInDays"]) == (key_arn(applied), 30)
-    execute(plan_destroy(resources(applied), force=True))
-    assert client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"] == []

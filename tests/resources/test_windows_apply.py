@@ -35,7 +35,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> FakeTime:
     return fake_time(monkeypatch, ctx)
 
 
-def test_the_first_apply_waits_out_every_window(
+def test_the_first_apply_waits_out_every_window_and_destroy_leaves_nothing(
     ctx: Context, windows: None, clock: FakeTime
 ) -> None:
     ctx.consistency_timeout = 60
@@ -61,13 +61,6 @@ def test_the_first_apply_waits_out_every_window(
     execute(again)
     assert ctx.aws.log.writes() == []
 
-
-def test_destroy_with_the_windows_on_leaves_nothing(
-    ctx: Context, windows: None, clock: FakeTime
-) -> None:
-    ctx.consistency_timeout = 60
-    resources = [*everything(ctx), *sagemaker.resources(ctx)]
-    assert execute(plan_apply(resources)).ok
     report = execute(plan_destroy(resources, force=True))
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
     kms = ctx.aws.client("kms")

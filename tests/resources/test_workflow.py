@@ -16,9 +16,9 @@ from mlpipe.core.plan import Action, plan_apply, plan_destroy
 from mlpipe.core.resource import Resource
 from mlpipe.local.batch_auth import SubmitDenied, authorize_submit_job
 from mlpipe.naming import Arns
-from mlpipe.resources import batch, workflow
+from mlpipe.resources import batch, ecr, iam, kms, network, workflow
 from mlpipe.resources.iam import role_key
-from tests.resources.test_batch import batch_stack
+from tests.resources.serving import needed
 from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
@@ -30,7 +30,10 @@ BATCH_ERRORS = {
 
 
 def stack(ctx: Context) -> list[Resource]:
-    return [*batch_stack(ctx), *workflow.resources(ctx)]
+    """The workflow with everything it depends on: Batch and its foundation, the workflow's
+    roles."""
+    pool = [r for m in (kms, iam, network, ecr, batch) for r in m.resources(ctx)]
+    return needed(workflow.resources(ctx), pool)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +203,7 @@ def test_an_equal_definition_written_differently_is_no_change(
     assert machine(ctx)["definition"] == text
 
 
-def test_definition_drift_is_repaired(applied: tuple[Context, Report]) -> None:
+def test_definition_and_schedule_drift_are_repaired(applied: tuple[Context, Report]) -> None:
     ctx, _ = applied
     definition = states_of(ctx)
     definition["TimeoutSeconds"] = 60
@@ -210,29 +213,21 @@ def test_definition_drift_is_repaired(applied: tuple[Context, Report]) -> None:
         definition=json.dumps(definition),
         tracingConfiguration={"enabled": False},
     )
-    plan = plan_apply(stack(ctx))
-    [change] = plan.changes
-    assert change.key == workflow.STATE_MACHINE and change.action is Action.UPDATE
-    assert change.diff.paths() == ["Definition", "TracingConfiguration.enabled"]
-    converge(stack(ctx))
-    repaired = states_of(ctx)
-    assert repaired["TimeoutSeconds"] == 7200
-    assert repaired["States"][workflow.PARALLEL]["Catch"][0]["Next"] == workflow.NOTIFY
-    assert machine(ctx)["tracingConfiguration"] == {"enabled": True}
-
-
-def test_schedule_drift_is_repaired(applied: tuple[Context, Report]) -> None:
-    ctx, _ = applied
     rule = ctx.names.schedule_rule
     events().disable_rule(Name=rule)
     events().put_targets(
         Rule=rule, Targets=[{"Id": "intruder", "Arn": Arns(ctx).topic, "Input": "{}"}]
     )
     plan = plan_apply(stack(ctx))
-    [change] = plan.changes
-    assert change.key == workflow.SCHEDULE
-    assert change.diff.paths() == ["State", "Targets"]
+    assert {s.key: (s.action, s.diff.paths()) for s in plan.changes} == {
+        workflow.STATE_MACHINE: (Action.UPDATE, ["Definition", "TracingConfiguration.enabled"]),
+        workflow.SCHEDULE: (Action.UPDATE, ["State", "Targets"]),
+    }
     converge(stack(ctx))
+    repaired = states_of(ctx)
+    assert repaired["TimeoutSeconds"] == 7200
+    assert repaired["States"][workflow.PARALLEL]["Catch"][0]["Next"] == workflow.NOTIFY
+    assert machine(ctx)["tracingConfiguration"] == {"enabled": True}
     assert events().describe_rule(Name=rule)["State"] == "ENABLED"
     targets = events().list_targets_by_rule(Rule=rule)["Targets"]
     assert [t["Id"] for t in targets] == [workflow.TARGET_ID]
