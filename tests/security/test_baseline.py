@@ -10,9 +10,9 @@ import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
-from mlpipe.resources import flow_logs, iam, kms, network, workflow
+from mlpipe.resources import batch, ecr, flow_logs, iam, kms, network, workflow
 from mlpipe.resources.network import DEFAULT_SG, VPC
-from tests.resources.test_workflow import stack as workflow_stack
+from tests.resources.serving import needed
 from tests.support import Shared, build_once, converge, four_step
 
 REGION = "us-east-1"
@@ -32,8 +32,9 @@ def vpc_stack(ctx: Context) -> list[Resource]:
 
 
 def stack(ctx: Context) -> list[Resource]:
-    """What every test here reads: the workflow's stack (the VPC's included) and flow logs."""
-    return [*workflow_stack(ctx), *flow_logs.resources(ctx)]
+    """What every test here reads: the VPC with its flow logs, and the workflow."""
+    workflow_needs = [*ecr.resources(ctx), *batch.resources(ctx)]
+    return [*vpc_stack(ctx), *needed(workflow.resources(ctx), workflow_needs)]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 from mlpipe.core.context import Context
 from mlpipe.core.plan import plan_apply
 from mlpipe.core.resource import Resource
-from mlpipe.resources import iam, kms, s3, workflow
+from mlpipe.resources import batch, ecr, iam, kms, network, s3, workflow
+from tests.resources.serving import needed
 from tests.resources.test_workflow import stack as workflow_stack
 from tests.support import Shared, build_once, converge, four_step
 
@@ -23,8 +24,14 @@ def client(service: str) -> Any:
 
 
 def stack(ctx: Context) -> list[Resource]:
-    """What every test here drifts: the workflow's stack (key and roles included), the buckets."""
-    return [*workflow_stack(ctx), *s3.resources(ctx)]
+    """What every test here drifts: the key, every role, the buckets and the workflow."""
+    workflow_needs = [*network.resources(ctx), *ecr.resources(ctx), *batch.resources(ctx)]
+    return [
+        *kms.resources(ctx),
+        *iam.resources(ctx),
+        *s3.resources(ctx),
+        *needed(workflow.resources(ctx), workflow_needs),
+    ]
 
 
 @pytest.fixture(scope="module")
