@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
 from mlpipe.resources import batch, ecr, flow_logs, iam, kms, network, workflow
 from mlpipe.resources.network import DEFAULT_SG, VPC
 from tests.resources.serving import needed
-from tests.support import Shared, build_once, converge, four_step
+from tests.support import converge
 
 REGION = "us-east-1"
 
@@ -35,21 +34,6 @@ def stack(ctx: Context) -> list[Resource]:
     """What every test here reads: the VPC with its flow logs, and the workflow."""
     workflow_needs = [*ecr.resources(ctx), *batch.resources(ctx)]
     return [*vpc_stack(ctx), *needed(workflow.resources(ctx), workflow_needs)]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
-    """The workflow and the VPC with its flow logs: built once for the module by the idempotency
-    check (``four_step``)."""
-    return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
-    )
-
-
-@pytest.fixture
-def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
-    """The outputs, on a copy of the account the module's build applied."""
-    return built.restore()
 
 
 def default_group(vpc_id: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import boto3
-import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.plan import plan_apply
@@ -14,7 +13,7 @@ from mlpipe.core.resource import Resource
 from mlpipe.resources import batch, ecr, iam, kms, network, s3, workflow
 from tests.resources.serving import needed
 from tests.resources.test_workflow import stack as workflow_stack
-from tests.support import Shared, build_once, converge, four_step
+from tests.support import converge
 
 REGION = "us-east-1"
 
@@ -32,21 +31,6 @@ def stack(ctx: Context) -> list[Resource]:
         *s3.resources(ctx),
         *needed(workflow.resources(ctx), workflow_needs),
     ]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
-    """The workflow's stack and the buckets: built once for the module by the idempotency
-    check (``four_step``)."""
-    return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
-    )
-
-
-@pytest.fixture
-def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
-    """The outputs, on a copy of the account the module's build applied."""
-    return built.restore()
 
 
 def drifted(resources: list[Any]) -> dict[str, list[str]]:

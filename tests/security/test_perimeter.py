@@ -7,13 +7,12 @@ import json
 from typing import Any
 
 import boto3
-import pytest
 
 from mlpipe.core.context import Context
 from mlpipe.core.resource import Resource
 from mlpipe.resources import iam, kms, network
 from mlpipe.resources.network import VPC
-from tests.support import Shared, build_once, converge, four_step
+from tests.support import converge
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -21,22 +20,8 @@ ACCOUNT_ONLY = {"StringEquals": {"aws:PrincipalAccount": ACCOUNT, "aws:ResourceA
 
 
 def stack(ctx: Context) -> list[Resource]:
+    """What the module builds once (``conftest.built``): the key, the roles and the network."""
     return [*kms.resources(ctx), *iam.resources(ctx), *network.resources(ctx)]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
-    """The key, the service roles and the network: built once for the module by the idempotency
-    check (``four_step``)."""
-    return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
-    )
-
-
-@pytest.fixture
-def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
-    """The outputs, on a copy of the account the module's build applied."""
-    return built.restore()
 
 
 def live_endpoints(vpc_id: str) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from mlpipe.core.plan import Action, Plan, Step, plan_apply
 from mlpipe.resources import waf
 from mlpipe.resources.api import STAGE
 from tests.resources.serving import destroy, everything, with_spec
-from tests.support import Shared, build_once, converge, four_step
+from tests.support import converge
 
 REGION = "us-east-1"
 
@@ -25,6 +25,7 @@ def client() -> Any:
 
 
 def stack(ctx: Context) -> list[Any]:
+    """What the module builds once (``conftest.built``): the serving set and the web ACL."""
     return [*everything(ctx), *waf.resources(ctx)]
 
 
@@ -37,20 +38,6 @@ def run(plan: Plan) -> None:
     """Applies the plan the test checked: the apply that would follow it."""
     report = execute(plan)
     assert report.ok, {k: o.error for k, o in report.outcomes.items() if o.error}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Shared[dict[str, Any]]:
-    """The stack built once for the module by the idempotency check (``four_step``)."""
-    return build_once(
-        tmp_path_factory.mktemp("built"), lambda ctx: four_step(ctx, stack(ctx)).outputs
-    )
-
-
-@pytest.fixture
-def applied(ctx: Context, built: Shared[dict[str, Any]]) -> dict[str, Any]:
-    """The stack's outputs, on a copy of the account the module's build applied."""
-    return built.restore()
 
 
 def test_the_stage_is_behind_the_managed_rule_sets_and_a_rate_limit(
