@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import boto3
 import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.base_backend import BackendDict
@@ -66,6 +67,31 @@ def queue_endpoint_results(region: str, results: Sequence[dict[str, Any]]) -> No
             account_id=DEFAULT_ACCOUNT_ID,
             region=region,
         )
+
+
+def create_handler_state(region: str, table: str, parameters: dict[str, str]) -> None:
+    """What the handlers and the batch job use beside the endpoint: the predictions table (the
+    pipeline's keys, TTL on ``expirationTime``) and the registry's parameters."""
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[
+            {"AttributeName": "predictionId", "KeyType": "HASH"},
+            {"AttributeName": "timestamp", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "predictionId", "AttributeType": "S"},
+            {"AttributeName": "timestamp", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expirationTime"},
+    )
+    ssm = boto3.client("ssm", region_name=region)
+    for name, value in parameters.items():
+        ssm.put_parameter(Name=name, Value=value, Type="String")
 
 
 def converge(resources: Sequence[Resource]) -> Report:

@@ -20,7 +20,7 @@ from batch_job_support import (
 from moto import mock_aws
 
 from tests.conftest import WINDOWS
-from tests.support import MotoState
+from tests.support import MotoState, create_handler_state
 
 
 def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,21 +47,9 @@ def resources_state() -> MotoState:
         _aws_environment(monkeypatch)
         with mock_aws():
             boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-            boto3.client("dynamodb", region_name=REGION).create_table(
-                TableName=TABLE,
-                KeySchema=[
-                    {"AttributeName": "predictionId", "KeyType": "HASH"},
-                    {"AttributeName": "timestamp", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "predictionId", "AttributeType": "S"},
-                    {"AttributeName": "timestamp", "AttributeType": "N"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
+            create_handler_state(
+                REGION, TABLE, {ACTIVE_PARAM: "v1.0.0", DEPLOYMENT_PARAM: json.dumps(DEPLOYMENT)}
             )
-            ssm = boto3.client("ssm", region_name=REGION)
-            ssm.put_parameter(Name=ACTIVE_PARAM, Value="v1.0.0", Type="String")
-            ssm.put_parameter(Name=DEPLOYMENT_PARAM, Value=json.dumps(DEPLOYMENT), Type="String")
             return MotoState()
 
 

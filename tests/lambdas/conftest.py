@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from tests.conftest import WINDOWS
-from tests.support import MotoState, queue_endpoint_results
+from tests.support import MotoState, create_handler_state, queue_endpoint_results
 
 REGION = "us-east-1"
 ENDPOINT = "mlpipe-endpoint"
@@ -93,27 +93,9 @@ def _create_resources() -> None:
     )
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=f"{ENDPOINT}-config")
 
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "predictionId", "KeyType": "HASH"},
-            {"AttributeName": "timestamp", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "predictionId", "AttributeType": "S"},
-            {"AttributeName": "timestamp", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+    create_handler_state(
+        REGION, TABLE, {ACTIVE_PARAM: "v1.0.0", DEPLOYMENT_PARAM: json.dumps(DEPLOYMENT)}
     )
-    dynamodb.update_time_to_live(
-        TableName=TABLE,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expirationTime"},
-    )
-
-    ssm = boto3.client("ssm", region_name=REGION)
-    ssm.put_parameter(Name=ACTIVE_PARAM, Value="v1.0.0", Type="String")
-    ssm.put_parameter(Name=DEPLOYMENT_PARAM, Value=json.dumps(DEPLOYMENT), Type="String")
 
 
 @pytest.fixture(scope="module")
